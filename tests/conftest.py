@@ -1,0 +1,56 @@
+"""Shared fixtures: real CIFAR-10 JPEGs from ../shared/datasets, extracted once
+per test session, and small class-folder subsets of them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_TAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory) -> Path:
+    """The extracted CIFAR-10 JPEG folder (train/<class>/*.jpg, test/...)."""
+    if not CIFAR_TAR.is_file():
+        pytest.skip(f"CIFAR-10 JPEGs not found at {CIFAR_TAR} (see ../shared/datasets/README.md)")
+    out = tmp_path_factory.mktemp("cifar10")
+    with tarfile.open(CIFAR_TAR) as tar:
+        tar.extractall(out, filter="data")
+    return out
+
+
+def make_subset(cifar_root: Path, dest: Path, per_class: int, classes=CLASSES, split="train",
+                offset: int = 0) -> Path:
+    """Copy `per_class` real JPEGs of each class into dest/<class>/."""
+    for cls in classes:
+        files = sorted((cifar_root / split / cls).iterdir())[offset:offset + per_class]
+        (dest / cls).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(f, dest / cls / f.name)
+    return dest
+
+
+@pytest.fixture
+def small_folder(cifar_root, tmp_path) -> Path:
+    """20 real JPEGs per class, 200 in all."""
+    return make_subset(cifar_root, tmp_path / "images", per_class=20)
+
+
+def run_cli(*args: str, check: bool = True, cwd: Path | None = None,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m vaal_core ARGS` through the real entry point."""
+    proc = subprocess.run([sys.executable, "-m", "vaal_core", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd or ROOT, env={**os.environ, **(env or {})}, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vaal_core {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,206 @@
+"""The command-line contract of DESIGN.md, through the real entry point, on
+real CIFAR-10 JPEGs, with `--fast` rounds end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaal_core.errors import RoundCancelled, TrainingDiverged
+from vaal_core.project import Project
+from vaal_core.rounds import CHECKPOINT, RoundConfig, run_round
+
+from conftest import CLASSES, ROOT, run_cli
+
+
+def _json(*args: str) -> dict:
+    return json.loads(run_cli(*args, "--json").stdout)
+
+
+def _fails(*args: str, match: str) -> str:
+    proc = run_cli(*args, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert match in err, err
+    return err
+
+
+def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label"])
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def project(small_folder, tmp_path) -> Path:
+    proj = tmp_path / "proj"
+    out = _json("init", proj, "--images", small_folder, "--gold-from-folders")
+    assert out["added"] == 200 and out["created"]
+    return proj
+
+
+def test_samplers_lists_the_registry():
+    names = [s["name"] for s in _json("samplers")["samplers"]]
+    assert {"random", "vaal", "coreset"} <= set(names)
+    assert "vaal" in run_cli("samplers").stdout
+
+
+def test_init_status_and_gold_stays_hidden(project, small_folder):
+    st = _json("status", project)
+    assert (st["items"], st["labeled"], st["unlabeled"], st["skipped"]) == (200, 0, 200, 0)
+    assert st["classes"] == sorted(CLASSES)  # from the folder names, sorted
+    assert "items: 200" in run_cli("status", project).stdout
+    # re-running init on the same folder adds nothing and keeps everything
+    again = _json("init", project, "--images", small_folder)
+    assert (again["added"], again["known"], again["created"]) == (0, 200, False)
+
+
+def test_rounds_end_to_end(project, tmp_path):
+    # 1. cold start: no labels yet
+    r1 = _json("round", project, "--sampler", "vaal", "--budget", "20", "--fast", "--device", "cpu")
+    assert r1["queue_length"] == 20 and "k-center" in r1["metrics"]["cold_start"]
+    q = _json("queue", project)["items"]
+    assert [it["rank"] for it in q] == list(range(1, 21))
+    assert all(not Path(it["path"]).is_absolute() and it["path"].endswith(".jpg") for it in q)
+
+    # 2. label the queue with the oracle's answers (the folder names)
+    rows = [(it["path"], it["path"].split("/")[0]) for it in q]
+    out = _json("label", project, "--csv", _write_csv(tmp_path / "l.csv", rows))
+    assert out["changed"] == 20
+    assert _json("status", project)["labeled"] == 20
+    assert _json("queue", project)["items"] == []  # labeled items leave the queue
+
+    # 3. a real VAAL round: warm start, discriminator scores, 20 new unlabeled picks
+    r2 = _json("round", project, "--sampler", "vaal", "--budget", "20", "--fast", "--device", "cpu")
+    assert r2["metrics"]["warm_start"] is True and "cold_start" not in r2["metrics"]
+    q2 = _json("queue", project, "--limit", "50")["items"]
+    labeled = {p for p, _ in rows}
+    assert len(q2) == 20 and not labeled & {it["path"] for it in q2}
+    scores = [it["score"] for it in q2]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert len(_json("queue", project, "--limit", "5")["items"]) == 5
+
+    # 4. the other samplers, and the round history
+    for sampler in ("random", "coreset"):
+        r = _json("round", project, "--sampler", sampler, "--budget", "15", "--fast", "--device", "cpu")
+        assert r["queue_length"] == 15
+    p = Project.open(project)
+    rounds = p.rounds()
+    assert [r["status"] for r in rounds] == ["done"] * 4
+    assert rounds[1]["settings"]["round"]["sampler"] == "vaal" and rounds[1]["timings"]["train_s"] > 0
+    latents = np.load(p.round_dir(rounds[1]["id"]) / "latents.npy")
+    assert latents.shape == (200, 32) and np.isfinite(latents).all()
+
+
+def test_failed_and_cancelled_rounds_keep_the_queue(project):
+    p = Project.open(project)
+    run_round(p, RoundConfig(sampler="coreset", budget=10, fast=True, device="cpu"))
+    before = p.queue()
+    with pytest.raises(RoundCancelled):
+        run_round(p, RoundConfig(sampler="vaal", budget=10, fast=True, device="cpu"), should_stop=lambda: True)
+    assert p.rounds()[-1]["status"] == "cancelled" and p.queue() == before
+
+    # A checkpoint whose weights went non-finite: the warm-started round must
+    # notice the NaN loss, fail cleanly and keep the old queue.
+    ckpt = p.checkpoint_dir / CHECKPOINT
+    state = torch.load(ckpt, weights_only=True)
+    state["vae"]["fc_mu.weight"].fill_(float("nan"))
+    torch.save(state, ckpt)
+    with pytest.raises(TrainingDiverged, match="previous queue is kept"):
+        run_round(p, RoundConfig(sampler="vaal", budget=10, fast=True, device="cpu"))
+    last = p.rounds()[-1]
+    assert last["status"] == "failed" and "NaN" in last["error"].replace("nan", "NaN")
+    assert p.queue() == before
+    # --fresh recovers
+    run_round(p, RoundConfig(sampler="vaal", budget=10, fast=True, device="cpu", fresh=True))
+    assert len(p.queue()) == 10 and p.rounds()[-1]["status"] == "done"
+
+
+def test_user_errors_are_one_line(project, small_folder, tmp_path):
+    _fails("init", tmp_path / "p2", "--images", tmp_path / "no-such-folder", match="does not exist")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    _fails("init", tmp_path / "p3", "--images", empty, match="no image files")
+    assert not (tmp_path / "p3").exists()  # nothing half-made is left behind
+    _fails("init", tmp_path / "p4", "--images", small_folder, "--image-size", "48", match="48")
+    _fails("status", tmp_path / "nope", match="no project")
+    _fails("round", project, "--sampler", "bogus", match="random")
+    _fails("round", project, "--budget", "201", "--fast", match="larger than the unlabeled pool")
+    if not torch.cuda.is_available():  # true on CPU-only CI machines
+        _fails("round", project, "--device", "cuda", "--fast", match="CUDA")
+    _fails("export", project, "--format", "xml", "--out", tmp_path / "x", match="invalid choice")
+    _fails("round", project, "--budget", "ten", match="invalid int")
+
+
+def test_csv_errors_leave_the_project_unchanged(project, tmp_path):
+    good = sorted(Path(p).relative_to(Project.open(project).image_root).as_posix()
+                  for p in Project.open(project).image_root.rglob("*.jpg"))[:3]
+    bad_class = _write_csv(tmp_path / "a.csv", [(good[0], "airplane"), (good[1], "zebra")])
+    err = _fails("label", project, "--csv", bad_class, match="zebra")
+    assert "line 3" in err
+    bad_path = _write_csv(tmp_path / "b.csv", [(good[0], "airplane"), ("nowhere/x.jpg", "cat")])
+    _fails("label", project, "--csv", bad_path, match="nowhere/x.jpg")
+    no_header = tmp_path / "c.csv"
+    no_header.write_text(f"{good[0]},airplane\n")
+    _fails("label", project, "--csv", no_header, match="path,label")
+    _fails("label", project, "--csv", tmp_path / "missing.csv", match="does not exist")
+    assert _json("status", project)["labeled"] == 0
+
+
+def test_round_refused_while_another_process_trains(project):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from vaal_core.project import Project
+        with Project.open({str(project)!r}).training_lock():
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        _fails("round", project, "--fast", "--budget", "5", match="already being trained")
+        assert _json("status", project)["training"] is True
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_export_import_round_trip(project, small_folder, tmp_path):
+    p = Project.open(project)
+    items = p.items()[:25]
+    rows = [(it.path, it.gold) for it in items]
+    run_cli("label", project, "--csv", _write_csv(tmp_path / "in.csv", rows))
+    p.set_label(items[0].id, "truck")  # a relabel: the export holds the latest
+    run_cli("export", project, "--format", "csv", "--out", tmp_path / "out.csv")
+    run_cli("export", project, "--format", "json", "--out", tmp_path / "out.json")
+    out = _json("export", project, "--format", "imagefolder", "--out", tmp_path / "folder")
+    assert out["labels"] == 25 and out["not_copied"] == []
+
+    exported = list(csv.DictReader(open(tmp_path / "out.csv")))
+    expected = sorted([{"path": it.path, "label": "truck" if i == 0 else it.gold} for i, it in enumerate(items)],
+                      key=lambda r: r["path"])
+    assert exported == expected
+    js = json.load(open(tmp_path / "out.json"))
+    assert js["labels"] == expected and js["classes"] == sorted(CLASSES)
+    copied = sorted(f.relative_to(tmp_path / "folder").parts[0] for f in (tmp_path / "folder").rglob("*.jpg"))
+    assert copied == sorted(r["label"] for r in expected)
+    assert {d.name for d in (tmp_path / "folder").iterdir()} == set(CLASSES)
+    _fails("export", project, "--format", "imagefolder", "--out", tmp_path / "folder", match="not empty")
+
+    # into a fresh project from the same images: identical labels come back out
+    other = tmp_path / "other"
+    run_cli("init", other, "--images", small_folder, "--classes", ",".join(sorted(CLASSES)))
+    run_cli("label", other, "--csv", tmp_path / "out.csv")
+    run_cli("export", other, "--format", "csv", "--out", tmp_path / "again.csv")
+    assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "out.csv").read_bytes()

@@ -1,0 +1,169 @@
+"""The SQLite store, on real temporary files and real second processes."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from vaal_core.errors import (BadInput, ProjectExists, ProjectNotFound, SchemaTooNew, UnknownClass,
+                              UnknownItem, WorkerBusy)
+from vaal_core.project import SCHEMA_VERSION, Project
+
+from conftest import ROOT
+
+
+def _project(tmp_path, n_items=5, classes=("cat", "dog", "bird")) -> Project:
+    p = Project.create(tmp_path / "proj", tmp_path, 32, classes)
+    p.add_items([dict(path=f"img{i}.jpg", size_bytes=100 + i, sha1=f"h{i}", width=32, height=32,
+                      cache_index=i) for i in range(n_items)])
+    return p
+
+
+def test_create_open_and_errors(tmp_path):
+    p = _project(tmp_path)
+    assert p.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert p.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    p.close()
+    again = Project.open(tmp_path / "proj")
+    assert again.classes() == ["cat", "dog", "bird"]
+    assert len(again.items()) == 5
+    with pytest.raises(ProjectExists):
+        Project.create(tmp_path / "proj", tmp_path)
+    with pytest.raises(ProjectNotFound, match="python -m vaal_core init"):
+        Project.open(tmp_path / "nothing-here")
+
+
+def test_newer_schema_is_refused(tmp_path):
+    _project(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "proj" / "project.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(SchemaTooNew, match="upgrade"):
+        Project.open(tmp_path / "proj")
+
+
+def test_classes_edit_keeps_labels(tmp_path):
+    p = _project(tmp_path)
+    p.set_label(1, "cat")
+    p.rename_class("cat", "kitten")
+    assert p.labels() == {1: "kitten"}
+    p.reorder_classes(["bird", "kitten", "dog"])
+    assert p.classes() == ["bird", "kitten", "dog"]
+    assert p.add_classes(["dog", "fish"]) == ["fish"]
+    p.remove_class("fish")
+    with pytest.raises(BadInput, match="rename it"):
+        p.remove_class("kitten")
+    with pytest.raises(BadInput):
+        p.rename_class("dog", "bird")
+    for bad in ("", "  ", "a/b", "two\nlines"):
+        with pytest.raises(BadInput):
+            p.add_classes([bad])
+    with pytest.raises(BadInput):
+        p.reorder_classes(["bird", "dog"])
+
+
+def test_labels_history_and_undo(tmp_path):
+    p = _project(tmp_path)
+    p.set_label(1, "cat")
+    p.set_label(1, "dog")  # relabel
+    p.set_label(2, "bird")
+    assert p.labels() == {1: "dog", 2: "bird"}
+    assert p.undo() == {"item_id": 2, "path": "img1.jpg", "restored": None}
+    assert p.undo()["restored"] == "cat"
+    assert p.labels() == {1: "cat"}
+    history = p.label_history(1)
+    assert [h["label"] for h in history] == ["cat", "dog"]
+    assert history[1]["undone_at"] is not None and history[0]["undone_at"] is None
+    assert p.undo()["restored"] is None
+    assert p.undo() is None
+    assert p.labels() == {}
+    with pytest.raises(UnknownClass, match="cat, dog, bird"):
+        p.set_label(1, "zebra")
+    with pytest.raises(UnknownItem):
+        p.set_label(999, "cat")
+
+
+def test_bulk_labels_are_all_or_nothing(tmp_path):
+    p = _project(tmp_path)
+    with pytest.raises(UnknownClass):
+        p.set_labels([(1, "cat"), (2, "dog"), (3, "zebra")])
+    assert p.labels() == {}
+    assert p.set_labels([(1, "cat"), (2, "dog")]) == 2
+    assert p.set_labels([(1, "cat"), (2, "bird")]) == 1  # only the change is written
+    assert p.labels() == {1: "cat", 2: "bird"}
+
+
+def test_queue_swaps_only_when_a_round_finishes(tmp_path):
+    p = _project(tmp_path)
+    r1 = p.start_round("random", 2, 0, {})
+    assert p.queue() == []  # a running round shows nothing new
+    p.finish_round(r1, [1, 2, 3, 4, 5], [0.9, 0.8, 0.1, 0.2, 0.3], [1, 2, None, None, None], 0, {}, {})
+    assert [q["item_id"] for q in p.queue()] == [1, 2]
+    r2 = p.start_round("vaal", 2, 0, {})
+    p.fail_round(r2, "boom")
+    assert [q["item_id"] for q in p.queue()] == [1, 2]  # the old queue stays
+    p.set_label(1, "cat")
+    assert [q["item_id"] for q in p.queue()] == [2]  # labeled items leave the queue
+    st = p.status()
+    assert (st["items"], st["labeled"], st["unlabeled"], st["queue"]) == (5, 1, 4, 1)
+    assert st["last_round"]["status"] == "failed" and st["last_round"]["error"] == "boom"
+
+
+def test_missing_files_keep_their_labels(tmp_path):
+    p = _project(tmp_path)
+    p.set_label(1, "cat")
+    assert p.set_missing({f"img{i}.jpg" for i in range(1, 5)}) == 1
+    assert p.status()["items"] == 4 and p.labels() == {}
+    p.set_missing({f"img{i}.jpg" for i in range(5)})
+    assert p.labels() == {1: "cat"}
+
+
+def test_reading_while_another_process_writes(tmp_path):
+    p = _project(tmp_path, n_items=300)
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        from vaal_core.project import Project
+        p = Project.open({str(tmp_path / 'proj')!r})
+        for i in range(1, 301):
+            p.set_label(i, ["cat", "dog", "bird"][i % 3])
+    """)], cwd=ROOT)
+    seen = []
+    while writer.poll() is None:
+        seen.append(p.status()["labeled"])
+        p.set_label(1, "cat")  # this process writes too
+    assert writer.returncode == 0
+    assert seen == sorted(seen)  # each read saw a committed, growing state
+    assert p.status()["labeled"] == 300
+
+
+def test_training_lock_is_exclusive_and_survives_a_crash(tmp_path):
+    p = _project(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from vaal_core.project import Project
+        p = Project.open({str(tmp_path / 'proj')!r})
+        with p.training_lock():
+            p.start_round("vaal", 2, 0, {{}})
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    assert p.is_training()
+    with pytest.raises(WorkerBusy, match="already being trained"):
+        with p.training_lock():
+            pass
+    holder.send_signal(signal.SIGKILL)  # a worker dies mid-round
+    holder.wait()
+    deadline = time.time() + 10
+    while p.is_training() and time.time() < deadline:
+        time.sleep(0.05)
+    with p.training_lock():  # the OS released the lock; the orphan round is marked failed
+        pass
+    assert p.rounds()[-1]["status"] == "failed"
+    assert "interrupted" in p.rounds()[-1]["error"]

@@ -1,0 +1,3 @@
+from vaal_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,293 @@
+"""`python -m vaal_core`: the command-line contract of DESIGN.md.
+
+Human text by default, one JSON object with --json. Errors users can cause
+end as one line on stderr and a non-zero exit code (2), with the project left
+as it was; progress goes to stderr so stdout stays parseable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from vaal_core.errors import BadImageFolder, BadInput, VaalError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, like every other error
+        raise BadInput(f"{message} (see: python -m vaal_core {self.prog.split()[-1]} --help)")
+
+
+def _progress_printer(label: str, quiet: bool = False) -> Callable[..., None]:
+    """Progress lines on stderr, at most about once a second."""
+    last = [0.0]
+
+    def show(done: int, total: int, extra: str = "") -> None:
+        now = time.monotonic()
+        if quiet or (now - last[0] < 1.0 and done != total):
+            return
+        last[0] = now
+        pct = 100.0 * done / total if total else 100.0
+        print(f"{label}: {done}/{total} ({pct:.0f}%){extra}", file=sys.stderr, flush=True)
+    return show
+
+
+def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+    print(json.dumps(obj, default=str) if getattr(args, "json", False) else text)
+
+
+# -- commands ---------------------------------------------------------------
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from vaal_core.config import IMAGE_SIZES
+    from vaal_core.ingest import ingest, scan
+    from vaal_core.project import DB_NAME, Project
+
+    images = Path(args.images).expanduser()
+    if not images.is_dir():
+        raise BadImageFolder(f"image folder {images} does not exist or is not a folder")
+    if args.image_size is not None and args.image_size not in IMAGE_SIZES:
+        raise BadInput(f"--image-size {args.image_size} is not supported; use one of {IMAGE_SIZES}")
+    classes = _parse_classes(args.classes)
+    root = Path(args.project)
+    created = not (root / DB_NAME).exists()
+    if created:
+        if not scan(images).files:
+            raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) in {images}")
+        project = Project.create(root, images, args.image_size or 32, classes)
+    else:
+        project = Project.open(root)
+        if project.image_root != images.resolve():
+            raise BadInput(f"project {root} reads images from {project.image_root}, not {images.resolve()}; "
+                           "give the same folder or create a new project")
+        if args.image_size is not None and args.image_size != project.image_size:
+            raise BadInput(f"project {root} uses image size {project.image_size}; create a new project "
+                           f"for size {args.image_size}")
+        project.add_classes(classes)
+    try:
+        report = ingest(project, gold_from_folders=args.gold_from_folders,
+                        progress=_progress_printer("ingest", quiet=args.json))
+    except BaseException:
+        if created and not project.items(status=None):
+            project.close()
+            shutil.rmtree(root, ignore_errors=True)  # leave nothing half-made behind
+        raise
+    if created and not project.items(status=None):
+        first = report.skipped[0] if report.skipped else ("?", "?")
+        project.close()
+        shutil.rmtree(root, ignore_errors=True)
+        raise BadImageFolder(f"none of the image files in {images} could be read "
+                             f"({len(report.skipped)} skipped; first: {first[0]}: {first[1]})")
+    status = project.status()
+    out = {**report.to_dict(), "project": str(root), "created": created, "status": status}
+    lines = [f"{'created' if created else 'updated'} project {root}: {report.added} new images, "
+             f"{report.known} already known, {len(report.skipped)} skipped, {report.missing} missing "
+             f"({report.images_per_s:.0f} images/s)",
+             f"classes: {', '.join(status['classes']) or '(none yet: add with --classes)'}"]
+    lines += [f"  skipped {path}: {reason}" for path, reason in report.skipped]
+    _emit(args, out, "\n".join(lines))
+
+
+def _parse_classes(text: str | None) -> list[str]:
+    if not text:
+        return []
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise BadInput(f"--classes lists {', '.join(dupes)} more than once")
+    return names
+
+
+def _open(path: str):
+    from vaal_core.project import Project
+
+    return Project.open(path)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    project = _open(args.project)
+    st = project.status()
+    last = st["last_round"]
+    lines = [f"project {st['project']} (images from {st['image_root']}, {st['image_size']}px)",
+             f"items: {st['items']}  labeled: {st['labeled']}  unlabeled: {st['unlabeled']}  "
+             f"skipped files: {st['skipped']}  missing: {st['missing']}",
+             "classes: " + (", ".join(f"{c} ({n})" for c, n in st["per_class"].items()) or "(none)"),
+             f"rounds: {st['rounds']}  queue: {st['queue']} items" + ("  [training now]" if st["training"] else "")]
+    if last:
+        lines.append(f"last round: {last['id']} {last['sampler']} budget {last['budget']}: {last['status']}"
+                     + (f" ({last['error']})" if last["error"] else ""))
+    _emit(args, st, "\n".join(lines))
+
+
+def cmd_round(args: argparse.Namespace) -> None:
+    from vaal_core.rounds import RoundConfig, run_round
+
+    project = _open(args.project)
+    quiet = args.json
+
+    def progress(info: dict[str, Any]) -> None:
+        if not quiet and info.get("phase") == "train":
+            eta = info.get("eta_s")
+            print(f"train: iteration {info['iteration']}/{info['total']}  vae {info['vae_loss']:.4f}  "
+                  f"disc {info['disc_loss']:.4f}  eta {eta if eta is not None else '?'}s",
+                  file=sys.stderr, flush=True)
+
+    cfg = RoundConfig(sampler=args.sampler, budget=args.budget, seed=args.seed, device=args.device,
+                      fast=args.fast, fresh=args.fresh)
+    result = run_round(project, cfg, progress=progress)
+    m, t = result.metrics, result.timings
+    text = (f"round {result.round_id} ({result.sampler}, budget {result.budget}): queue of {len(result.queue)} "
+            f"items; {m.get('iterations', 0)} training iterations on {m.get('device', 'no model')}"
+            f"{' (warm start)' if m.get('warm_start') else ''}, {t.get('total_s', 0):.1f} s")
+    if m.get("cold_start"):
+        text += f"\ncold start: {m['cold_start']}"
+    out = result.to_dict()
+    out["queue_length"] = len(result.queue)
+    _emit(args, out, text)
+
+
+def cmd_queue(args: argparse.Namespace) -> None:
+    project = _open(args.project)
+    if args.limit is not None and args.limit < 0:
+        raise BadInput(f"--limit must be 0 or more, got {args.limit}")
+    queue = project.queue(args.limit)
+    rows = [{"rank": q["rank"], "path": q["path"], "score": q["score"], "item_id": q["item_id"]} for q in queue]
+    text = "\n".join(f"{r['rank']:>5}  {r['score']:.4f}  {r['path']}" for r in rows) or \
+        "the queue is empty: run a round (python -m vaal_core round PROJECT)"
+    _emit(args, {"round": project.current_round_id(), "items": rows}, text)
+
+
+def cmd_label(args: argparse.Namespace) -> None:
+    from vaal_core.labels_io import import_labels
+
+    # Labeling while a round trains is allowed: that round uses the labels it
+    # started with, and the queue hides items labeled since.
+    project = _open(args.project)
+    out = import_labels(project, Path(args.csv))
+    _emit(args, out, f"{out['changed']} labels set from {out['file']} ({out['unchanged']} unchanged)")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from vaal_core.labels_io import export_labels
+
+    project = _open(args.project)
+    out = export_labels(project, args.format, Path(args.out))
+    text = f"exported {out['labels']} labels as {out['format']} to {out['out']}"
+    for miss in out.get("not_copied", []):
+        text += f"\n  not copied {miss['path']}: {miss['reason']}"
+    _emit(args, out, text)
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from vaal_core.simulate import SimConfig, simulate
+
+    quiet = args.json
+
+    def progress(info: dict[str, Any]) -> None:
+        if not quiet and "accuracy" in info:
+            print(f"seed {info.get('seed')} {info.get('sampler')} round {info.get('round')}: "
+                  f"{info.get('labeled')} labels, accuracy {100 * info['accuracy']:.1f}%",
+                  file=sys.stderr, flush=True)
+
+    names = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    cfg = SimConfig(samplers=tuple(names), init=args.init, budget=args.budget, rounds=args.rounds,
+                    seeds=args.seeds, fast=args.fast, device=args.device, image_size=args.image_size,
+                    test_fraction=args.test_fraction, subset=args.subset)
+    result = simulate(Path(args.images), cfg, Path(args.out), progress=progress)
+    lines = [result["headline"], ""]
+    for name, rows in result["summary"].items():
+        lines.append(f"{name:>10}: " + "  ".join(f"{r['labeled']}:{100 * r['mean']:.1f}±{100 * r['std']:.1f}"
+                                                 for r in rows))
+    lines.append(f"\nwrote {args.out} and {Path(args.out).with_suffix('.html')}")
+    _emit(args, {"out": str(args.out), "headline": result["headline"], "summary": result["summary"]},
+          "\n".join(lines))
+
+
+def cmd_samplers(args: argparse.Namespace) -> None:
+    from vaal_core import samplers
+
+    rows = [{"name": s.name, "needs": sorted(s.needs), "description": s.description}
+            for s in (samplers.get(n) for n in samplers.names())]
+    _emit(args, {"samplers": rows}, "\n".join(f"{r['name']:<10} {r['description']}" for r in rows))
+
+
+# -- parser -----------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m vaal_core", description="VAAL Studio engine: projects, rounds, simulation.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, fn, help_text: str, project: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if project:
+            sp.add_argument("project", help="project folder (holds project.db)")
+        sp.add_argument("--json", action="store_true", help="print one JSON object")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = command("init", cmd_init, "create a project from an image folder, or add new images to it")
+    sp.add_argument("--images", required=True, help="folder of images (scanned recursively)")
+    sp.add_argument("--classes", help="comma-separated class names, in key order (1-9)")
+    sp.add_argument("--gold-from-folders", action="store_true",
+                    help="keep each image's parent folder name as a hidden gold label (evaluation only)")
+    sp.add_argument("--image-size", type=int, help="model input size: 32 (default), 64 or 128")
+
+    command("status", cmd_status, "counts of items, labels, skipped files and rounds")
+
+    sp = command("round", cmd_round, "train and write a new ranked labeling queue")
+    sp.add_argument("--sampler", default="vaal", help="sampler name (see: python -m vaal_core samplers)")
+    sp.add_argument("--budget", type=int, help="queue length (default: 5%% of the items)")
+    sp.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    sp.add_argument("--fast", action="store_true", help="small models, few iterations (seconds on a CPU)")
+    sp.add_argument("--fresh", action="store_true", help="train from scratch, not from last round's weights")
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = command("queue", cmd_queue, "the current labeling queue, best first")
+    sp.add_argument("--limit", type=int)
+
+    sp = command("label", cmd_label, "set labels from a CSV file with the columns path,label")
+    sp.add_argument("--csv", required=True)
+
+    sp = command("export", cmd_export, "write the labels as csv, json or an ImageFolder copy")
+    sp.add_argument("--format", required=True, choices=["csv", "json", "imagefolder"])
+    sp.add_argument("--out", required=True)
+
+    sp = command("simulate", cmd_simulate, "play rounds with an oracle and measure accuracy per sampler",
+                 project=False)
+    sp.add_argument("--images", required=True, help="folder with one subfolder per class (the oracle)")
+    sp.add_argument("--samplers", required=True, help="comma-separated sampler names; random is always added")
+    sp.add_argument("--init", type=int, required=True, help="size of the random initial labeled set")
+    sp.add_argument("--budget", type=int, required=True, help="labels added per round")
+    sp.add_argument("--rounds", type=int, required=True)
+    sp.add_argument("--seeds", type=int, required=True)
+    sp.add_argument("--out", required=True, help="results JSON (the chart goes beside it as .html)")
+    sp.add_argument("--fast", action="store_true")
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--image-size", type=int, default=32)
+    sp.add_argument("--test-fraction", type=float, default=0.2)
+    sp.add_argument("--subset", type=int, help="use a stratified random subset of this many images")
+
+    command("samplers", cmd_samplers, "list the registered samplers", project=False)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.fn(args)
+    except VaalError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted; committed work is kept", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
