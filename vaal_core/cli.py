@@ -143,9 +143,10 @@ def cmd_round(args: argparse.Namespace) -> None:
                       fast=args.fast, fresh=args.fresh)
     result = run_round(project, cfg, progress=progress)
     m, t = result.metrics, result.timings
+    trained = (f"{m['iterations']} training iterations on {m['device']}"
+               f"{' (warm start)' if m['warm_start'] else ''}" if "iterations" in m else "no training needed")
     text = (f"round {result.round_id} ({result.sampler}, budget {result.budget}): queue of {len(result.queue)} "
-            f"items; {m.get('iterations', 0)} training iterations on {m.get('device', 'no model')}"
-            f"{' (warm start)' if m.get('warm_start') else ''}, {t.get('total_s', 0):.1f} s")
+            f"items; {trained}, {t.get('total_s', 0):.1f} s")
     if m.get("cold_start"):
         text += f"\ncold start: {m['cold_start']}"
     out = result.to_dict()

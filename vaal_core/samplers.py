@@ -139,9 +139,11 @@ def kcenter_scores(latents: np.ndarray, pool_rows: np.ndarray, center_rows: np.n
     for k in range(budget):
         # cold start: the first pick is a seeded random point
         i = int(rng.integers(len(pool))) if not np.isfinite(dist).any() else int(np.argmax(np.where(picked, -1, dist)))
-        scores[i] = dist[i] if np.isfinite(dist[i]) else np.finfo(np.float64).max / 4
+        scores[i] = dist[i]
         picked[i] = True
         dist = np.minimum(dist, np.sqrt(((pool - pool[i]) ** 2).sum(1)))
+        if not np.isfinite(scores[i]):  # a cold-start first pick: just above every later one
+            scores[i] = np.nextafter(dist.max(), np.inf)
     last = scores[picked].min()
     rest = np.minimum(dist[~picked], np.nextafter(last, -np.inf))
     scores[~picked] = rest
