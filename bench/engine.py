@@ -134,7 +134,7 @@ def main() -> None:
             images = np.asarray(open_cache(project)[:10000])
         else:
             images = np.random.default_rng(0).integers(0, 256, (10000, 32, 32, 3), dtype=np.uint8)
-        default_iters = args.default_iters or (200 if device.type == "cuda" else 10)
+        default_iters = args.default_iters or (200 if device.type == "cuda" else 4)
         for name, fast, iters in (("fast", True, 200 if device.type == "cuda" else 60),
                                   ("default", False, default_iters)):
             r = bench_training(fast, device, images, iters)

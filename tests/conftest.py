@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
+PER_CLASS = 300  # images per class and split extracted for tests
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -24,8 +25,16 @@ def cifar_root(tmp_path_factory) -> Path:
         pytest.skip(f"CIFAR-10 JPEGs not found at {CIFAR_TAR} (see ../shared/datasets/README.md)")
     out = tmp_path_factory.mktemp("cifar10")
     with tarfile.open(CIFAR_TAR) as tar:
-        tar.extractall(out, filter="data")
+        # Only the first PER_CLASS images of each class: tests use small
+        # subsets, and 60,000 files per session make temp clean-up slow.
+        tar.extractall(out, members=(m for m in tar if not m.isfile() or _index(m.name) < PER_CLASS),
+                       filter="data")
     return out
+
+
+def _index(name: str) -> int:
+    stem = Path(name).stem
+    return int(stem) if stem.isdigit() else 0
 
 
 def make_subset(cifar_root: Path, dest: Path, per_class: int, classes=CLASSES, split="train",

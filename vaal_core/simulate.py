@@ -1,0 +1,450 @@
+"""Simulation: play active-learning rounds with an oracle (the class folder
+names) and measure test accuracy per labeled-set size, for every sampler,
+over several seeds.
+
+This is the honest measure of whether VAAL saves labels (DESIGN.md):
+independent reproductions found VAAL close to random on CIFAR-10, so random
+is always run beside the others and every figure comes with its spread over
+seeds. Within a seed every sampler starts from the same initial set, and the
+task classifier's seed depends only on (seed, round), so two samplers that
+hold the same labeled set get the same model and the curves differ only by
+what the samplers chose.
+
+The loop mirrors `rounds.run_round` in memory: the per-round sampler context
+is built in one place (`_build_context`) from `sampler.needs`, and the VAAL
+models live per (seed, sampler), warm-started across rounds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import posixpath
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from vaal_core import samplers
+from vaal_core.config import IMAGE_SIZES, EngineConfig, engine_config
+from vaal_core.errors import BadImageFolder, BadInput, BudgetTooLarge
+
+Progress = Callable[[dict[str, Any]], None]
+BASELINE = "random"
+# What this module can compute for a sampler; a sampler needing anything else
+# is refused before any work starts.
+SUPPORTED_NEEDS = frozenset({"latents", "disc", "task_probs"})
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    samplers: tuple[str, ...]
+    init: int
+    budget: int
+    rounds: int
+    seeds: int
+    fast: bool = False
+    device: str = "auto"
+    image_size: int = 32
+    test_fraction: float = 0.2
+    subset: int | None = None  # stratified subset of the folder (seeded, fixed) before the split
+
+
+def _seed(seed: int, round_: int) -> int:
+    """Seed of everything random in one round: depends on the seed and the
+    round only, never on the sampler."""
+    return seed * 1000 + round_
+
+
+# -- checking and splitting ---------------------------------------------------
+
+def _sampler_list(names: tuple[str, ...]) -> tuple[list[str], bool]:
+    """Validated names in the given order, duplicates dropped, random added
+    (first) when missing. Returns (names, whether random was added)."""
+    out: list[str] = []
+    for name in names:
+        sampler = samplers.get(name)  # UnknownSampler lists the valid names
+        missing = sampler.needs - SUPPORTED_NEEDS
+        if missing:
+            raise BadInput(f"sampler {name!r} needs {', '.join(sorted(missing))}, which simulation cannot "
+                           f"compute yet; choose another sampler")
+        if name not in out:
+            out.append(name)
+    added = BASELINE not in out
+    return ([BASELINE] + out if added else out), added
+
+
+def _check_config(cfg: SimConfig) -> None:
+    for name in ("init", "budget", "rounds", "seeds"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise BadInput(f"--{name} must be a whole number of at least 1, got {value!r}")
+    if cfg.image_size not in IMAGE_SIZES:
+        raise BadInput(f"--image-size {cfg.image_size} is not supported; use one of {IMAGE_SIZES}")
+    if not 0.0 < cfg.test_fraction < 1.0:
+        raise BadInput(f"--test-fraction must be between 0 and 1 (exclusive), got {cfg.test_fraction}")
+    if cfg.subset is not None and cfg.subset < 2:
+        raise BadInput(f"--subset must be at least 2 images, got {cfg.subset}")
+
+
+def _classes(golds: list[str | None], image_root: Path) -> tuple[list[str], int]:
+    """Sorted class names among the files in class folders, and the number of
+    images at the root (no class folder: ignored)."""
+    at_root = sum(g is None for g in golds)
+    classes = sorted({g for g in golds if g is not None})
+    if not golds:
+        raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) in {image_root}")
+    if len(classes) < 2:
+        found = f"only the class folder {classes[0]!r}" if classes else "no class folders"
+        raise BadImageFolder(f"{image_root} has {found}; simulation needs at least 2 class subfolders "
+                             f"(one per class, images inside)")
+    return classes, at_root
+
+
+def _stratified(rows: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """`k` of `rows`, each class in proportion to its count (largest
+    remainder), random within a class. Sorted."""
+    classes, counts = np.unique(y, return_counts=True)
+    exact = k * counts / counts.sum()
+    quota = np.floor(exact).astype(np.int64)
+    quota[np.argsort(-(exact - quota), kind="stable")[:k - quota.sum()]] += 1
+    picks = [rng.permutation(rows[y == c])[:q] for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(picks))
+
+
+def _split(y: np.ndarray, cfg: SimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(pool rows, test rows) of the rows with a class (y >= 0): an optional
+    stratified subset, then a stratified test split, both seeded with 0 so
+    they are the same for every seed and sampler. Checks the sizes."""
+    rows = np.flatnonzero(y >= 0)
+    if cfg.subset is not None:
+        if cfg.subset > len(rows):
+            raise BadInput(f"--subset {cfg.subset} is larger than the {len(rows):,} usable images in class "
+                           f"folders; use --subset {len(rows)} or less")
+        rows = _stratified(rows, y[rows], cfg.subset, np.random.default_rng(0))
+    n_test = int(round(cfg.test_fraction * len(rows)))
+    if n_test < 1:
+        raise BadInput(f"a test fraction of {cfg.test_fraction} of {len(rows)} images leaves no test images; "
+                       "use more images or a larger --test-fraction")
+    test = _stratified(rows, y[rows], n_test, np.random.default_rng(0))
+    pool = np.setdiff1d(rows, test)
+    need = cfg.init + cfg.budget * cfg.rounds
+    if need > len(pool):
+        raise BudgetTooLarge(f"--init {cfg.init} + --budget {cfg.budget} x --rounds {cfg.rounds} = {need:,} labels "
+                             f"is more than the pool of {len(pool):,} images ({len(test):,} held out for test); "
+                             f"lower --init, --budget or --rounds")
+    return pool, test
+
+
+def _targets(golds: list[str | None], classes: list[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index.get(g, -1) if g is not None else -1 for g in golds], dtype=np.int64)
+
+
+# -- one run: a sampler on a seed ---------------------------------------------
+
+@dataclass
+class _Data:
+    images: np.ndarray  # (N, S, S, 3) uint8, row = item id
+    y: np.ndarray  # (N,) class index, -1 for images outside the experiment
+    pool: np.ndarray  # rows the samplers pick from (labeled or not)
+    test: np.ndarray  # rows held out for accuracy
+    classes: list[str]
+
+
+@dataclass
+class _Run:
+    """State of one (seed, sampler) run that carries across rounds."""
+
+    seed: int
+    sampler: samplers.Sampler
+    vaal: Any = None  # train.VAALModels, warm-started across rounds
+    classifier: Any = None  # the last round's TaskNet
+
+
+@dataclass
+class _SeedCache:
+    """Work that is the same for every sampler of a seed, done once: the
+    round-0 classifier (same initial set, same seed) and the first VAAL round
+    (same fresh models, same labeled set, same seeds). Identical to recomputing
+    it, since every random draw is seeded from (seed, round)."""
+
+    task0: tuple | None = None  # (classifier, accuracy, task_s)
+    vaal1: dict[bytes, tuple] = field(default_factory=dict)  # labeled rows -> (models, latents, disc, timings)
+
+
+def _train_task(data: _Data, labeled: np.ndarray, engine: EngineConfig, device, seed: int,
+                progress: Progress | None) -> tuple[Any, float]:
+    from vaal_core import train
+
+    model = train.train_classifier(data.images, labeled, data.y[labeled], len(data.classes), engine.task,
+                                   device, seed, progress)
+    pred = train.predict(model, data.images, data.test, device).argmax(1)
+    return model, float((pred == data.y[data.test]).mean())
+
+
+def _train_vaal(run: _Run, data: _Data, labeled: np.ndarray, unlabeled: np.ndarray, engine: EngineConfig,
+                device, round_: int, cache: _SeedCache, progress: Progress | None):
+    """Train (or warm-train) this run's VAAL models on labeled vs unlabeled
+    pool rows; return (latents, disc P(labeled)) of the pool rows and
+    {"train_s", "score_s"} (as first measured when taken from the cache)."""
+    import torch
+
+    from vaal_core import train
+
+    key = labeled.tobytes()
+    if run.vaal is None and key in cache.vaal1:
+        models, latents, disc_prob, timings = cache.vaal1[key]
+        run.vaal = copy.deepcopy(models)
+        return latents, disc_prob, dict(timings)
+    fresh = run.vaal is None
+    if fresh:
+        run.vaal = train.build_vaal(engine.vae, engine.train, device, run.seed)
+    iterations = engine.train.iterations(len(unlabeled), warm=not fresh)
+    t0 = time.perf_counter()
+    torch.manual_seed(_seed(run.seed, round_))  # the VAE's reparameterisation noise
+    train.train_vaal(run.vaal, data.images, labeled, unlabeled, engine.train, iterations, device,
+                     _seed(run.seed, round_), progress)
+    t1 = time.perf_counter()
+    latents = train.encode(run.vaal.vae, data.images, data.pool, device)
+    disc_prob = train.discriminate(run.vaal.disc, latents, device)
+    timings = {"train_s": t1 - t0, "score_s": time.perf_counter() - t1}
+    if fresh:
+        cache.vaal1[key] = (copy.deepcopy(run.vaal), latents, disc_prob, dict(timings))
+    return latents, disc_prob, timings
+
+
+def _build_context(run: _Run, data: _Data, labeled: np.ndarray, unlabeled: np.ndarray, engine: EngineConfig,
+                   device, round_: int, cache: _SeedCache,
+                   progress: Progress | None) -> tuple[samplers.Context, dict[str, float]]:
+    """Everything the sampler declares it needs, for the pool rows (item id =
+    row of the decoded array). Returns (context, {"train_s", "score_s"})."""
+    from vaal_core import train
+
+    needs = run.sampler.needs
+    ctx = samplers.Context(item_ids=data.pool, rng=np.random.default_rng(_seed(run.seed, round_)))
+    timings = {"train_s": 0.0, "score_s": 0.0}
+    if needs & {"latents", "disc"}:
+        latents, disc_prob, timings = _train_vaal(run, data, labeled, unlabeled, engine, device, round_, cache,
+                                                  progress)
+        ctx.latents = latents
+        ctx.disc_prob = disc_prob if "disc" in needs else None
+    if "task_probs" in needs:  # the classifier trained on the current labeled set
+        t0 = time.perf_counter()
+        ctx.extras["task_probs"] = train.predict(run.classifier, data.images, data.pool, device)
+        timings["score_s"] += time.perf_counter() - t0
+    return ctx, timings
+
+
+def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: EngineConfig, device,
+          cache: _SeedCache, progress: Progress | None) -> list[dict[str, Any]]:
+    """Round 0 on the initial set, then `cfg.rounds` rounds of select ->
+    reveal -> retrain. Returns one record per round."""
+    tag = {"seed": run.seed, "sampler": run.sampler.name}
+    labeled = np.sort(initial)
+    records = []
+    for r in range(cfg.rounds + 1):
+        def forward(info: dict[str, Any], r=r) -> None:
+            if progress is not None:
+                progress({**info, **tag, "round": r})
+
+        picked, train_s, select_s = labeled, 0.0, 0.0
+        if r > 0:
+            unlabeled = np.setdiff1d(data.pool, labeled)
+            ctx, timings = _build_context(run, data, labeled, unlabeled, engine, device, r, cache, forward)
+            forward({"phase": "select"})
+            t0 = time.perf_counter()
+            sel = samplers.select(run.sampler.name, ctx, unlabeled, labeled, cfg.budget)
+            train_s, select_s = timings["train_s"], timings["score_s"] + time.perf_counter() - t0
+            picked = sel.ids  # best first
+            labeled = np.sort(np.concatenate([labeled, picked]))  # the oracle reveals data.y[picked]
+        t0 = time.perf_counter()
+        if r == 0 and cache.task0 is not None:
+            run.classifier, acc, task_s = cache.task0
+        else:
+            run.classifier, acc = _train_task(data, labeled, engine, device, _seed(run.seed, r), forward)
+            task_s = time.perf_counter() - t0
+            if r == 0:
+                cache.task0 = (run.classifier, acc, task_s)
+        counts = np.bincount(data.y[labeled], minlength=len(data.classes))
+        record = {"round": r, "labeled": int(len(labeled)), "accuracy": acc, "train_s": round(train_s, 3),
+                  "select_s": round(select_s, 3), "task_s": round(task_s, 3),
+                  "class_counts": dict(zip(data.classes, counts.tolist())),
+                  "picked": [int(i) for i in picked]}
+        records.append(record)
+        forward({"phase": "task", "labeled": record["labeled"], "accuracy": acc, "done": True})
+    return records
+
+
+# -- summary, headline, output ------------------------------------------------
+
+def summarize(results: dict[str, dict[str, list[dict]]]) -> dict[str, list[dict[str, Any]]]:
+    """Per sampler and round: mean, sample std (ddof=1; 0 with one seed),
+    min and max of the accuracy over the seeds done."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, by_seed in results.items():
+        runs = list(by_seed.values())
+        if not runs:
+            continue
+        rows = []
+        for i, rec in enumerate(runs[0]):
+            acc = np.array([run[i]["accuracy"] for run in runs])
+            rows.append({"round": rec["round"], "labeled": rec["labeled"], "mean": float(acc.mean()),
+                         "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                         "min": float(acc.min()), "max": float(acc.max()), "n_seeds": int(len(acc))})
+        out[name] = rows
+    return out
+
+
+def headline(summary: dict[str, list[dict[str, Any]]]) -> str:
+    """The measured result in words: each sampler's final mean against
+    random's, a difference called only when it exceeds the pooled std."""
+    if BASELINE not in summary:
+        return "no results yet"
+    base = summary[BASELINE][-1]
+    one_seed = base["n_seeds"] < 2
+    parts = []
+    for name, rows in summary.items():
+        if name == BASELINE:
+            continue
+        last = rows[-1]
+        gap = last["mean"] - base["mean"]
+        pooled = math.sqrt((last["std"] ** 2 + base["std"] ** 2) / 2)
+        if one_seed:
+            verdict = f"{100 * gap:+.1f} points with one seed (no spread measured; run more seeds)"
+        elif abs(gap) <= pooled:
+            verdict = "no clear difference (within one std)"
+        else:
+            verdict = (f"{'higher' if gap > 0 else 'lower'} by {100 * abs(gap):.1f} points (more than the pooled "
+                       f"std of {100 * pooled:.1f} over {base['n_seeds']} seeds)")
+        text = (f"{name} reached {100 * last['mean']:.1f}% ± {100 * last['std']:.1f} at {last['labeled']:,} labels "
+                f"vs random {100 * base['mean']:.1f}% ± {100 * base['std']:.1f}: {verdict}")
+        reached = next((row for row in rows if row["mean"] >= base["mean"]), None)
+        if reached is not None:
+            text += f"; {name} needed {reached['labeled']:,} labels to reach random's final accuracy"
+        else:
+            text += f"; {name} did not reach random's final accuracy within {last['labeled']:,} labels"
+        parts.append(text)
+    if not parts:
+        return (f"random reached {100 * base['mean']:.1f}% ± {100 * base['std']:.1f} at {base['labeled']:,} "
+                "labels (no other sampler ran)")
+    return "; ".join(parts) if len(parts) == 1 else " | ".join(parts)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)  # readers never see half a file
+
+
+def write_chart(result: dict[str, Any], path: Path) -> Path:
+    """Accuracy (%) against labels, one line per sampler: the mean over seeds
+    and a band of ± std (min-max with one seed). A self-contained HTML file
+    (plotly.js inlined, no CDN), so it opens offline."""
+    import plotly.graph_objects as go
+    from plotly.colors import hex_to_rgb, qualitative
+
+    palette = [c for c in qualitative.Plotly]
+    fig = go.Figure()
+    for i, (name, rows) in enumerate(result["summary"].items()):
+        color = "#7f7f7f" if name == BASELINE else palette[i % len(palette)]
+        r, g, b = hex_to_rgb(color)
+        x = [row["labeled"] for row in rows]
+        mean = [100 * row["mean"] for row in rows]
+        spread = rows[0]["n_seeds"] > 1
+        lo = [100 * (row["mean"] - row["std"] if spread else row["min"]) for row in rows]
+        hi = [100 * (row["mean"] + row["std"] if spread else row["max"]) for row in rows]
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=f"rgba({r},{g},{b},0.15)",
+                                 line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=name))
+        hover = [f"{row['labeled']:,} labels: {100 * row['mean']:.1f}% ± {100 * row['std']:.1f} "
+                 f"(min {100 * row['min']:.1f}, max {100 * row['max']:.1f}, {row['n_seeds']} seeds)" for row in rows]
+        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name, legendgroup=name,
+                                 line={"color": color, "dash": "dash" if name == BASELINE else "solid"},
+                                 text=hover, hovertemplate="%{text}<extra>" + name + "</extra>"))
+    band = "± 1 std over seeds" if result["config"]["seeds"] > 1 else "min-max (one seed)"
+    title = result["headline"].replace(" | ", "<br>")
+    fig.update_layout(title={"text": f"<span style='font-size:13px'>{title}</span>", "x": 0.01},
+                      xaxis_title="labeled images", yaxis_title=f"test accuracy, % (band: {band})",
+                      template="plotly_white", hovermode="closest", margin={"t": 110})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.write_html(tmp, include_plotlyjs=True, full_html=True)
+    os.replace(tmp, path)
+    return path
+
+
+# -- the entry point ----------------------------------------------------------
+
+def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the simulation and write `out` (JSON) and `out.with_suffix('.html')`
+    (chart). The JSON is rewritten after every (seed, sampler) run with
+    "complete": false, so a killed run still leaves what it finished.
+    Raises BadInput, BudgetTooLarge, UnknownSampler or BadImageFolder before
+    any decoding or training when the request cannot work."""
+    from vaal_core import train
+    from vaal_core.ingest import load_folder, scan
+
+    t_start = time.perf_counter()
+    image_root, out = Path(image_root), Path(out)
+    # 1. Check everything that can be checked before decoding.
+    names, random_added = _sampler_list(tuple(cfg.samplers))
+    _check_config(cfg)
+    device = train.resolve_device(cfg.device)
+    scanned = [posixpath.basename(posixpath.dirname(rel)) or None for rel, _ in scan(image_root).files]
+    classes, _ = _classes(scanned, image_root)
+    _split(_targets(scanned, classes), cfg)  # sizes, with every scanned file counted
+
+    # 2. Decode, then split for real (files may have been skipped).
+    def decode_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress({"phase": "decode", "done": done, "total": total})
+
+    images, paths, golds, skipped = load_folder(image_root, cfg.image_size, progress=decode_progress)
+    classes, at_root = _classes(golds, image_root)
+    y = _targets(golds, classes)
+    pool, test = _split(y, cfg)
+    data = _Data(images, y, pool, test, classes)
+    engine = engine_config(cfg.image_size, cfg.fast)
+
+    result: dict[str, Any] = {
+        "complete": False,
+        "config": {**asdict(cfg), "samplers": names, "samplers_requested": list(cfg.samplers),
+                   "random_added": random_added,
+                   "seed_list": list(range(cfg.seeds)), "engine": asdict(engine)},
+        "device": str(device), "image_root": str(image_root.resolve()),
+        "n_images": len(paths), "n_pool": int(len(pool)), "n_test": int(len(test)), "classes": classes,
+        "test_class_counts": dict(zip(classes, np.bincount(y[test], minlength=len(classes)).tolist())),
+        "ignored_root_images": at_root, "skipped": len(skipped),
+        "notes": {"ids": "picked/test_rows are rows of the decoded folder: its image files in sorted path "
+                         "order, minus skipped files",
+                  "std": "sample standard deviation over seeds (ddof=1)",
+                  "round_0": "picked = the random initial set (same for every sampler of a seed)",
+                  "timings": "train_s: VAE/discriminator training; select_s: encoding, scoring and "
+                             "selection; task_s: classifier training and test evaluation"},
+        "test_rows": test.tolist(),
+        "results": {name: {} for name in names}, "summary": {}, "headline": "", "seconds": 0.0,
+    }
+
+    # 3. Every seed: one initial set, then every sampler from it.
+    for seed in range(cfg.seeds):
+        initial = np.random.default_rng(seed).choice(pool, cfg.init, replace=False)
+        cache = _SeedCache()
+        for name in names:
+            run = _Run(seed, samplers.get(name))
+            result["results"][name][str(seed)] = _play(run, data, initial, cfg, engine, device, cache, progress)
+            result["summary"] = summarize(result["results"])
+            result["headline"] = headline(result["summary"])
+            result["seconds"] = round(time.perf_counter() - t_start, 2)
+            _write_json(out, result)
+
+    # 4. Final write and chart.
+    result["complete"] = True
+    result["seconds"] = round(time.perf_counter() - t_start, 2)
+    write_chart(result, out.with_suffix(".html"))
+    _write_json(out, result)
+    return result
