@@ -141,6 +141,7 @@ def cmd_round(args: argparse.Namespace) -> None:
 
     cfg = RoundConfig(sampler=args.sampler, budget=args.budget, seed=args.seed, device=args.device,
                       fast=args.fast, fresh=args.fresh)
+    _warn_if_slow(cfg, quiet)
     result = run_round(project, cfg, progress=progress)
     m, t = result.metrics, result.timings
     trained = (f"{m['iterations']} training iterations on {m['device']}"
@@ -152,6 +153,18 @@ def cmd_round(args: argparse.Namespace) -> None:
     out = result.to_dict()
     out["queue_length"] = len(result.queue)
     _emit(args, out, text)
+
+
+def _warn_if_slow(cfg, quiet: bool) -> None:
+    """Reference-size models on a CPU take hours (bench/engine.py: about 0.2
+    iterations/s on 2 cores); say so before starting rather than after."""
+    from vaal_core import samplers
+    from vaal_core.train import resolve_device
+
+    needs_training = samplers.get(cfg.sampler).needs & {"latents", "disc"}
+    if not quiet and needs_training and not cfg.fast and resolve_device(cfg.device).type == "cpu":
+        print("note: full-size models on a CPU train slowly (hours for a large pool); "
+              "add --fast for a quick round, or run on a GPU", file=sys.stderr, flush=True)
 
 
 def cmd_queue(args: argparse.Namespace) -> None:
