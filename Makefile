@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/engine.py
+	$(PY) bench/app.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,49 +1,66 @@
-"""VAAL Studio's Streamlit entry point.
+"""VAAL Studio's Streamlit entry point: navigation, the open project, and the
+sidebar every page shares.
 
-For now a single status page over the engine; the labeling, training,
-exploring and demo pages come with the app issue. Open a project with
-`streamlit run app.py -- --project PATH` or the VAAL_PROJECT variable.
+    streamlit run app.py -- --project PATH     (or VAAL_PROJECT=PATH)
+
+With no project at all (a newcomer's first `make run`), it builds the digits
+demo project so there is something to label at once.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
+from pathlib import Path
 
 import streamlit as st
 
+from views.common import current_project, plain, select_project, show_error
+from vaal_core import workspace
 from vaal_core.errors import VaalError
-from vaal_core.project import Project
+
+ASSETS = Path(__file__).parent / "assets"
+# Pages live in views/, not pages/: Streamlit treats a folder named pages/
+# beside the entry script as a legacy multipage app until this script has
+# run once, so after a server restart a tab reconnecting on /train would run
+# that page alone, without this file's project and navigation.
+
+st.set_page_config(page_title="VAAL Studio", page_icon=str(ASSETS / "logo.png"), layout="wide")
+st.logo(str(ASSETS / "logo.png"), size="large")
+
+project = current_project()
+if project is None and "project_error" not in st.session_state and not workspace.known_projects():
+    from vaal_core.demo_data import create_demo_project
+
+    try:
+        with st.spinner("First start: building the digits demo project (1,797 images)..."):
+            project = select_project(str(create_demo_project(workspace.home())))
+    except (VaalError, OSError) as err:
+        show_error(err)
+st.session_state["project"] = project
+
+pages = [
+    st.Page("views/project.py", title="Project", icon=":material/folder:", default=project is None),
+    st.Page("views/label.py", title="Label", icon=":material/label:", default=project is not None),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/explore.py", title="Explore", icon=":material/scatter_plot:"),
+    st.Page("views/demo.py", title="Demo", icon=":material/play_circle:"),
+]
+nav = st.navigation(pages)
 
 
-def project_arg() -> str | None:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--project")
-    known, _ = parser.parse_known_args(sys.argv[1:])
-    return known.project or os.environ.get("VAAL_PROJECT")
+
+@st.fragment(run_every=3.0)
+def project_summary() -> None:
+    """Counts that labeling (in a fragment, or another tab) changes."""
+    if project is None:
+        st.caption("No project open")
+        return
+    status = project.status()
+    st.markdown(f"**{plain(project.root.name)}**")
+    st.caption(f"{status['labeled']:,} of {status['items']:,} labeled · queue {status['queue']:,}"
+               + (" · training" if status["training"] else ""))
 
 
-st.set_page_config(page_title="VAAL Studio", layout="wide")
-st.title("VAAL Studio")
-st.caption("Active learning for your image folders: a VAAL discriminator ranks what to label next.")
+with st.sidebar:
+    project_summary()
 
-path = project_arg()
-if not path:
-    st.info("No project open. Create one with `python -m vaal_core init PROJECT --images DIR`, "
-            "then start the app with `make run PROJECT=PROJECT`.")
-    st.stop()
-try:
-    status = Project.open(path).status()
-except VaalError as err:
-    st.error(str(err))
-    st.stop()
-
-st.subheader(status["project"])
-cols = st.columns(4)
-for col, key in zip(cols, ("items", "labeled", "unlabeled", "skipped")):
-    col.metric(key.capitalize(), status[key])
-st.write("Labels per class")
-st.dataframe({"class": list(status["per_class"]), "labels": list(status["per_class"].values())},
-             hide_index=True)
-st.write(f"Rounds: {status['rounds']} · queue: {status['queue']} items")
+nav.run()

@@ -1,35 +1,302 @@
-"""The Streamlit entry page, run by Streamlit's AppTest on a real project."""
+"""The Streamlit pages' logic, run by Streamlit's AppTest against real
+projects built from real CIFAR-10 JPEGs, with the SQLite store checked after
+every action."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from vaal_core import workspace
+from vaal_core.ingest import init_project
 from vaal_core.project import Project
 
-from conftest import ROOT
+from conftest import ROOT, make_subset
+
+CLASSES = ["airplane", "cat", "dog"]
 
 
-def _run(monkeypatch, project: str | None) -> AppTest:
-    if project is None:
-        monkeypatch.delenv("VAAL_PROJECT", raising=False)
-    else:
-        monkeypatch.setenv("VAAL_PROJECT", project)
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("VAAL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("VAAL_PROJECT", raising=False)
+    return tmp_path / "home"
 
 
-def test_page_shows_project_counts(monkeypatch, tmp_path):
-    p = Project.create(tmp_path / "proj", tmp_path, 32, ["cat", "dog"])
-    p.add_items([dict(path=f"{i}.jpg", size_bytes=1, sha1=str(i), width=32, height=32, cache_index=i)
-                 for i in range(3)])
-    p.set_label(1, "dog")
-    at = _run(monkeypatch, str(tmp_path / "proj"))
+@pytest.fixture
+def images(cifar_root, tmp_path) -> Path:
+    return make_subset(cifar_root, tmp_path / "images", per_class=6, classes=CLASSES)
+
+
+@pytest.fixture
+def project(images, home) -> Project:
+    proj, _, _ = init_project(home / "projects" / "pets", images, CLASSES, gold_from_folders=True)
+    return proj
+
+
+def app(project: Project | None = None, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    if project is not None:
+        at.query_params["project"] = workspace.remember(project.root).id
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "text", "info", "success", "warning", "error")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+# -- entry and projects ------------------------------------------------------------
+
+def test_first_start_builds_the_digits_demo(home):
+    at = app()
+    demo = home / "projects" / "digits-demo"
+    assert (demo / "project.db").is_file()
+    p = Project.open(demo)
+    assert len(p.items()) == 1797 and p.classes()[:3] == ["1", "2", "3"]
+    assert at.query_params["project"] == [workspace.project_id(demo)] or \
+        at.query_params["project"] == workspace.project_id(demo)
+    assert "0 of 1,797 labeled" in texts(at)  # the sidebar's counts
+    assert [b.label for b in at.button][:10] == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
+
+
+def test_an_unknown_project_id_or_path_gets_a_message(home, project, monkeypatch):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["project"] = "0123456789"
+    at.run()
+    assert not at.exception and "does not know" in texts(at)
+    monkeypatch.setenv("VAAL_PROJECT", str(home / "nowhere"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception and "no project at" in texts(at)
+
+
+def test_env_variable_opens_a_project(home, project, monkeypatch):
+    monkeypatch.setenv("VAAL_PROJECT", str(project.root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics == {"Items": "3", "Labeled": "1", "Unlabeled": "2", "Skipped": "0"}
+    assert "pets" in texts(at) and "0 of 18 labeled" in texts(at)
 
 
-def test_page_without_or_with_a_bad_project(monkeypatch, tmp_path):
-    at = _run(monkeypatch, None)
-    assert not at.exception and "No project open" in at.info[0].value
-    at = _run(monkeypatch, str(tmp_path / "missing"))
-    assert not at.exception and "no project at" in at.error[0].value
+def _create(at: AppTest, name: str, folder: str, classes: str = "") -> AppTest:
+    at.text_input[[t.label for t in at.text_input].index("Project name")].input(name)
+    at.text_input[[t.label for t in at.text_input].index("Image folder")].input(folder)
+    at.text_input[[t.label for t in at.text_input].index("Classes, in key order (comma-separated)")].input(classes)
+    at.button[[b.label for b in at.button].index("Create project")].click()
+    return at.run()
+
+
+def test_create_project_validates_the_folder_and_reports_skipped_files(home, project, images, tmp_path):
+    at = app(project, "views/project.py")
+    at = _create(at, "new", str(tmp_path / "no-such-folder"))
+    assert "does not exist" in texts(at) and not (home / "projects" / "new").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    at = _create(at, "new", str(empty))
+    assert "no image files" in texts(at) and not (home / "projects" / "new").exists()
+    at = _create(at, "../escape", str(images))
+    assert "not usable" in texts(at)
+    at = _create(at, "pets", str(images))
+    assert "exists already" in texts(at)
+
+    (images / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    at = _create(at, "new", str(images), "airplane, cat, dog")
+    assert not at.exception
+    assert "18 images added, 1 files skipped" in texts(at)
+    skipped = at.dataframe[0].value
+    assert list(skipped["path"]) == ["cat/broken.jpg"] and "cannot" in skipped["reason"][0] or \
+        "decode" in skipped["reason"][0] or "image" in skipped["reason"][0]
+    created = Project.open(home / "projects" / "new")
+    assert created.classes() == CLASSES and len(created.items()) == 18
+    assert at.query_params["project"] in (workspace.project_id(created.root), [workspace.project_id(created.root)])
+
+
+def test_class_edits_keep_labels(project):
+    items = project.items()
+    project.set_label(items[0].id, "cat")
+    at = app(project, "views/project.py")
+    # rename
+    box = next(t for t in at.text_input if t.value == "cat")
+    box.input("kitten").run()
+    assert project.classes() == ["airplane", "kitten", "dog"] and project.labels() == {items[0].id: "kitten"}
+    # reorder: move dog up, so key 2 is now dog
+    at.button(key="up_2").click().run()
+    assert project.classes() == ["airplane", "dog", "kitten"]
+    # a used class cannot be removed; an unused one can
+    at.button(key="del_2").click().run()
+    assert "rename it" in texts(at) and "kitten" in project.classes()
+    at.button(key="del_0").click().run()
+    assert project.classes() == ["dog", "kitten"]
+    # add, with a name made of markdown characters: shown as typed, not as formatting
+    form = next(t for t in at.text_input if t.label.startswith("Add classes"))
+    form.input("**bold**, <img src=x onerror=alert(1)>")
+    at.button[[b.label for b in at.button].index("Add")].click().run()
+    assert project.classes() == ["dog", "kitten", "**bold**", "<img src=x onerror=alert(1)>"]
+    at.switch_page("views/label.py").run()
+    labels = [b.label for b in at.button if b.key and b.key.startswith("class_")]
+    assert labels == ["dog", "kitten", r"\*\*bold\*\*", r"\<img src\=x onerror\=alert\(1\)\>"]
+
+
+# -- labeling -----------------------------------------------------------------------
+
+def _shown_path(at: AppTest) -> str:
+    return at.text[0].value
+
+
+def test_labeling_writes_to_the_store_and_undo_takes_it_back(project):
+    at = app(project, "views/label.py")
+    first = _shown_path(at)
+    at.button(key="class_1").click().run()  # "cat"
+    item = project.item(project.item_id(first))
+    assert item.label == "cat"
+    assert project.label_history(item.id)[-1]["source"] == "ui"
+    second = _shown_path(at)
+    assert second != first  # moved on to the next unlabeled image
+    at.button(key="class_2").click().run()
+    assert project.labels() == {item.id: "cat", project.item_id(second): "dog"}
+    at.button(key="undo").click().run()
+    assert project.labels() == {item.id: "cat"} and _shown_path(at) == second  # back at the undone image
+    at.button(key="prev").click().run()
+    assert _shown_path(at) == first and "Labeled" in texts(at)
+    at.button(key="class_0").click().run()  # relabel from the history
+    assert project.item(item.id).label == "airplane"
+    assert _shown_path(at) == second  # the next unlabeled one, not a labeled one
+
+
+def test_skip_moves_on_and_a_fresh_session_resumes_at_the_next_unlabeled(project):
+    at = app(project, "views/label.py")
+    first = _shown_path(at)
+    at.button(key="skip").click().run()
+    second = _shown_path(at)
+    assert second != first and project.skipped_ids() == {project.item_id(first)}
+    at.button(key="class_0").click().run()
+    # a new session (a refresh, a second tab, a restarted server) starts at the next unlabeled, unskipped image
+    again = app(project, "views/label.py")
+    shown = _shown_path(again)
+    assert shown not in (first, second)
+    assert project.item(project.item_id(shown)).label is None
+
+
+def test_grid_labels_a_page_in_one_action(project):
+    at = app(project, "views/label.py")
+    at.segmented_control[0].set_value("Grid").run()
+    boxes = [c for c in at.checkbox if c.key and c.key.startswith("sel_")]
+    assert len(boxes) == 16
+    ticked = [int(boxes[i].key[4:]) for i in (0, 3)]
+    for i in (0, 3):
+        boxes[i].check()
+    at.button(key="gclass_2").click().run()
+    assert project.labels() == {i: "dog" for i in ticked}
+    at.button(key="gclass_0").click().run()  # nothing ticked: the whole page
+    assert len(project.labels()) == 18  # 2 + 16: all of them
+    assert "All 18 images are labeled" in texts(at)
+    at.button(key="undo_done_grid").click().run()  # one undo takes the whole page back
+    assert project.labels() == {i: "dog" for i in ticked}
+    assert len([c for c in at.checkbox if c.key and c.key.startswith("sel_")]) == 16
+
+
+def test_label_page_survives_a_moved_image_folder(project, images):
+    images.rename(images.with_name("moved"))
+    at = app(project, "views/label.py")
+    assert "missing" in texts(at) and len(at.get("image")) == 1
+    assert "showing the cached copy" in texts(at)
+    at.button(key="class_0").click().run()
+    assert len(project.labels()) == 1
+
+
+# -- training -------------------------------------------------------------------------
+
+def test_round_start_is_refused_while_one_trains(project):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from vaal_core.project import Project
+        with Project.open({str(project.root)!r}).training_lock():
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        at = app(project, "views/train.py")
+        at.button[[b.label for b in at.button].index("Start round")].click().run()
+        assert "training already" in texts(at)
+        assert project.rounds() == []
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_round_start_checks_the_budget_first(project):
+    at = app(project, "views/train.py")
+    assert at.number_input[0].max == 18  # the budget cannot exceed the unlabeled pool
+    at.number_input[0].set_value(5)
+    at.radio[0].set_value("Quick")
+    at.button[[b.label for b in at.button].index("Start round")].click().run()
+    assert not at.exception
+    assert project.settings()["budget"] == 5 and project.settings()["fast"] is True
+    # the round trains in a background process; the page is free meanwhile
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not project.rounds() or project.rounds()[-1]["status"] == "running"
+                                           or project.is_training()):
+        time.sleep(0.5)
+    last = project.rounds()[-1]
+    assert last["status"] == "done", last
+    assert last["metrics"]["class_counts"] == {"airplane": 0, "cat": 0, "dog": 0}
+    at.run()
+    assert "Round 1 (vaal) finished" in texts(at)
+    at.switch_page("views/label.py").run()
+    assert "rank 1 of 5 in round 1's batch" in texts(at)
+
+
+# -- demo ----------------------------------------------------------------------------
+
+def test_demo_page_shows_a_finished_run(home):
+    from vaal_core.demo_data import write_digits
+    from vaal_core.simulate import SimConfig, simulate
+
+    digits = write_digits(home / "data" / "digits")
+    out = home / "demo-runs" / "20261123T000000-digits" / "sim.json"
+    cfg = SimConfig(samplers=("vaal",), init=20, budget=20, rounds=1, seeds=2, fast=True, device="cpu",
+                    subset=150, map=True)
+    result = simulate(digits, cfg, out)
+    at = app(page="views/demo.py")
+    assert "vaal reached" in texts(at) and result["headline"].split(" | ")[0][:40] in texts(at)
+    assert [b.label for b in at.get("download_button")] == ["Results (JSON)", "Table (CSV)", "Chart (HTML)"]
+    table = at.dataframe[0].value
+    assert set(table["sampler"]) == {"random", "vaal"} and set(table["labeled"]) == {20, 40}
+    assert len(at.get("plotly_chart")) == 2  # the curves and the picks map
+    assert "Picked per class" in texts(at)
+
+
+def test_demo_run_can_be_stopped_and_keeps_what_it_finished(home, tmp_path):
+    from vaal_core import demo_runs
+    from vaal_core.demo_data import write_digits
+    from vaal_core.errors import BadImageFolder
+
+    with pytest.raises(BadImageFolder):
+        demo_runs.start(tmp_path / "nowhere", ["vaal"], 10, 10, 2, 1)
+    digits = write_digits(home / "data" / "digits")
+    run = demo_runs.start(digits, ["coreset"], 30, 30, 10, 3, subset=600, fast=True)
+    at = app(page="views/demo.py")
+    assert any(b.label == "Stop" for b in at.button), texts(at)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (run.result() or {}).get("summary"):
+        time.sleep(0.5)  # a round or two finished
+    at.button[[b.label for b in at.button].index("Stop")].click().run()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and run.running():
+        time.sleep(0.3)
+    assert not run.running()
+    at.run()
+    assert "stopped before the end" in texts(at)
+    assert run.result()["summary"]["random"][0]["labeled"] == 30

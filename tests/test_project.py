@@ -75,7 +75,8 @@ def test_labels_history_and_undo(tmp_path):
     p.set_label(1, "dog")  # relabel
     p.set_label(2, "bird")
     assert p.labels() == {1: "dog", 2: "bird"}
-    assert p.undo() == {"item_id": 2, "path": "img1.jpg", "restored": None}
+    assert p.undo() == {"action": "label", "item_id": 2, "path": "img1.jpg", "restored": None,
+                        "items": [{"item_id": 2, "path": "img1.jpg", "restored": None}]}
     assert p.undo()["restored"] == "cat"
     assert p.labels() == {1: "cat"}
     history = p.label_history(1)
@@ -98,6 +99,83 @@ def test_bulk_labels_are_all_or_nothing(tmp_path):
     assert p.set_labels([(1, "cat"), (2, "dog")]) == 2
     assert p.set_labels([(1, "cat"), (2, "bird")]) == 1  # only the change is written
     assert p.labels() == {1: "cat", 2: "bird"}
+
+
+def test_a_batch_is_one_undoable_action_and_skips_undo_too(tmp_path):
+    p = _project(tmp_path)
+    p.set_label(1, "cat")
+    assert p.set_labels([(1, "dog"), (2, "dog"), (3, "bird")], source="grid") == 3
+    p.skip(4)
+    assert p.skipped_ids() == {4}
+    undone = p.undo()  # the skip first: item 4 comes back
+    assert undone["action"] == "skip" and undone["item_id"] == 4 and p.skipped_ids() == set()
+    undone = p.undo()  # then the whole batch, in one step
+    assert undone["action"] == "label" and [i["item_id"] for i in undone["items"]] == [1, 2, 3]
+    assert p.labels() == {1: "cat"}
+    assert [h["undone_at"] is None for h in p.label_history(1)] == [True, False]
+    assert p.undo()["restored"] is None and p.labels() == {}
+    with pytest.raises(UnknownItem):
+        p.skip(999)
+
+
+def test_skips_belong_to_the_round_they_were_made_in(tmp_path):
+    p = _project(tmp_path)
+    p.skip(2)
+    assert p.skipped_ids() == {2}
+    r = p.start_round("random", 2, 0, {})
+    p.finish_round(r, [1, 2, 3, 4, 5], [0.5] * 5, [1, 2, None, None, None], 0, {}, {})
+    assert p.skipped_ids() == set()  # a new queue: the old "not now" no longer applies
+
+
+def test_push_to_front_and_round_order(tmp_path):
+    p = _project(tmp_path)
+    r = p.start_round("random", 2, 0, {})
+    p.finish_round(r, [1, 2, 3, 4, 5], [0.1, 0.9, 0.5, 0.7, 0.3], [None, 1, None, 2, None], 0, {}, {})
+    assert [i for i, _, _ in p.round_order()] == [2, 4, 3, 5, 1]  # batch by rank, then the rest by score
+    p.set_label(2, "cat")
+    assert [i for i, _, _ in p.round_order()][0] == 2  # labeled items keep their place
+    assert p.push_to_front([5, 1]) == 2
+    assert p.push_to_front([3]) == 1
+    assert p.priority_ids() == [3, 5, 1]  # the newest push goes first
+    p.set_label(5, "dog")
+    assert p.priority_ids() == [3, 1]  # labeled ones leave the front
+    with pytest.raises(UnknownItem):
+        p.push_to_front([42])
+    assert p.labeled_ids() == {2, 5}
+
+
+def test_cancel_flag_reaches_the_running_round(tmp_path):
+    p = _project(tmp_path)
+    assert p.request_cancel() == 0  # nothing running: nothing flagged
+    r = p.start_round("vaal", 2, 0, {})
+    assert not p.cancel_requested(r)
+    assert Project.open(tmp_path / "proj").request_cancel() == 1  # from another handle
+    assert p.cancel_requested(r)
+
+
+def test_a_version_1_project_is_migrated_with_its_history(tmp_path):
+    # Build a schema-1 file the way the first release wrote it.
+    from vaal_core.project import MIGRATIONS, _split_sql
+
+    root = tmp_path / "old"
+    root.mkdir()
+    db = sqlite3.connect(root / "project.db")
+    for statement in _split_sql(MIGRATIONS[1]):
+        db.execute(statement)
+    db.execute("INSERT INTO meta VALUES ('image_root', ?), ('image_size', '32')", (str(tmp_path),))
+    db.execute("INSERT INTO classes(name, position) VALUES ('cat', 0), ('dog', 1)")
+    db.execute("INSERT INTO items(path, size_bytes, sha1, width, height, cache_index, label_class_id, added_at) "
+               "VALUES ('a.jpg', 1, 'x', 32, 32, 0, 2, 't')")
+    db.execute("INSERT INTO labels(item_id, class_id, previous_class_id, author, source, created_at) "
+               "VALUES (1, 1, NULL, 'user', 'ui', 't'), (1, 2, 1, 'user', 'ui', 't')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    p = Project.open(root)
+    assert p.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert p.labels() == {1: "dog"}
+    assert p.undo()["restored"] == "cat"  # old label rows are undoable actions
+    assert p.labels() == {1: "cat"}
 
 
 def test_queue_swaps_only_when_a_round_finishes(tmp_path):

@@ -1,10 +1,16 @@
 """Simulation on real CIFAR-10 JPEGs: output files and structure, the
-same-initial-set guarantee, summary maths, determinism, and bad inputs."""
+same-initial-set guarantee, summary maths, determinism, bad inputs, and the
+live JSON the Demo page polls (growth per round, progress, partial summaries,
+latents for the map, CSV and chart)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import posixpath
 import shutil
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +18,8 @@ import pytest
 
 from conftest import make_subset
 from vaal_core.errors import BadImageFolder, BadInput, BudgetTooLarge, UnknownSampler
-from vaal_core.simulate import SimConfig, simulate
+from vaal_core.simulate import (CSV_COLUMNS, SimConfig, chart_figure, headline, simulate, summarize, summary_csv,
+                                write_chart)
 
 CLASSES3 = ["airplane", "cat", "ship"]
 TINY = SimConfig(samplers=("vaal", "coreset"), init=20, budget=10, rounds=2, seeds=2, fast=True, device="cpu")
@@ -27,17 +34,31 @@ def folder(cifar_root, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny(folder, tmp_path_factory):
     """One tiny run (random added to vaal, coreset), its progress events and
-    the JSON on disk as it was when the second seed started."""
+    what a poller would have read from disk meanwhile: the JSON as it was
+    when the second seed started, the JSON after each round, and the
+    progress the JSON showed at the start of each phase."""
     out = tmp_path_factory.mktemp("simout") / "sim.json"
-    events, snapshot = [], {}
+    events = []
+    disk = {"rounds": [], "phases": []}
 
     def progress(info):
         events.append(info)
-        if info.get("seed") == 1 and "partial" not in snapshot:
-            snapshot["partial"] = json.loads(out.read_text())
+        if info.get("seed") == 1 and "partial" not in disk:
+            disk["partial"] = json.loads(out.read_text())
+        key = (info.get("seed"), info.get("sampler"), info.get("round"))
+        if info.get("done") is True:  # a round just ended: the poller sees it on disk already
+            on_disk = json.loads(out.read_text())
+            latents = on_disk["latents_file"]
+            disk["rounds"].append({
+                "key": key, "complete": on_disk["complete"], "progress": on_disk["progress"],
+                "records": sum(len(v) for by_seed in on_disk["results"].values() for v in by_seed.values()),
+                "summary": on_disk["summary"], "results": on_disk["results"],
+                "latents_named_and_there": latents is None or (out.parent / latents).is_file()})
+        elif "seed" in info and (not disk["phases"] or disk["phases"][-1][:2] != (key, info["phase"])):
+            disk["phases"].append((key, info["phase"], json.loads(out.read_text())["progress"]))
 
     result = simulate(folder, TINY, out, progress)
-    return result, out, events, snapshot["partial"]
+    return result, out, events, disk
 
 
 def test_writes_json_and_offline_chart(tiny):
@@ -100,12 +121,13 @@ def test_summary_is_the_mean_of_the_seeds(tiny):
 
 
 def test_progress_per_round_and_partial_json(tiny):
-    _, _, events, partial = tiny
+    _, _, events, disk = tiny
+    partial = disk["partial"]
     assert any(e["phase"] == "decode" for e in events)
     done = {(e["seed"], e["sampler"], e["round"]) for e in events if "accuracy" in e}
     assert done == {(s, n, r) for s in (0, 1) for n in ("random", "vaal", "coreset") for r in (0, 1, 2)}
     assert {e["phase"] for e in events} >= {"decode", "train", "task", "select"}
-    # written after every (seed, sampler) run, before the end
+    # the second seed's runs appear only once they have a round
     assert partial["complete"] is False
     assert all(list(partial["results"][n]) == ["0"] for n in ("random", "vaal", "coreset"))
 
@@ -127,9 +149,14 @@ def test_images_at_the_root_are_left_out_and_counted(cifar_root, tmp_path):
     images = make_subset(cifar_root, tmp_path / "images", per_class=10, classes=CLASSES3[:2])
     shutil.copy(sorted((cifar_root / "train" / "dog").iterdir())[0], images / "loose.jpg")
     cfg = SimConfig(samplers=("random",), init=2, budget=2, rounds=1, seeds=1, fast=True, device="cpu")
+    (tmp_path / "r.latents.npz").write_bytes(b"an earlier run's map")
     result = simulate(images, cfg, tmp_path / "r.json")
     assert result["ignored_root_images"] == 1 and result["classes"] == CLASSES3[:2]
     assert result["n_pool"] + result["n_test"] == 20 and result["config"]["random_added"] is False
+    assert len(result["paths"]) == result["n_images"] == 21 and "loose.jpg" in result["paths"]  # decoded, unused
+    # random needs no latents: no map file, and a stale one is not passed off as this run's
+    assert result["latents_file"] is None and result["latents_from"] is None
+    assert not (tmp_path / "r.latents.npz").exists()
 
 
 @pytest.mark.parametrize("change, error, words", [
@@ -162,3 +189,141 @@ def test_bad_folders(cifar_root, tmp_path):
         shutil.copy(f, flat / f.name)
     with pytest.raises(BadImageFolder, match="no class folders"):
         simulate(flat, TINY, tmp_path / "x.json")
+
+
+# -- the live JSON, the map's latents, CSV and chart ---------------------------
+
+def test_json_grows_round_by_round(tiny):
+    result, _, _, disk = tiny
+    seen = disk["rounds"]
+    total = 2 * 3 * 3  # seeds x samplers x rounds (0, 1, 2)
+    assert [s["records"] for s in seen] == list(range(1, total + 1))  # one more record per round
+    assert all(s["complete"] is False for s in seen)  # complete only at the final write
+    order = [(seed, name, r) for seed in (0, 1) for name in ("random", "vaal", "coreset") for r in (0, 1, 2)]
+    assert [s["key"] for s in seen] == order
+    for i, s in enumerate(seen):
+        p = s["progress"]
+        assert (p["rounds_done"], p["rounds_total"], p["runs_done"], p["runs_total"]) == (i + 1, total,
+                                                                                       (i + 1) // 3, 6)
+        if i + 1 < total:  # current = the round that plays next
+            assert (p["current"]["seed"], p["current"]["sampler"], p["current"]["round"]) == order[i + 1]
+            assert p["phase"] == "start"
+        else:
+            assert p["current"] is None and p["phase"] == "chart"
+        assert s["summary"] == summarize(s["results"])  # the summary on disk is of the records on disk
+        assert s["latents_named_and_there"]
+    # a run in progress: after seed 0 vaal round 1, vaal's summary has rounds 0-1 on one seed
+    mid = seen[order.index((0, "vaal", 1))]["summary"]
+    assert [(r["round"], r["n_seeds"]) for r in mid["vaal"]] == [(0, 1), (1, 1)] and "coreset" not in mid
+    assert result["progress"] == {"runs_done": 6, "runs_total": 6, "rounds_done": total, "rounds_total": total,
+                                  "current": None, "phase": "done"}
+    assert result["error"] is None
+
+
+def test_json_shows_the_phase_in_progress(tiny):
+    _, _, _, disk = tiny
+    phases = disk["phases"]
+    assert {phase for _, phase, _ in phases} == {"train", "select", "task"}
+    for key, phase, on_disk in phases:  # written before the event reached the caller
+        assert (on_disk["current"]["seed"], on_disk["current"]["sampler"], on_disk["current"]["round"]) == key
+        assert on_disk["phase"] == phase
+
+
+def test_latents_for_the_map(tiny):
+    result, out, _, _ = tiny
+    assert result["latents_file"] == "sim.latents.npz"
+    assert result["latents_from"] == {"seed": 0, "sampler": "vaal", "round": 2}  # first that trains a VAE
+    saved = np.load(out.parent / result["latents_file"])
+    pool = np.setdiff1d(np.arange(result["n_images"]), result["test_rows"])
+    assert np.array_equal(saved["rows"], pool) and len(pool) == result["n_pool"]
+    assert saved["latents"].shape == (result["n_pool"], result["config"]["engine"]["vae"]["latent_dim"])
+    assert saved["latents"].dtype == np.float32 and np.isfinite(saved["latents"]).all()
+    assert saved["latents"].std(axis=0).max() > 0  # real encodings, not a placeholder
+    folders = [posixpath.dirname(result["paths"][r]) for r in saved["rows"]]
+    assert [result["classes"][c] for c in saved["y"]] == folders
+
+
+def test_paths_name_every_row(tiny, folder):
+    result, _, _, _ = tiny
+    paths = result["paths"]
+    assert len(paths) == result["n_images"] == 120 and paths == sorted(paths)
+    assert all((folder / p).is_file() for p in paths)
+    # the initial set's class counts are those of its files' folders
+    first = result["results"]["random"]["0"][0]
+    assert Counter(posixpath.dirname(paths[r]) for r in first["picked"]) == \
+        Counter({c: n for c, n in first["class_counts"].items() if n})
+
+
+def test_summary_csv_matches_the_summary(tiny):
+    result, _, _, _ = tiny
+    rows = list(csv.DictReader(io.StringIO(summary_csv(result))))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    expected = [(name, row) for name, by_round in result["summary"].items() for row in by_round]
+    assert len(rows) == len(expected) == 9
+    for got, (name, row) in zip(rows, expected):
+        assert got["sampler"] == name
+        assert (int(got["labeled"]), int(got["round"]), int(got["n_seeds"])) == \
+            (row["labeled"], row["round"], row["n_seeds"])
+        assert [float(got[k]) for k in ("mean", "std", "min", "max")] == [row[k] for k in ("mean", "std", "min",
+                                                                                           "max")]
+
+
+def _rec(round_, acc):
+    return {"round": round_, "labeled": 20 + 10 * round_, "accuracy": acc}
+
+
+def test_summarize_partial_results():
+    """Seed 1 of random stopped after round 0, vaal's seed 0 is mid-run and
+    its seed 1 has not started, coreset has nothing yet."""
+    results = {"random": {"0": [_rec(0, 0.5), _rec(1, 0.6), _rec(2, 0.7)], "1": [_rec(0, 0.3)]},
+               "vaal": {"0": [_rec(0, 0.5), _rec(1, 0.65)], "1": []},
+               "coreset": {}}
+    summary = summarize(results)
+    assert list(summary) == ["random", "vaal"]
+    assert [(r["round"], r["labeled"], r["n_seeds"]) for r in summary["random"]] == [(0, 20, 2), (1, 30, 1),
+                                                                                    (2, 40, 1)]
+    first = summary["random"][0]
+    assert first["mean"] == pytest.approx(0.4) and first["std"] == pytest.approx(np.std([0.5, 0.3], ddof=1))
+    assert (first["min"], first["max"]) == (0.3, 0.5)
+    assert summary["random"][1]["std"] == 0.0  # one seed: no spread
+    assert [(r["round"], r["n_seeds"], r["mean"]) for r in summary["vaal"]] == [(0, 1, 0.5), (1, 1, 0.65)]
+    # vaal is compared with random at the same round (30 labels), not random's latest
+    text = headline(summary)
+    assert "vaal reached 65.0%" in text and "vs random 60.0%" in text and "30 labels" in text
+    assert "random's accuracy at 30 labels" in text
+    assert summarize({"random": {}}) == {} and headline({}) == "no results yet"
+
+
+def test_chart_on_partial_results(tmp_path):
+    results = {"random": {"0": [_rec(0, 0.5), _rec(1, 0.6)], "1": [_rec(0, 0.4)]}, "vaal": {"0": [_rec(0, 0.5)]}}
+    summary = summarize(results)
+    partial = {"complete": False, "config": {"seeds": 2}, "summary": summary, "headline": headline(summary),
+               "progress": {"rounds_done": 4, "rounds_total": 12}}
+    fig = chart_figure(partial)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["random", "vaal"]
+    assert list(lines[0].x) == [20, 30] and list(lines[0].y) == pytest.approx([45.0, 60.0])
+    assert "4 of 12 rounds" in fig.layout.title.text
+    assert "plotly" in write_chart(partial, tmp_path / "c.html").read_text().lower()
+    empty = {"complete": False, "config": {"seeds": 1}, "summary": {}, "headline": ""}
+    assert len(chart_figure(empty).data) == 0
+
+
+def test_a_failed_run_says_so_in_the_json(folder, tmp_path):
+    """The page polls a background process: a run that dies must leave a JSON
+    that says so, with what it finished. The caller's callback raising is a
+    real way for the run to stop half-way."""
+    out = tmp_path / "f.json"
+
+    def stop(info):
+        if info.get("done") is True and info.get("round") == 1:
+            raise RuntimeError("stopped by the test")
+
+    cfg = SimConfig(samplers=("random",), init=20, budget=10, rounds=2, seeds=1, fast=True, device="cpu")
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        simulate(folder, cfg, out, stop)
+    on_disk = json.loads(out.read_text())
+    assert on_disk["complete"] is False and on_disk["error"] == "stopped by the test"
+    assert on_disk["progress"]["phase"] == "failed" and on_disk["progress"]["rounds_done"] == 2
+    assert [r["round"] for r in on_disk["results"]["random"]["0"]] == [0, 1]
+    assert [r["n_seeds"] for r in on_disk["summary"]["random"]] == [1, 1]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from vaal_core.errors import BadImageFolder, BadInput, VaalError
+from vaal_core.errors import BadInput, VaalError
 
 EXIT_USER_ERROR = 2
 
@@ -46,45 +46,12 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 # -- commands ---------------------------------------------------------------
 
 def cmd_init(args: argparse.Namespace) -> None:
-    from vaal_core.config import IMAGE_SIZES
-    from vaal_core.ingest import ingest, scan
-    from vaal_core.project import DB_NAME, Project
+    from vaal_core.ingest import init_project
 
-    images = Path(args.images).expanduser()
-    if not images.is_dir():
-        raise BadImageFolder(f"image folder {images} does not exist or is not a folder")
-    if args.image_size is not None and args.image_size not in IMAGE_SIZES:
-        raise BadInput(f"--image-size {args.image_size} is not supported; use one of {IMAGE_SIZES}")
-    classes = _parse_classes(args.classes)
+    project, report, created = init_project(
+        Path(args.project), Path(args.images).expanduser(), _parse_classes(args.classes), args.image_size,
+        gold_from_folders=args.gold_from_folders, progress=_progress_printer("ingest", quiet=args.json))
     root = Path(args.project)
-    created = not (root / DB_NAME).exists()
-    if created:
-        if not scan(images).files:
-            raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) in {images}")
-        project = Project.create(root, images, args.image_size or 32, classes)
-    else:
-        project = Project.open(root)
-        if project.image_root != images.resolve():
-            raise BadInput(f"project {root} reads images from {project.image_root}, not {images.resolve()}; "
-                           "give the same folder or create a new project")
-        if args.image_size is not None and args.image_size != project.image_size:
-            raise BadInput(f"project {root} uses image size {project.image_size}; create a new project "
-                           f"for size {args.image_size}")
-        project.add_classes(classes)
-    try:
-        report = ingest(project, gold_from_folders=args.gold_from_folders,
-                        progress=_progress_printer("ingest", quiet=args.json))
-    except BaseException:
-        if created and not project.items(status=None):
-            project.close()
-            shutil.rmtree(root, ignore_errors=True)  # leave nothing half-made behind
-        raise
-    if created and not project.items(status=None):
-        first = report.skipped[0] if report.skipped else ("?", "?")
-        project.close()
-        shutil.rmtree(root, ignore_errors=True)
-        raise BadImageFolder(f"none of the image files in {images} could be read "
-                             f"({len(report.skipped)} skipped; first: {first[0]}: {first[1]})")
     status = project.status()
     out = {**report.to_dict(), "project": str(root), "created": created, "status": status}
     lines = [f"{'created' if created else 'updated'} project {root}: {report.added} new images, "
@@ -96,13 +63,9 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def _parse_classes(text: str | None) -> list[str]:
-    if not text:
-        return []
-    names = [c.strip() for c in text.split(",") if c.strip()]
-    dupes = sorted({c for c in names if names.count(c) > 1})
-    if dupes:
-        raise BadInput(f"--classes lists {', '.join(dupes)} more than once")
-    return names
+    from vaal_core.ingest import parse_classes
+
+    return parse_classes(text, what="--classes")
 
 
 def _open(path: str):
@@ -213,7 +176,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     names = [s.strip() for s in args.samplers.split(",") if s.strip()]
     cfg = SimConfig(samplers=tuple(names), init=args.init, budget=args.budget, rounds=args.rounds,
                     seeds=args.seeds, fast=args.fast, device=args.device, image_size=args.image_size,
-                    test_fraction=args.test_fraction, subset=args.subset)
+                    test_fraction=args.test_fraction, subset=args.subset, map=args.map)
     result = simulate(Path(args.images), cfg, Path(args.out), progress=progress)
     lines = [result["headline"], ""]
     for name, rows in result["summary"].items():
@@ -222,6 +185,28 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     lines.append(f"\nwrote {args.out} and {Path(args.out).with_suffix('.html')}")
     _emit(args, {"out": str(args.out), "headline": result["headline"], "summary": result["summary"]},
           "\n".join(lines))
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from vaal_core.embed import latest_latent_round, round_projection
+
+    project = _open(args.project)
+    round_id = args.round if args.round is not None else latest_latent_round(project)
+    if round_id is None:
+        raise BadInput(f"project {project.root} has no round with latents yet; run a round with the "
+                       "'vaal' or 'coreset' sampler first")
+    project.round(round_id)  # an unknown round is a one-line error
+    show = _progress_printer("umap", quiet=args.json)
+
+    def progress(info: dict[str, Any]) -> None:
+        if "done" in info and "total" in info:
+            show(info["done"], info["total"], f" {info.get('phase', '')}")
+
+    proj = round_projection(project, round_id, progress=progress)
+    _emit(args, {"round": round_id, "points": int(len(proj.item_ids)), "seconds": round(proj.seconds, 2),
+                 "cached": proj.cached},
+          f"round {round_id}: {len(proj.item_ids):,} points projected in {proj.seconds:.1f} s"
+          + (" (cached)" if proj.cached else ""))
 
 
 def cmd_samplers(args: argparse.Namespace) -> None:
@@ -287,12 +272,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--image-size", type=int, default=32)
     sp.add_argument("--test-fraction", type=float, default=0.2)
     sp.add_argument("--subset", type=int, help="use a stratified random subset of this many images")
+    sp.add_argument("--map", action="store_true",
+                    help="also compute the 2-D UMAP map of the picks (saved beside --out)")
+
+    sp = command("embed", cmd_embed, "compute (and cache) the 2-D UMAP map of a round's VAE latents")
+    sp.add_argument("--round", type=int, help="round id (default: the latest with latents)")
 
     command("samplers", cmd_samplers, "list the registered samplers", project=False)
     return p
 
 
+def _interrupt_on_sigterm() -> None:
+    """The app stops a worker with SIGTERM: make it an interruption like
+    Ctrl-C, so a round marks itself stopped and keeps the old queue instead
+    of dying mid-write."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a test thread)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _interrupt_on_sigterm()
     try:
         args = build_parser().parse_args(argv)
         args.fn(args)

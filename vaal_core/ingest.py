@@ -516,3 +516,64 @@ def load_folder(image_root: Path, size: int, workers: int | None = None,
         progress(0, 0)
     skipped.sort()
     return images[:len(paths)], paths, [_gold(p) for p in paths], skipped
+
+
+# -- creating a project -------------------------------------------------------
+
+def parse_classes(text: str | None, what: str = "the class list") -> list[str]:
+    """Comma-separated class names in key order; a name given twice is an
+    error (the second one would silently vanish)."""
+    if not text:
+        return []
+    names = [c.strip() for c in str(text).split(",") if c.strip()]
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise BadInput(f"{what} lists {', '.join(dupes)} more than once")
+    return names
+
+
+def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_size: int | None = None,
+                 gold_from_folders: bool = False, progress: Callable[[int, int], None] | None = None,
+                 ) -> tuple[Project, IngestReport, bool]:
+    """Create a project from an image folder, or add a grown folder's new
+    images to an existing one (labels kept). Returns (project, report,
+    created). Checks the folder before writing anything, and removes a
+    project it created if no image could be read or the ingest failed."""
+    import shutil
+
+    from vaal_core.config import IMAGE_SIZES
+    from vaal_core.project import DB_NAME
+
+    root, images = Path(root), Path(images).expanduser()
+    if not images.is_dir():
+        raise BadImageFolder(f"image folder {images} does not exist or is not a folder")
+    if image_size is not None and image_size not in IMAGE_SIZES:
+        raise BadInput(f"image size {image_size} is not supported; use one of {IMAGE_SIZES}")
+    created = not (root / DB_NAME).exists()
+    if created:
+        if not scan(images).files:
+            raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) in {images}")
+        project = Project.create(root, images, image_size or 32, classes)
+    else:
+        project = Project.open(root)
+        if project.image_root != images.resolve():
+            raise BadInput(f"project {root} reads images from {project.image_root}, not {images.resolve()}; "
+                           "give the same folder or create a new project")
+        if image_size is not None and image_size != project.image_size:
+            raise BadInput(f"project {root} uses image size {project.image_size}; create a new project "
+                           f"for size {image_size}")
+        project.add_classes(classes)
+    try:
+        report = ingest(project, gold_from_folders=gold_from_folders, progress=progress)
+    except BaseException:
+        if created and not project.items(status=None):
+            project.close()
+            shutil.rmtree(root, ignore_errors=True)  # leave nothing half-made behind
+        raise
+    if created and not project.items(status=None):
+        first = report.skipped[0] if report.skipped else ("?", "?")
+        project.close()
+        shutil.rmtree(root, ignore_errors=True)
+        raise BadImageFolder(f"none of the image files in {images} could be read "
+                             f"({len(report.skipped)} skipped; first: {first[0]}: {first[1]})")
+    return project, report, created

@@ -9,6 +9,7 @@ interrupted export never looks finished.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -28,27 +29,38 @@ def labeled_rows(project: Project) -> list[dict[str, str]]:
                   key=lambda r: r["path"])
 
 
+def labels_text(project: Project, fmt: str) -> str:
+    """The labels as CSV (path,label) or JSON text: what a file export
+    writes and what the app offers as a download."""
+    rows = labeled_rows(project)
+    if fmt == "csv":
+        buf = io.StringIO(newline="")
+        writer = csv.DictWriter(buf, fieldnames=["path", "label"], lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    if fmt == "json":
+        return json.dumps({"project": str(project.root), "image_root": str(project.image_root),
+                           "classes": project.classes(), "exported_at": now(), "labels": rows}, indent=1)
+    raise BadInput(f"unknown text format {fmt!r}; use csv or json")
+
+
 def export_labels(project: Project, fmt: str, out: Path) -> dict[str, Any]:
     """Write the labels as csv, json or an ImageFolder tree; returns a summary."""
     out = Path(out)
-    rows = labeled_rows(project)
     if fmt not in FORMATS:
         raise BadInput(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
     if fmt == "imagefolder":
-        return _export_imagefolder(project, rows, out)
+        return _export_imagefolder(project, labeled_rows(project), out)
+    text = labels_text(project, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        if fmt == "csv":
-            writer = csv.DictWriter(fh, fieldnames=["path", "label"])
-            writer.writeheader()
-            writer.writerows(rows)
-        else:
-            json.dump({"project": str(project.root), "image_root": str(project.image_root),
-                       "classes": project.classes(), "exported_at": now(), "labels": rows}, fh, indent=1)
+        fh.write(text)
     tmp.replace(out)
-    project.log_event("export", {"format": fmt, "out": str(out), "labels": len(rows)})
-    return {"format": fmt, "out": str(out), "labels": len(rows)}
+    n = len(labeled_rows(project))
+    project.log_event("export", {"format": fmt, "out": str(out), "labels": n})
+    return {"format": fmt, "out": str(out), "labels": n}
 
 
 def _export_imagefolder(project: Project, rows: list[dict[str, str]], out: Path) -> dict[str, Any]:

@@ -108,6 +108,36 @@ MIGRATIONS: dict[int, str] = {
         payload TEXT NOT NULL
     );
     """,
+    # 2: the app. An action groups the label rows one user gesture wrote (a
+    # keypress, a grid batch, a lasso selection) so undo reverts the gesture
+    # whole; skips are actions too, so undo brings a skipped image back.
+    # Existing label rows become one action each, with the same ids.
+    2: """
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,                 -- 'label' | 'skip'
+        author TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        undone_at TEXT
+    );
+    INSERT INTO actions(id, kind, author, created_at, undone_at)
+        SELECT id, 'label', author, created_at, undone_at FROM labels;
+    ALTER TABLE labels ADD COLUMN action_id INTEGER REFERENCES actions(id);
+    UPDATE labels SET action_id = id;
+    CREATE INDEX labels_action ON labels(action_id);
+    CREATE TABLE skips (                    -- 'not now': to the back of this round's order
+        action_id INTEGER NOT NULL REFERENCES actions(id),
+        item_id INTEGER NOT NULL REFERENCES items(id),
+        round_id INTEGER                    -- the queue it was skipped in (NULL: before any round)
+    );
+    CREATE INDEX skips_item ON skips(item_id);
+    CREATE TABLE priorities (               -- pushed to the front of the queue by the user
+        item_id INTEGER PRIMARY KEY REFERENCES items(id),
+        position INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE rounds ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -241,6 +271,16 @@ class Project:
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return row["value"] if row else default
+
+    def settings(self) -> dict[str, Any]:
+        """The user's saved choices for this project (sampler, budget, ...)."""
+        return _loads(self.meta("settings")) or {}
+
+    def save_settings(self, **values: Any) -> dict[str, Any]:
+        with self.atomic():
+            merged = {**self.settings(), **values}
+            self._set_meta("settings", json.dumps(merged))
+        return merged
 
     @property
     def image_root(self) -> Path:
@@ -376,6 +416,29 @@ class Project:
             raise UnknownItem(f"no item with id {missing[0]} in {self.root}")
         return [by_id[i] for i in ids]
 
+    def item_count(self) -> tuple[int, int]:
+        """(present items, highest item id): changes whenever items come or
+        go, at the cost of one indexed query (the Label page asks per key)."""
+        row = self._one("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM items WHERE status = 'ok'")
+        return int(row[0]), int(row[1])
+
+    def paths(self) -> dict[int, str]:
+        """{item id: relative path} of the present items, without building Items."""
+        return {r[0]: r[1] for r in self._rows("SELECT id, path FROM items WHERE status = 'ok'")}
+
+    def label_version(self) -> tuple[int, int]:
+        """Changes with every label, skip or undo (for caches keyed on labels)."""
+        row = self._one("SELECT COALESCE(MAX(id), 0), COUNT(undone_at) FROM actions")
+        return int(row[0]), int(row[1])
+
+    def item(self, item_id: int) -> Item:
+        """One item by id (a single-row query: the Label page calls it per keypress)."""
+        row = self._one("SELECT i.id, i.path, i.cache_index, i.gold, c.name AS label, i.width, i.height "
+                        "FROM items i LEFT JOIN classes c ON c.id = i.label_class_id WHERE i.id = ?", (item_id,))
+        if row is None:
+            raise UnknownItem(f"no item with id {item_id} in {self.root}")
+        return Item(**dict(row))
+
     def item_id(self, path: str) -> int:
         row = self._one("SELECT id FROM items WHERE path = ?", (path,))
         if row is None:
@@ -395,57 +458,104 @@ class Project:
 
     # -- labels -------------------------------------------------------------
 
+    def _new_action(self, kind: str, author: str) -> int:
+        return self.db.execute("INSERT INTO actions(kind, author, created_at) VALUES (?, ?, ?)",
+                               (kind, author, now())).lastrowid
+
+    def _write_label(self, action_id: int, item_id: int, class_id: int | None, previous: int | None,
+                     author: str, source: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO labels(item_id, class_id, previous_class_id, author, source, created_at, action_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (item_id, class_id, previous, author, source, now(), action_id))
+        self.db.execute("UPDATE items SET label_class_id = ? WHERE id = ?", (class_id, item_id))
+        return cur.lastrowid
+
     def set_label(self, item_id: int, label: str | None, author: str = "user",
                   source: str = "ui") -> int:
         """Give (or with None, clear) an item's label; one transaction, history
-        kept. Returns the history row's id."""
+        kept, one undoable action. Returns the history row's id."""
         with self.atomic():
             class_id = None if label is None else self._class_id(label)
             row = self.db.execute("SELECT label_class_id FROM items WHERE id = ?", (item_id,)).fetchone()
             if row is None:
                 raise UnknownItem(f"no item with id {item_id} in {self.root}")
-            cur = self.db.execute(
-                "INSERT INTO labels(item_id, class_id, previous_class_id, author, source, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (item_id, class_id, row["label_class_id"], author, source, now()))
-            self.db.execute("UPDATE items SET label_class_id = ? WHERE id = ?", (class_id, item_id))
-            return cur.lastrowid
+            action = self._new_action("label", author)
+            return self._write_label(action, item_id, class_id, row["label_class_id"], author, source)
 
     def set_labels(self, pairs: Sequence[tuple[int, str]], author: str = "user",
                    source: str = "import") -> int:
-        """Many labels in one transaction: all are checked first, so one bad
-        class or item leaves the project unchanged. Returns how many changed."""
+        """Many labels in one transaction and one undoable action: all are
+        checked first, so one bad class or item leaves the project unchanged.
+        Returns how many changed."""
         with self.atomic():
-            changed = 0
-            current = {r["id"]: r["label"] for r in self._rows(
-                "SELECT i.id, c.name AS label FROM items i LEFT JOIN classes c ON c.id = i.label_class_id")}
+            current = {r["id"]: r["label_class_id"] for r in self._rows("SELECT id, label_class_id FROM items")}
+            wanted = []
             for item_id, label in pairs:
-                self._class_id(label)
+                class_id = self._class_id(label)
                 if item_id not in current:
                     raise UnknownItem(f"no item with id {item_id} in {self.root}")
-            for item_id, label in pairs:
-                if current[item_id] != label:
-                    self.set_label(item_id, label, author=author, source=source)
-                    current[item_id] = label
+                wanted.append((item_id, class_id))
+            action = None
+            changed = 0
+            for item_id, class_id in wanted:
+                if current[item_id] != class_id:
+                    action = action or self._new_action("label", author)
+                    self._write_label(action, item_id, class_id, current[item_id], author, source)
+                    current[item_id] = class_id
                     changed += 1
             return changed
 
-    def undo(self) -> dict[str, Any] | None:
-        """Undo the latest label action not undone yet: the item gets back the
-        label it had before. Returns {item_id, path, restored} or None."""
+    def skip(self, item_ids: int | Sequence[int], author: str = "user") -> None:
+        """'Not now' for one item or a grid page: they come after every other
+        unlabeled item of the current round's order (one undoable action; a
+        new round forgets it)."""
+        ids = [item_ids] if isinstance(item_ids, int) else list(item_ids)
         with self.atomic():
-            row = self.db.execute(
-                "SELECT l.id, l.item_id, l.previous_class_id, i.path FROM labels l "
-                "JOIN items i ON i.id = l.item_id WHERE l.undone_at IS NULL ORDER BY l.id DESC LIMIT 1"
-            ).fetchone()
-            if row is None:
+            for item_id in ids:
+                if self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
+                    raise UnknownItem(f"no item with id {item_id} in {self.root}")
+            action = self._new_action("skip", author)
+            round_id = self.current_round_id()
+            self.db.executemany("INSERT INTO skips(action_id, item_id, round_id) VALUES (?, ?, ?)",
+                                [(action, i, round_id) for i in ids])
+
+    def skipped_ids(self) -> set[int]:
+        """Items skipped (and not undone) in the current round's queue."""
+        rows = self._rows("SELECT s.item_id FROM skips s JOIN actions a ON a.id = s.action_id "
+                          "WHERE a.undone_at IS NULL AND s.round_id IS ?", (self.current_round_id(),))
+        return {r[0] for r in rows}
+
+    def undo(self) -> dict[str, Any] | None:
+        """Undo the latest action not undone yet: a label gesture (every item
+        it touched gets back its previous label) or a skip. Returns
+        {action, item_id, path, restored, items} (item_id/path/restored of
+        the gesture's first item) or None when there is nothing to undo."""
+        with self.atomic():
+            act = self.db.execute("SELECT id, kind FROM actions WHERE undone_at IS NULL "
+                                  "ORDER BY id DESC LIMIT 1").fetchone()
+            if act is None:
                 return None
-            self.db.execute("UPDATE labels SET undone_at = ? WHERE id = ?", (now(), row["id"]))
-            self.db.execute("UPDATE items SET label_class_id = ? WHERE id = ?",
-                            (row["previous_class_id"], row["item_id"]))
-            restored = self.db.execute("SELECT name FROM classes WHERE id = ?",
-                                       (row["previous_class_id"],)).fetchone()
-            return {"item_id": row["item_id"], "path": row["path"],
-                    "restored": restored["name"] if restored else None}
+            stamp = now()
+            self.db.execute("UPDATE actions SET undone_at = ? WHERE id = ?", (stamp, act["id"]))
+            if act["kind"] == "skip":
+                rows = self.db.execute("SELECT s.item_id, i.path, c.name AS restored FROM skips s "
+                                       "JOIN items i ON i.id = s.item_id "
+                                       "LEFT JOIN classes c ON c.id = i.label_class_id "
+                                       "WHERE s.action_id = ?", (act["id"],)).fetchall()
+            else:
+                rows = self.db.execute("SELECT l.id, l.item_id, l.previous_class_id, i.path FROM labels l "
+                                       "JOIN items i ON i.id = l.item_id WHERE l.action_id = ? "
+                                       "ORDER BY l.id DESC", (act["id"],)).fetchall()
+                self.db.execute("UPDATE labels SET undone_at = ? WHERE action_id = ?", (stamp, act["id"]))
+                for r in rows:  # newest first, so an item touched twice ends at its oldest state
+                    self.db.execute("UPDATE items SET label_class_id = ? WHERE id = ?",
+                                    (r["previous_class_id"], r["item_id"]))
+                names = {r["id"]: r["name"] for r in self.db.execute("SELECT id, name FROM classes")}
+                rows = [{"item_id": r["item_id"], "path": r["path"], "restored": names.get(r["previous_class_id"])}
+                        for r in reversed(rows)]
+            items = [dict(r) for r in rows]
+            first = items[0] if items else {"item_id": None, "path": None, "restored": None}
+            return {"action": act["kind"], **first, "items": items}
 
     def label_history(self, item_id: int) -> list[dict[str, Any]]:
         rows = self._rows(
@@ -482,16 +592,7 @@ class Project:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def is_training(self) -> bool:
-        path = self.root / "train.lock"
-        if not path.exists():
-            return False
-        with open(path, "a") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            return False
+        return is_locked(self.root / "train.lock")
 
     def _fail_interrupted_rounds(self) -> None:
         # Called with the training lock held: any 'running' round is an orphan.
@@ -563,6 +664,56 @@ class Project:
             "ORDER BY s.rank LIMIT ?", (round_id, -1 if limit is None else int(limit)))
         return [dict(r) for r in rows]
 
+    def request_cancel(self) -> int:
+        """Ask the running round (in whatever process) to stop; it checks this
+        flag twice a second. Returns how many running rounds were flagged."""
+        with self.atomic():
+            return self.db.execute("UPDATE rounds SET cancel_requested = 1 WHERE status = 'running'").rowcount
+
+    def cancel_requested(self, round_id: int) -> bool:
+        row = self._one("SELECT cancel_requested FROM rounds WHERE id = ?", (round_id,))
+        return bool(row and row[0])
+
+    def round_order(self) -> list[tuple[int, float, int | None]]:
+        """(item id, score, rank) of every present item the current round
+        scored, labeled or not: its batch by rank, then the rest by score."""
+        round_id = self.current_round_id()
+        if round_id is None:
+            return []
+        rows = self._rows(
+            "SELECT s.item_id, s.score, s.rank FROM scores s JOIN items i ON i.id = s.item_id "
+            "WHERE s.round_id = ? AND i.status = 'ok' "
+            "ORDER BY s.rank IS NULL, s.rank, s.score DESC, s.item_id", (round_id,))
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def push_to_front(self, item_ids: Sequence[int]) -> int:
+        """Put items at the very front of the labeling order, in the given
+        order, ahead of earlier pushes. Returns how many were pushed."""
+        ids = list(dict.fromkeys(int(i) for i in item_ids))
+        with self.atomic():
+            known = {r[0] for r in self.db.execute("SELECT id FROM items")}
+            unknown = [i for i in ids if i not in known]
+            if unknown:
+                raise UnknownItem(f"no item with id {unknown[0]} in {self.root}")
+            first = self.db.execute("SELECT COALESCE(MIN(position), 0) FROM priorities").fetchone()[0]
+            stamp = now()
+            self.db.executemany(
+                "INSERT INTO priorities(item_id, position, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(item_id) DO UPDATE SET position = excluded.position, created_at = excluded.created_at",
+                [(i, first - len(ids) + k, stamp) for k, i in enumerate(ids)])
+        return len(ids)
+
+    def priority_ids(self) -> list[int]:
+        """Pushed items still unlabeled, front first."""
+        rows = self._rows("SELECT p.item_id FROM priorities p JOIN items i ON i.id = p.item_id "
+                          "WHERE i.label_class_id IS NULL AND i.status = 'ok' ORDER BY p.position")
+        return [r[0] for r in rows]
+
+    def labeled_ids(self) -> set[int]:
+        """Ids of the labeled present items (cheaper than `labels()`)."""
+        return {r[0] for r in self._rows("SELECT id FROM items WHERE label_class_id IS NOT NULL "
+                                         "AND status = 'ok'")}
+
     def scores(self, round_id: int) -> dict[int, float]:
         return {r[0]: r[1] for r in self._rows("SELECT item_id, score FROM scores WHERE round_id = ?",
                                                (round_id,))}
@@ -597,6 +748,23 @@ class Project:
             "last_round": None if last is None else {
                 k: last[k] for k in ("id", "sampler", "budget", "status", "error", "progress")},
         }
+
+
+def is_locked(path: Path) -> bool:
+    """Whether another process holds an flock on `path` (a crashed holder's
+    lock is gone with it, so this never reports a stale lock)."""
+    if not path.exists():
+        return False
+    try:
+        with open(path, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
 
 
 def _check_class_name(name: str) -> str:

@@ -13,11 +13,19 @@ what the samplers chose.
 The loop mirrors `rounds.run_round` in memory: the per-round sampler context
 is built in one place (`_build_context`) from `sampler.needs`, and the VAAL
 models live per (seed, sampler), warm-started across rounds.
+
+The JSON is a live document: the Demo page runs `simulate` in a background
+process and polls the file, so it is rewritten (atomically) after every round
+and at every change of phase, with a "progress" object saying where the run
+is. The latent means behind the page's map go beside it as `.latents.npz`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import csv
+import io
 import json
 import math
 import os
@@ -25,13 +33,16 @@ import posixpath
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from vaal_core import samplers
 from vaal_core.config import IMAGE_SIZES, EngineConfig, engine_config
 from vaal_core.errors import BadImageFolder, BadInput, BudgetTooLarge
+
+if TYPE_CHECKING:  # plotly is imported only when a chart is drawn
+    import plotly.graph_objects as go
 
 Progress = Callable[[dict[str, Any]], None]
 BASELINE = "random"
@@ -52,6 +63,7 @@ class SimConfig:
     image_size: int = 32
     test_fraction: float = 0.2
     subset: int | None = None  # stratified subset of the folder (seeded, fixed) before the split
+    map: bool = False  # also compute the 2-D UMAP map of the saved latents (the Demo page's picks map)
 
 
 def _seed(seed: int, round_: int) -> int:
@@ -164,6 +176,7 @@ class _Run:
     sampler: samplers.Sampler
     vaal: Any = None  # train.VAALModels, warm-started across rounds
     classifier: Any = None  # the last round's TaskNet
+    latents: np.ndarray | None = None  # the last round's latent means of the pool rows
 
 
 @dataclass
@@ -231,7 +244,7 @@ def _build_context(run: _Run, data: _Data, labeled: np.ndarray, unlabeled: np.nd
     if needs & {"latents", "disc"}:
         latents, disc_prob, timings = _train_vaal(run, data, labeled, unlabeled, engine, device, round_, cache,
                                                   progress)
-        ctx.latents = latents
+        ctx.latents = run.latents = latents
         ctx.disc_prob = disc_prob if "disc" in needs else None
     if "task_probs" in needs:  # the classifier trained on the current labeled set
         t0 = time.perf_counter()
@@ -241,9 +254,12 @@ def _build_context(run: _Run, data: _Data, labeled: np.ndarray, unlabeled: np.nd
 
 
 def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: EngineConfig, device,
-          cache: _SeedCache, progress: Progress | None) -> list[dict[str, Any]]:
+          cache: _SeedCache, progress: Progress | None,
+          on_round: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Round 0 on the initial set, then `cfg.rounds` rounds of select ->
-    reveal -> retrain. Returns one record per round."""
+    reveal -> retrain. Returns one record per round; `on_round` gets each
+    record as soon as it exists (before the round's final progress event), so
+    the caller can save it while later rounds play."""
     tag = {"seed": run.seed, "sampler": run.sampler.name}
     labeled = np.sort(initial)
     records = []
@@ -276,24 +292,36 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
                   "class_counts": dict(zip(data.classes, counts.tolist())),
                   "picked": [int(i) for i in picked]}
         records.append(record)
+        if on_round is not None:
+            on_round(record)
         forward({"phase": "task", "labeled": record["labeled"], "accuracy": acc, "done": True})
     return records
 
 
 # -- summary, headline, output ------------------------------------------------
 
+CSV_COLUMNS = ("sampler", "labeled", "round", "mean", "std", "min", "max", "n_seeds")
+
+
 def summarize(results: dict[str, dict[str, list[dict]]]) -> dict[str, list[dict[str, Any]]]:
     """Per sampler and round: mean, sample std (ddof=1; 0 with one seed),
-    min and max of the accuracy over the seeds done."""
+    min and max of the accuracy over the seeds that reached that round.
+
+    Works on partial results (the JSON is summarised after every round, so a
+    seed may be mid-run or not started): each row says in n_seeds how many
+    seeds it stands on."""
     out: dict[str, list[dict[str, Any]]] = {}
     for name, by_seed in results.items():
-        runs = list(by_seed.values())
-        if not runs:
+        by_round: dict[int, list[dict]] = {}
+        for records in by_seed.values():
+            for rec in records:
+                by_round.setdefault(rec["round"], []).append(rec)
+        if not by_round:
             continue
         rows = []
-        for i, rec in enumerate(runs[0]):
-            acc = np.array([run[i]["accuracy"] for run in runs])
-            rows.append({"round": rec["round"], "labeled": rec["labeled"], "mean": float(acc.mean()),
+        for r in sorted(by_round):
+            acc = np.array([rec["accuracy"] for rec in by_round[r]])
+            rows.append({"round": r, "labeled": by_round[r][0]["labeled"], "mean": float(acc.mean()),
                          "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                          "min": float(acc.min()), "max": float(acc.max()), "n_seeds": int(len(acc))})
         out[name] = rows
@@ -301,20 +329,25 @@ def summarize(results: dict[str, dict[str, list[dict]]]) -> dict[str, list[dict[
 
 
 def headline(summary: dict[str, list[dict[str, Any]]]) -> str:
-    """The measured result in words: each sampler's final mean against
-    random's, a difference called only when it exceeds the pooled std."""
+    """The measured result in words: each sampler's latest mean against
+    random's at the same round, a difference called only when it exceeds the
+    pooled std. Random plays first within each seed, so it always has the
+    round another sampler reached; when finished, that is random's final
+    round."""
     if BASELINE not in summary:
         return "no results yet"
-    base = summary[BASELINE][-1]
-    one_seed = base["n_seeds"] < 2
+    base_rows = {row["round"]: row for row in summary[BASELINE]}
     parts = []
     for name, rows in summary.items():
         if name == BASELINE:
             continue
         last = rows[-1]
+        base = base_rows.get(last["round"], summary[BASELINE][-1])
+        target = ("random's final accuracy" if base is summary[BASELINE][-1]
+                  else f"random's accuracy at {base['labeled']:,} labels")
         gap = last["mean"] - base["mean"]
         pooled = math.sqrt((last["std"] ** 2 + base["std"] ** 2) / 2)
-        if one_seed:
+        if min(last["n_seeds"], base["n_seeds"]) < 2:
             verdict = f"{100 * gap:+.1f} points with one seed (no spread measured; run more seeds)"
         elif abs(gap) <= pooled:
             verdict = "no clear difference (within one std)"
@@ -325,14 +358,28 @@ def headline(summary: dict[str, list[dict[str, Any]]]) -> str:
                 f"vs random {100 * base['mean']:.1f}% ± {100 * base['std']:.1f}: {verdict}")
         reached = next((row for row in rows if row["mean"] >= base["mean"]), None)
         if reached is not None:
-            text += f"; {name} needed {reached['labeled']:,} labels to reach random's final accuracy"
+            text += f"; {name} needed {reached['labeled']:,} labels to reach {target}"
         else:
-            text += f"; {name} did not reach random's final accuracy within {last['labeled']:,} labels"
+            text += f"; {name} did not reach {target} within {last['labeled']:,} labels"
         parts.append(text)
     if not parts:
+        base = summary[BASELINE][-1]
         return (f"random reached {100 * base['mean']:.1f}% ± {100 * base['std']:.1f} at {base['labeled']:,} "
                 "labels (no other sampler ran)")
     return "; ".join(parts) if len(parts) == 1 else " | ".join(parts)
+
+
+def summary_csv(result: dict[str, Any]) -> str:
+    """The summary as CSV text (accuracy as fractions, as in the JSON), one
+    row per sampler and round: the table a user takes to a spreadsheet.
+    Floats are written at full precision so the CSV matches the JSON."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for name, rows in result["summary"].items():
+        for row in rows:
+            writer.writerow([name, *(row[k] for k in CSV_COLUMNS[1:])])
+    return buf.getvalue()
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -342,23 +389,32 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)  # readers never see half a file
 
 
-def write_chart(result: dict[str, Any], path: Path) -> Path:
+def _write_latents(path: Path, rows: np.ndarray, latents: np.ndarray, y: np.ndarray) -> None:
+    """np.savez through a file handle (a path would get ".npz" appended to
+    the temporary name), then an atomic rename like the JSON."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, rows=rows.astype(np.int64), latents=latents.astype(np.float32), y=y.astype(np.int64))
+    os.replace(tmp, path)
+
+
+def chart_figure(result: dict[str, Any]) -> "go.Figure":
     """Accuracy (%) against labels, one line per sampler: the mean over seeds
-    and a band of ± std (min-max with one seed). A self-contained HTML file
-    (plotly.js inlined, no CDN), so it opens offline."""
+    and a band of ± std (min-max where a round has one seed so far). The one
+    place the chart is built, for the HTML file and the Demo page alike;
+    works on a partial result (any rounds so far, even none)."""
     import plotly.graph_objects as go
     from plotly.colors import hex_to_rgb, qualitative
 
-    palette = [c for c in qualitative.Plotly]
+    palette = list(qualitative.Plotly)
     fig = go.Figure()
-    for i, (name, rows) in enumerate(result["summary"].items()):
+    for i, (name, rows) in enumerate(result.get("summary", {}).items()):
         color = "#7f7f7f" if name == BASELINE else palette[i % len(palette)]
         r, g, b = hex_to_rgb(color)
         x = [row["labeled"] for row in rows]
         mean = [100 * row["mean"] for row in rows]
-        spread = rows[0]["n_seeds"] > 1
-        lo = [100 * (row["mean"] - row["std"] if spread else row["min"]) for row in rows]
-        hi = [100 * (row["mean"] + row["std"] if spread else row["max"]) for row in rows]
+        lo = [100 * (row["mean"] - row["std"] if row["n_seeds"] > 1 else row["min"]) for row in rows]
+        hi = [100 * (row["mean"] + row["std"] if row["n_seeds"] > 1 else row["max"]) for row in rows]
         fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=f"rgba({r},{g},{b},0.15)",
                                  line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=name))
         hover = [f"{row['labeled']:,} labels: {100 * row['mean']:.1f}% ± {100 * row['std']:.1f} "
@@ -367,10 +423,20 @@ def write_chart(result: dict[str, Any], path: Path) -> Path:
                                  line={"color": color, "dash": "dash" if name == BASELINE else "solid"},
                                  text=hover, hovertemplate="%{text}<extra>" + name + "</extra>"))
     band = "± 1 std over seeds" if result["config"]["seeds"] > 1 else "min-max (one seed)"
-    title = result["headline"].replace(" | ", "<br>")
+    title = (result.get("headline") or "no results yet").replace(" | ", "<br>")
+    progress = result.get("progress")
+    if not result.get("complete") and progress:
+        title = f"in progress ({progress['rounds_done']} of {progress['rounds_total']} rounds): {title}"
     fig.update_layout(title={"text": f"<span style='font-size:13px'>{title}</span>", "x": 0.01},
                       xaxis_title="labeled images", yaxis_title=f"test accuracy, % (band: {band})",
                       template="plotly_white", hovermode="closest", margin={"t": 110})
+    return fig
+
+
+def write_chart(result: dict[str, Any], path: Path) -> Path:
+    """`chart_figure` as a self-contained HTML file (plotly.js inlined, no
+    CDN), so it opens offline."""
+    fig = chart_figure(result)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fig.write_html(tmp, include_plotlyjs=True, full_html=True)
@@ -378,12 +444,31 @@ def write_chart(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _progress_state(names: list[str], cfg: SimConfig, rounds_done: int, phase: str) -> dict[str, Any]:
+    """Where the run stands, from the number of rounds recorded: runs play in
+    a fixed order (seeds, then samplers, then rounds), so the round now
+    playing follows from the count."""
+    per_run = cfg.rounds + 1
+    runs_total = cfg.seeds * len(names)
+    current = None
+    if rounds_done < runs_total * per_run:
+        run_index, round_ = divmod(rounds_done, per_run)
+        seed, i = divmod(run_index, len(names))
+        current = {"seed": seed, "sampler": names[i], "round": round_}
+    return {"runs_done": rounds_done // per_run, "runs_total": runs_total, "rounds_done": rounds_done,
+            "rounds_total": runs_total * per_run, "current": current, "phase": phase}
+
+
 # -- the entry point ----------------------------------------------------------
 
 def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | None = None) -> dict[str, Any]:
-    """Run the simulation and write `out` (JSON) and `out.with_suffix('.html')`
-    (chart). The JSON is rewritten after every (seed, sampler) run with
-    "complete": false, so a killed run still leaves what it finished.
+    """Run the simulation and write `out` (JSON), `out.with_suffix('.html')`
+    (chart) and, when a sampler uses latents, `out.with_suffix('.latents.npz')`.
+    The JSON first appears once the images are decoded, then is rewritten
+    after every round (and at each change of phase) with "complete": false
+    and a "progress" object, so a page polling it draws the curves as they
+    grow, and a run that stops leaves what it finished (and "error" when it
+    failed inside Python).
     Raises BadInput, BudgetTooLarge, UnknownSampler or BadImageFolder before
     any decoding or training when the request cannot work."""
     from vaal_core import train
@@ -398,6 +483,11 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
     scanned = [posixpath.basename(posixpath.dirname(rel)) or None for rel, _ in scan(image_root).files]
     classes, _ = _classes(scanned, image_root)
     _split(_targets(scanned, classes), cfg)  # sizes, with every scanned file counted
+    latents_path = out.with_suffix(".latents.npz")
+    # An earlier run's files must not pass for this one's while it decodes
+    # (a poller reads "no JSON yet" as "starting").
+    for stale in (out, out.with_suffix(".html"), latents_path):
+        stale.unlink(missing_ok=True)
 
     # 2. Decode, then split for real (files may have been skipped).
     def decode_progress(done: int, total: int) -> None:
@@ -410,9 +500,11 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
     pool, test = _split(y, cfg)
     data = _Data(images, y, pool, test, classes)
     engine = engine_config(cfg.image_size, cfg.fast)
+    # The map's latents: seed 0 of the first sampler that trains a VAE, at its last round.
+    map_sampler = next((n for n in names if "latents" in samplers.get(n).needs), None)
 
     result: dict[str, Any] = {
-        "complete": False,
+        "complete": False, "error": None, "progress": _progress_state(names, cfg, 0, "start"),
         "config": {**asdict(cfg), "samplers": names, "samplers_requested": list(cfg.samplers),
                    "random_added": random_added,
                    "seed_list": list(range(cfg.seeds)), "engine": asdict(engine)},
@@ -421,30 +513,90 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
         "test_class_counts": dict(zip(classes, np.bincount(y[test], minlength=len(classes)).tolist())),
         "ignored_root_images": at_root, "skipped": len(skipped),
         "notes": {"ids": "picked/test_rows are rows of the decoded folder: its image files in sorted path "
-                         "order, minus skipped files",
+                         "order, minus skipped files; paths[row] is the file of a row",
                   "std": "sample standard deviation over seeds (ddof=1)",
                   "round_0": "picked = the random initial set (same for every sampler of a seed)",
                   "timings": "train_s: VAE/discriminator training; select_s: encoding, scoring and "
-                             "selection; task_s: classifier training and test evaluation"},
-        "test_rows": test.tolist(),
+                             "selection; task_s: classifier training and test evaluation",
+                  "progress": "current = the round playing now (null when all are done); phase: start, "
+                              "train, select, task, map, chart, done, stopped or failed",
+                  "latents": "latents_file (beside this file, null until written): rows = pool rows, "
+                             "latents = VAE latent means (float32), y = class index, from latents_from"},
+        "paths": paths, "test_rows": test.tolist(),
+        "latents_file": None,
+        "latents_from": ({"seed": 0, "sampler": map_sampler, "round": cfg.rounds} if map_sampler else None),
         "results": {name: {} for name in names}, "summary": {}, "headline": "", "seconds": 0.0,
     }
+    rounds_done = 0
 
+    def save(phase: str) -> None:
+        result["progress"] = _progress_state(names, cfg, rounds_done, phase)
+        result["seconds"] = round(time.perf_counter() - t_start, 2)
+        _write_json(out, result)
+
+    def tracked(info: dict[str, Any]) -> None:
+        # A new phase of the round playing now is worth a write (a poller
+        # shows "seed 1, vaal, round 3: training"); iteration ticks are not.
+        now = result["progress"]["current"]
+        key = (info.get("seed"), info.get("sampler"), info.get("round"))
+        if (now and not info.get("done") and key == (now["seed"], now["sampler"], now["round"])
+                and info.get("phase") not in (None, result["progress"]["phase"])):
+            save(info["phase"])
+        if progress is not None:
+            progress(info)
+
+    save("start")
     # 3. Every seed: one initial set, then every sampler from it.
-    for seed in range(cfg.seeds):
-        initial = np.random.default_rng(seed).choice(pool, cfg.init, replace=False)
-        cache = _SeedCache()
-        for name in names:
-            run = _Run(seed, samplers.get(name))
-            result["results"][name][str(seed)] = _play(run, data, initial, cfg, engine, device, cache, progress)
-            result["summary"] = summarize(result["results"])
-            result["headline"] = headline(result["summary"])
-            result["seconds"] = round(time.perf_counter() - t_start, 2)
-            _write_json(out, result)
+    try:
+        for seed in range(cfg.seeds):
+            initial = np.random.default_rng(seed).choice(pool, cfg.init, replace=False)
+            cache = _SeedCache()
+            for name in names:
+                run = _Run(seed, samplers.get(name))
 
-    # 4. Final write and chart.
+                def on_round(record: dict[str, Any], run: _Run = run) -> None:
+                    nonlocal rounds_done
+                    result["results"][run.sampler.name].setdefault(str(run.seed), []).append(record)
+                    rounds_done += 1
+                    if (run.seed, run.sampler.name, record["round"]) == (0, map_sampler, cfg.rounds):
+                        _write_latents(latents_path, data.pool, run.latents, data.y[data.pool])
+                        result["latents_file"] = latents_path.name  # only once the file is there
+                    result["summary"] = summarize(result["results"])
+                    result["headline"] = headline(result["summary"])
+                    save("start" if rounds_done < result["progress"]["rounds_total"] else "chart")
+
+                _play(run, data, initial, cfg, engine, device, cache, tracked, on_round)
+    except KeyboardInterrupt:  # stopped by the user (Ctrl-C, or the app's Stop: SIGTERM): not a failure
+        result["stopped"] = True
+        with contextlib.suppress(OSError):
+            save("stopped")
+        raise
+    except BaseException as e:  # noqa: BLE001 - recorded for the poller, then re-raised
+        result["error"] = str(e) or type(e).__name__
+        with contextlib.suppress(OSError):  # a full disk must not hide the real error
+            save("failed")
+        raise
+
+    # 4. The map of the picks (in this worker, so the page never waits on
+    # UMAP), then the final write and chart.
+    if cfg.map and result["latents_file"]:
+        from vaal_core.embed import cached_projection_of
+
+        save("map")
+        cached_projection_of(latents_path, seed=0)
+        result["map_ready"] = True
     result["complete"] = True
-    result["seconds"] = round(time.perf_counter() - t_start, 2)
     write_chart(result, out.with_suffix(".html"))
-    _write_json(out, result)
+    save("done")
     return result
+
+
+def read_result(out: Path) -> dict[str, Any] | None:
+    """The JSON a (possibly still running) simulation wrote, or None before
+    its first write. Writes are atomic, so a read never sees half a file."""
+    try:
+        return json.loads(Path(out).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise BadInput(f"cannot read simulation results {out}: {err}") from None

@@ -50,6 +50,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def describe_device(name: str = "auto") -> str:
+    """What `name` resolves to, in words for the Train page, e.g.
+    'cuda (NVIDIA H100 80GB HBM3)' or 'cpu (2 cores, no GPU found)'."""
+    import os
+
+    device = resolve_device(name)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({os.cpu_count()} cores{', no GPU found' if name == 'auto' else ''})"
+
+
 def to_tensor(images: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, S, S, 3) cache rows -> float (B, 3, S, S) in [-1, 1] on device."""
     order = np.sort(rows)  # sorted reads are sequential on a memmap

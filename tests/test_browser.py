@@ -1,0 +1,296 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright
+against a real `streamlit run app.py` server, on real CIFAR-10 JPEGs, with
+the SQLite store checked after the browser acts.
+
+One story, as a newcomer lives it: the first start shows the digits demo;
+they create a project from a folder, label 10 images with the keyboard,
+reload and find all 10 kept, undo one, train a quick round and watch its
+progress until the new queue appears, then open the latent map and see one
+point per image. Screenshots of every page go to test-artifacts/ to be
+looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from vaal_core import workspace
+from vaal_core.project import Project
+
+from conftest import ROOT, make_subset
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CLASSES = ["airplane", "cat", "ship"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(home: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on `home`, ready to serve."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); "
+                    ".ci/run does this on a fresh machine")
+    port = port or _free_port()
+    env = {**os.environ, "VAAL_HOME": str(home)}
+    env.pop("VAAL_PROJECT", None)
+    log = open(home / f"server-{port}.log", "a")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return proc, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError("the Streamlit server did not start:\n" + (home / f"server-{port}.log").read_text())
+        time.sleep(0.3)
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real Streamlit server on a fresh home (no projects at all)."""
+    home = tmp_path_factory.mktemp("home")
+    proc, url = _start_server(home)
+    yield {"url": url, "home": home}
+    _stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    # Tall: Streamlit scrolls inside its own container, so a screenshot
+    # shows the viewport; this one fits a whole page.
+    pg = browser.new_page(viewport={"width": 1400, "height": 1800})
+    pg.set_default_timeout(60_000)
+    yield pg
+    pg.close()
+
+
+def _ready(pg) -> None:
+    """The app has connected and finished its script run."""
+    pg.wait_for_selector('[data-testid="stAppViewContainer"]')
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+                         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText"
+                         ".includes('Running')")
+    time.sleep(0.5)
+
+
+def _nav(pg, name: str) -> None:
+    """Go to a page through the sidebar, as a user does."""
+    pg.get_by_test_id("stSidebarNavItems").get_by_role("link", name=name, exact=True).click()
+
+
+def _shot(pg, name: str) -> None:
+    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _shown_path(pg) -> str:
+    return pg.locator('[data-testid="stText"]').first.inner_text().strip()
+
+
+def _press_and_wait(pg, key: str) -> str:
+    """Press a key on the Label page and wait for the next image's path."""
+    before = _shown_path(pg)
+    pg.keyboard.press(key)
+    pg.wait_for_function("(before) => { const t = document.querySelector('[data-testid=\"stText\"]');"
+                         " return t && t.innerText.trim() !== before; }", arg=before)
+    return _shown_path(pg)
+
+
+def test_newcomer_story(server, page, cifar_root, tmp_path):
+    url, home = server["url"], server["home"]
+
+    # 1. First start, nothing set up: the digits demo is there to label.
+    page.goto(url)
+    _ready(page)
+    page.get_by_role("button", name=re.compile(r"^1\b")).first.wait_for()
+    assert (home / "projects" / "digits-demo" / "project.db").is_file()
+    assert "0 of 1,797 labeled" in page.locator('[data-testid="stSidebar"]').inner_text()
+    _shot(page, "01-label-digits-demo")
+
+    # 2. Create a project from a folder of real JPEGs, with one broken file.
+    images = make_subset(cifar_root, tmp_path / "photos", per_class=10, classes=CLASSES)
+    (images / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff this is not a jpeg")
+    _nav(page, "Project")
+    _ready(page)
+    page.get_by_role("tab", name="New project").click()
+    page.get_by_role("textbox", name="Project name").fill("photos")
+    page.get_by_role("textbox", name="Image folder").fill(str(images))
+    page.get_by_role("textbox", name="Classes, in key order (comma-separated)").fill(", ".join(CLASSES))
+    page.get_by_role("button", name="Create project").click()
+    page.get_by_text("30 images added, 1 files skipped").wait_for()
+    _ready(page)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the skipped files' table (a canvas)
+    _shot(page, "02-project-created")
+    root = home / "projects" / "photos"
+    project = Project.open(root)
+    assert [s["path"] for s in project.skipped()] == ["cat/broken.jpg"]
+    assert len(project.items()) == 30 and project.classes() == CLASSES
+
+    # 3. Label 10 images with the number keys; each is in SQLite at once.
+    _nav(page, "Label")
+    _ready(page)
+    page.get_by_role("button", name=re.compile("^airplane")).wait_for()
+    seen = [_shown_path(page)]
+    for k in range(10):
+        seen.append(_press_and_wait(page, "123"[k % 3]))
+        assert len(project.labels()) == k + 1
+    labeled_paths = {project.item(i).path for i in project.labels()}
+    assert labeled_paths == set(seen[:10])
+    _shot(page, "03-label-after-10")
+
+    # 4. A reload loses nothing and resumes at the next unlabeled image.
+    page.reload()
+    _ready(page)
+    page.get_by_text("10 of 30 images labeled").wait_for()
+    assert _shown_path(page) == seen[10] and len(project.labels()) == 10
+
+    # 5. Undo (Z) takes the last label back and shows that image again.
+    _press_and_wait(page, "z")
+    assert len(project.labels()) == 9 and _shown_path(page) == seen[9]
+    _shot(page, "04-label-after-undo")
+
+    # 6. Train a quick round in the background; watch progress, then the new queue.
+    _nav(page, "Train")
+    _ready(page)
+    page.get_by_role("button", name="Start round").click()
+    page.locator('[data-testid="stProgress"]').first.wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"iteration \d+ of \d+|training|scoring|selecting|Starting the training worker")) \
+        .first.wait_for(timeout=120_000)
+    _shot(page, "05-train-progress")
+    page.get_by_text(re.compile(r"Round 1 \(vaal\) finished")).wait_for(timeout=300_000)
+    _ready(page)
+    _shot(page, "06-train-done")
+    assert project.rounds()[-1]["status"] == "done"
+    queue = project.queue()
+    assert queue, "the round wrote no queue"
+    page.get_by_role("link", name="Label the new queue").click()
+    _ready(page)
+    page.get_by_text(re.compile(r"rank 1 of \d+ in round 1's batch")).wait_for()
+    assert _shown_path(page) == queue[0]["path"]
+    _shot(page, "07-label-new-queue")
+
+    # 7. The latent map: one point per image (UMAP runs in a worker the first time).
+    _nav(page, "Explore")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+    _ready(page)
+    # _fullData: the traces as plotly.js drew them (numpy arrays arrive as typed arrays)
+    counts = page.evaluate("() => { const d = document.querySelector('.js-plotly-plot')._fullData;"
+                           " return d.filter(t => t.name !== 'next batch').map(t => t._length); }")
+    assert sum(counts) == 30, counts
+    assert "30 images on the map of round 1" in page.locator('[data-testid="stMain"]').inner_text()
+    _shot(page, "08-explore")
+
+    # 8. Lasso every point, push them to the front of the queue, then label them in one action.
+    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    corners = [(0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)]
+    page.mouse.move(area["x"] + 0.01 * area["width"], area["y"] + 0.01 * area["height"])
+    page.mouse.down()
+    for fx, fy in corners:
+        page.mouse.move(area["x"] + fx * area["width"], area["y"] + fy * area["height"], steps=8)
+    page.mouse.up()
+    page.get_by_text("30 selected").wait_for()
+    _ready(page)
+    _shot(page, "09-explore-lasso")
+    page.get_by_role("button", name="Push 30 to the front of the queue").click()
+    _ready(page)
+    assert len(project.priority_ids()) == 30 - len(project.labels())
+    page.get_by_role("button", name="Label 30 as this class").click()  # the first class: airplane
+    _ready(page)
+    assert len(project.labels()) == 30 and set(project.labels().values()) == {"airplane"}
+    _nav(page, "Label")
+    _ready(page)
+    page.get_by_text("All 30 images are labeled").wait_for()
+    page.keyboard.press("z")  # one undo takes the whole selection back
+    page.get_by_text(re.compile(r"labeled in this round's batch · 9 in the project")).wait_for()
+    assert len(project.labels()) == 9
+
+    # 9. The Demo page and its form render (a full demo run is covered by tests of vaal_core.simulate).
+    _nav(page, "Demo")
+    _ready(page)
+    page.get_by_role("button", name="Play").wait_for()
+    _shot(page, "10-demo")
+
+
+def test_deep_link_after_a_server_restart(browser, cifar_root, tmp_path):
+    """A tab left open on /train while the server restarts reconnects to the
+    whole app (navigation, project), and nothing labeled is lost."""
+    from vaal_core.ingest import init_project
+
+    home = tmp_path / "home"
+    images = make_subset(cifar_root, tmp_path / "photos", per_class=4, classes=CLASSES)
+    project, _, _ = init_project(home / "projects" / "small", images, CLASSES)
+    workspace_id = _remember(home, project.root)
+    project.set_label(project.items()[0].id, "cat")
+    proc, url = _start_server(home)
+    port = int(url.rsplit(":", 1)[1])
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        pg.goto(f"{url}/train?project={workspace_id}")  # the server's very first request is a deep link
+        _ready(pg)
+        pg.get_by_role("button", name="Start round").wait_for()
+        nav = pg.get_by_test_id("stSidebarNavItems").inner_text()
+        assert "Label" in nav and "Explore" in nav and "common" not in nav
+        _stop_server(proc)
+        proc, _ = _start_server(home, port)  # same address: the open tab reconnects by itself
+        pg.reload()
+        _ready(pg)
+        pg.get_by_role("button", name="Start round").wait_for()
+        assert "1 of 12 labeled" in pg.get_by_test_id("stSidebar").inner_text()
+        _shot(pg, "11-train-after-restart")
+    finally:
+        pg.close()
+        _stop_server(proc)
+
+
+def _remember(home: Path, root: Path) -> str:
+    old = os.environ.get("VAAL_HOME")
+    os.environ["VAAL_HOME"] = str(home)
+    try:
+        return workspace.remember(root).id
+    finally:
+        if old is None:
+            del os.environ["VAAL_HOME"]
+        else:
+            os.environ["VAAL_HOME"] = old

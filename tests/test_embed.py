@@ -1,0 +1,292 @@
+"""The UMAP projection of the Explore and Demo pages, on real data: scikit-learn's
+digits stand in for VAE latents (UMAP must separate the classes), and the
+per-round cache runs on a real project with a real `--fast` VAAL round on
+CIFAR-10 JPEGs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from sklearn.datasets import load_digits
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+
+from vaal_core import embed
+from vaal_core.embed import (
+    NoLatents,
+    cached_projection_of,
+    draw_subset,
+    has_projection,
+    latest_latent_round,
+    projection_progress,
+    round_projection,
+    umap_2d,
+)
+from vaal_core.errors import BadInput, VaalError
+from vaal_core.project import Project
+from vaal_core.rounds import RoundConfig, run_round
+
+from conftest import ROOT, make_subset, run_cli
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    d = load_digits()
+    return d.data.astype(np.float32), d.target
+
+
+@pytest.fixture(scope="module")
+def digits_map(digits):
+    """One full projection of the 1,797 digits (pays numba's first compile
+    once for the whole module), with its progress events."""
+    events: list[dict] = []
+    t0 = time.perf_counter()
+    xy = umap_2d(digits[0], seed=0, progress=events.append)
+    return xy, events, time.perf_counter() - t0
+
+
+# -- umap_2d ------------------------------------------------------------------
+
+def test_import_stays_light():
+    code = "import sys, vaal_core.embed; print(sorted(m for m in ('umap', 'numba', 'pynndescent') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_umap_separates_digit_classes(digits, digits_map):
+    x, y = digits
+    xy, _, _ = digits_map
+    assert xy.shape == (len(x), 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    # Chance is 0.1; a map that keeps the classes apart scores far above it.
+    acc = cross_val_score(KNeighborsClassifier(n_neighbors=5), xy, y, cv=5).mean()
+    assert acc > 0.8, acc
+
+
+def test_same_seed_same_map(digits):
+    x = digits[0][:400]
+    a, b = umap_2d(x, seed=3), umap_2d(x, seed=3)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, umap_2d(x, seed=4))
+
+
+def test_progress_reports_neighbors_then_layout(digits_map):
+    _, events, seconds = digits_map
+    phases = [e["phase"] for e in events]
+    assert phases[0] == "neighbors" and phases[-1] == "layout"
+    assert phases == sorted(phases, key=["neighbors", "layout"].index)  # no going back
+    last = events[-1]
+    assert last["done"] == last["total"] == 500  # umap-learn's epochs for <= 10k points
+    assert any(e["phase"] == "layout" and 0 < e["done"] < e["total"] for e in events)  # parsed from tqdm
+    for phase in ("neighbors", "layout"):
+        done = [e["done"] for e in events if e["phase"] == phase]
+        assert done == sorted(done) and all(e["done"] <= e["total"] for e in events)
+    elapsed = [e["elapsed_s"] for e in events]
+    assert elapsed == sorted(elapsed) and elapsed[-1] <= seconds + 0.01
+    # throttled to ~4 a second (plus the first and last of each phase)
+    assert len(events) <= 4 * seconds + 6, (len(events), seconds)
+
+
+def test_nothing_printed_and_bad_progress_text_ignored(digits, capfd):
+    xy = umap_2d(digits[0][:300], seed=0)
+    assert xy.shape == (300, 2)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    sink = embed._TqdmSink(embed._Reporter(lambda e: None))
+    for junk in ("", "\r", "garbage", "\r7/0", "\r9/3", "\x00\xff", "\r12/500 extra 1/"):
+        sink.write(junk)  # never raises
+
+
+def test_a_raising_callback_cancels_without_wedging_tqdm(digits):
+    def stop(event):
+        if event["phase"] == "layout" and event["done"] > 0:
+            raise KeyboardInterrupt("user left the page")
+
+    with pytest.raises(KeyboardInterrupt):
+        umap_2d(digits[0][:300], progress=stop)
+    # tqdm holds a process-wide lock while writing to its file; an exception
+    # escaping there would leave it held and hang the next projection in
+    # any other thread (as the Streamlit server runs them).
+    done = []
+    worker = threading.Thread(target=lambda: done.append(umap_2d(digits[0][:100])), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert done and done[0].shape == (100, 2)
+
+
+def test_exact_neighbours_match_brute_force(digits):
+    # Offset far from the origin: the |a|^2 + |b|^2 - 2ab expansion must not
+    # lose the small distances to float32 cancellation.
+    x = digits[0][:1500] + 1000.0
+    idx, dist = embed._exact_knn(x, 15, embed._Reporter(None))
+    full = cdist(x.astype(np.float64), x.astype(np.float64))
+    assert np.array_equal(idx[:, 0], np.arange(len(x)))  # each point first, as umap-learn expects
+    assert np.allclose(dist, np.sort(full, axis=1)[:, :15], atol=1e-2)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 6, 16])
+def test_tiny_inputs_give_finite_maps(n, digits):
+    x = digits[0][:n]
+    events: list[dict] = []
+    xy = umap_2d(x, seed=0, progress=events.append)
+    assert xy.shape == (n, 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
+    assert np.array_equal(xy, umap_2d(x, seed=0))
+    assert events[-1]["phase"] == "layout" and events[-1]["done"] == events[-1]["total"]
+
+
+@pytest.mark.parametrize("n", [2, 6, 40])
+def test_identical_points_give_finite_maps(n):
+    xy = umap_2d(np.ones((n, 8), dtype=np.float32))
+    assert xy.shape == (n, 2) and np.isfinite(xy).all()
+
+
+def test_bad_latents_rejected(digits):
+    x = digits[0][:50].copy()
+    x[7, 3] = np.nan
+    with pytest.raises(BadInput, match="NaN or infinite.*row 7"):
+        umap_2d(x)
+    with pytest.raises(BadInput, match="NaN or infinite"):
+        umap_2d(np.full((10, 4), 1e300))  # finite in float64, infinite as float32
+    with pytest.raises(BadInput, match="2-D"):
+        umap_2d(np.zeros(10))
+    with pytest.raises(BadInput, match="numbers"):
+        umap_2d(np.array([["a", "b"]]))
+
+
+# -- draw_subset --------------------------------------------------------------
+
+def test_draw_subset_takes_everything_when_small():
+    assert np.array_equal(draw_subset(5, np.zeros(5, bool), max_points=5, seed=0), np.arange(5))
+
+
+def test_draw_subset_keeps_the_points_that_matter():
+    n, max_points = 10_000, 1_000
+    rng = np.random.default_rng(1)
+    keep = np.zeros(n, bool)
+    keep[rng.choice(n, 120, replace=False)] = True
+    idx = draw_subset(n, keep, max_points, seed=5)
+    assert len(idx) == max_points and np.array_equal(idx, np.unique(idx)) and idx.dtype == np.int64
+    assert set(np.flatnonzero(keep)) <= set(idx.tolist())
+    assert np.array_equal(idx, draw_subset(n, keep, max_points, seed=5))
+    assert np.array_equal(idx, draw_subset(n, np.flatnonzero(keep), max_points, seed=5))  # index form
+    assert not np.array_equal(idx, draw_subset(n, keep, max_points, seed=6))
+    # the rest is a uniform sample: both halves of the range are drawn about equally
+    rest = np.setdiff1d(idx, np.flatnonzero(keep))
+    assert abs((rest < n // 2).mean() - 0.5) < 0.1
+
+
+def test_draw_subset_samples_keep_when_keep_alone_is_too_many():
+    keep = np.arange(0, 1000, 2)
+    idx = draw_subset(1000, keep, max_points=100, seed=0)
+    assert len(idx) == 100 and set(idx.tolist()) <= set(keep.tolist())
+    with pytest.raises(BadInput, match="shape"):
+        draw_subset(1000, np.ones(3, bool), max_points=100, seed=0)
+    with pytest.raises(BadInput, match=r"\[0, 1000\)"):
+        draw_subset(1000, np.array([5, 1000]), max_points=100, seed=0)
+
+
+# -- per-round cache on a real project -------------------------------------------
+
+@pytest.fixture(scope="module")
+def project(cifar_root, tmp_path_factory) -> Project:
+    """A project of 200 real CIFAR JPEGs with a `--fast` VAAL round (latents
+    kept) followed by a random round (none kept)."""
+    base = tmp_path_factory.mktemp("embed")
+    images = make_subset(cifar_root, base / "images", per_class=20)
+    run_cli("init", base / "proj", "--images", images, "--gold-from-folders")
+    p = Project.open(base / "proj")
+    assert latest_latent_round(p) is None
+    run_round(p, RoundConfig(sampler="vaal", budget=10, fast=True, device="cpu"))
+    run_round(p, RoundConfig(sampler="random", budget=10, fast=True, device="cpu"))
+    return p
+
+
+def test_latest_latent_round_skips_rounds_without_latents(project):
+    vaal_round, random_round = [r["id"] for r in project.rounds()]
+    assert latest_latent_round(project) == vaal_round
+    with pytest.raises(NoLatents, match="'vaal' or 'coreset'") as err:
+        round_projection(project, random_round)
+    assert isinstance(err.value, VaalError) and f"round {random_round}" in str(err.value)
+
+
+def test_round_projection_is_cached(project):
+    round_id = latest_latent_round(project)
+    folder = project.round_dir(round_id)
+    assert not has_projection(project, round_id) and projection_progress(project, round_id) is None
+    events: list[dict] = []
+    first = round_projection(project, round_id, progress=events.append)
+    assert not first.cached and first.round_id == round_id
+    assert np.array_equal(first.item_ids, np.load(folder / "item_ids.npy"))
+    assert first.item_ids.dtype == np.int64 and first.xy.shape == (200, 2) and first.xy.dtype == np.float32
+    assert events[-1]["phase"] == "layout" and events[-1]["done"] == events[-1]["total"]
+    assert has_projection(project, round_id) and (folder / "umap.npy").is_file()
+    assert not (folder / "umap.progress.json").exists() and projection_progress(project, round_id) is None
+    assert not [f for f in os.listdir(folder) if f.endswith(".tmp")]
+
+    second = round_projection(project, round_id)
+    assert second.cached and second.seconds < first.seconds / 5
+    assert np.array_equal(second.xy, first.xy) and np.array_equal(second.item_ids, first.item_ids)
+
+
+def test_projection_progress_only_while_someone_computes(project):
+    round_id = latest_latent_round(project)
+    folder = project.round_dir(round_id)
+    (folder / "umap.progress.json").write_text(json.dumps({"phase": "layout", "done": 5, "total": 500}))
+    with embed._exclusive(folder / "umap.lock"):  # as a computing process holds it
+        assert projection_progress(project, round_id)["done"] == 5
+    assert projection_progress(project, round_id) is None  # a file left by a dead process
+    (folder / "umap.progress.json").unlink()
+
+
+def test_concurrent_callers_compute_once(project, monkeypatch):
+    round_id = latest_latent_round(project)
+    for name in ("umap.npy", "umap_ids.npy"):
+        (project.round_dir(round_id) / name).unlink(missing_ok=True)
+    calls = []
+    real = embed.umap_2d
+    monkeypatch.setattr(embed, "umap_2d", lambda *a, **k: calls.append(1) or real(*a, **k))
+    start, results = threading.Barrier(2), []
+
+    def ask():
+        other = Project.open(project.root)  # each caller its own handle, as two sessions
+        start.wait()
+        results.append(round_projection(other, round_id))
+
+    threads = [threading.Thread(target=ask, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(calls) == 1 and sorted(r.cached for r in results) == [False, True]
+    assert np.array_equal(results[0].xy, results[1].xy)
+
+
+# -- a latents file of the Demo page ---------------------------------------------
+
+def test_cached_projection_of_a_file(digits, tmp_path):
+    src = tmp_path / "latents.npy"
+    np.save(src, digits[0][:300])
+    first = cached_projection_of(src, seed=0)
+    cache = tmp_path / "latents.umap.npy"
+    assert first.shape == (300, 2) and cache.is_file()
+    stamp = cache.stat().st_mtime_ns
+    assert np.array_equal(cached_projection_of(src, seed=0), first) and cache.stat().st_mtime_ns == stamp
+
+    np.save(src, digits[0][:250])  # the source changed: projected again
+    assert cached_projection_of(src, seed=0).shape == (250, 2)
+
+    npz = tmp_path / "run.npz"
+    np.savez(npz, latents=digits[0][:40], labels=digits[1][:40])
+    assert cached_projection_of(npz).shape == (40, 2) and (tmp_path / "run.umap.npy").is_file()
+    np.savez(tmp_path / "two.npz", a=digits[0][:40], b=digits[0][:40])
+    with pytest.raises(BadInput, match="'latents'"):
+        cached_projection_of(tmp_path / "two.npz")
+    with pytest.raises(BadInput, match="cannot read"):
+        cached_projection_of(tmp_path / "missing.npy")

@@ -1,0 +1,68 @@
+"""What the Explore page draws: a round's 2-D map joined with the store's
+current state (labels now, the queue now, that round's discriminator).
+
+The map is per round (the latents a round's VAE produced); labels and the
+queue are live, so points change colour as the user labels without
+recomputing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vaal_core.embed import Projection, draw_subset
+from vaal_core.project import Project
+
+MAX_DRAWN = 20_000  # WebGL copes with more, but hover and lasso get sluggish past this
+
+
+@dataclass(frozen=True)
+class LatentMap:
+    round_id: int
+    ids: np.ndarray  # (N,) item ids present now
+    xy: np.ndarray  # (N, 2)
+    paths: list[str]
+    labels: list[str | None]  # current labels
+    queued: np.ndarray  # (N,) bool: in the current queue, unlabeled
+    disc_prob: np.ndarray | None  # (N,) the round's discriminator P(labeled), None if it had none
+    not_on_map: int  # present items the round did not see (added since)
+
+    @property
+    def labeled(self) -> np.ndarray:
+        return np.array([lab is not None for lab in self.labels], dtype=bool)
+
+
+def latent_map(project: Project, proj: Projection) -> LatentMap:
+    paths = project.paths()
+    here = np.array([int(i) in paths for i in proj.item_ids], dtype=bool)  # missing files drop out
+    ids, xy = proj.item_ids[here], proj.xy[here]
+    labels_now = project.labels()
+    queue = {q["item_id"] for q in project.queue()}
+    disc = None
+    disc_file = project.round_dir(proj.round_id) / "disc_prob.npy"
+    src_ids_file = project.round_dir(proj.round_id) / "item_ids.npy"
+    if disc_file.is_file() and src_ids_file.is_file():
+        by_id = dict(zip(np.load(src_ids_file).tolist(), np.load(disc_file).tolist()))
+        disc = np.array([by_id.get(int(i), np.nan) for i in ids], dtype=np.float64)
+    return LatentMap(
+        round_id=proj.round_id, ids=ids, xy=xy, paths=[paths[int(i)] for i in ids],
+        labels=[labels_now.get(int(i)) for i in ids], queued=np.array([int(i) in queue for i in ids], dtype=bool),
+        disc_prob=disc, not_on_map=len(paths) - int(here.sum()))
+
+
+def drawn(m: LatentMap, selected: set[int] | None = None, max_points: int = MAX_DRAWN) -> np.ndarray:
+    """Row indices of `m` to draw: all of them up to `max_points`, else every
+    labeled, queued and selected point plus a fixed random sample of the
+    rest (the page says so)."""
+    keep = m.labeled | m.queued
+    if selected:
+        keep |= np.isin(m.ids, list(selected))
+    return draw_subset(len(m.ids), keep, max_points, seed=m.round_id)
+
+
+def latent_rounds(project: Project) -> list[int]:
+    """Finished rounds that kept latents (newest last): the maps there are."""
+    return [r["id"] for r in project.rounds()
+            if r["status"] == "done" and (project.round_dir(r["id"]) / "latents.npy").is_file()]

@@ -1,0 +1,104 @@
+"""The order in which the Label page walks a project's images.
+
+One stable order per round, so arrow keys go back to the image just labeled
+and a refresh lands in the same place:
+
+1. images the user pushed to the front (from the Explore page), newest push
+   first, while they are unlabeled;
+2. the current round's batch, by rank (the sampler's picks);
+3. the rest of the round's scored pool, by score;
+4. images the round did not score (added since, or every image before the
+   first round), in a seeded random order so no folder comes first.
+
+Labeled images keep their place (their label is shown); "the next image"
+is the first unlabeled, not-skipped one from a position on, and skipped
+ones come back once nothing else is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vaal_core.project import Project
+
+ORDER_SEED = 0
+
+
+@dataclass(frozen=True)
+class LabelOrder:
+    ids: tuple[int, ...]  # every present item, in labeling order
+    round_id: int | None  # the round whose queue this is (None: no round yet)
+    batch: int  # how many of `ids` are pushed items plus the round's ranked batch
+    ranks: dict[int, int]  # item id -> rank in the round's batch
+    scores: dict[int, float]  # item id -> the round's score
+    pushed: frozenset[int]
+
+    def position(self, item_id: int) -> int | None:
+        try:
+            return self._index[item_id]
+        except KeyError:
+            return None
+
+    @property
+    def _index(self) -> dict[int, int]:
+        cached = self.__dict__.get("_index_cache")
+        if cached is None:
+            cached = {i: k for k, i in enumerate(self.ids)}
+            object.__setattr__(self, "_index_cache", cached)
+        return cached
+
+
+def order_version(project: Project) -> tuple:
+    """Changes whenever `label_order` would: a new round, a push, new items.
+    Cheap, so the app can cache the order under it."""
+    return (project.current_round_id(), tuple(project.priority_ids()), project.item_count())
+
+
+def label_order(project: Project) -> LabelOrder:
+    present = [it.id for it in project.items()]
+    scored = project.round_order()
+    pushed = project.priority_ids()
+    ranks = {i: r for i, _, r in scored if r is not None}
+    scores = {i: s for i, s, _ in scored}
+    seen: set[int] = set()
+    ids: list[int] = []
+    for i in [*pushed, *(i for i, _, _ in scored)]:
+        if i not in seen:
+            seen.add(i)
+            ids.append(i)
+    rest = np.array([i for i in present if i not in seen], dtype=np.int64)
+    ids.extend(np.random.default_rng(ORDER_SEED).permutation(rest).tolist())
+    batch = len(set(pushed) | set(ranks))
+    return LabelOrder(tuple(ids), project.current_round_id(), batch, ranks, scores, frozenset(pushed))
+
+
+def next_to_label(order: LabelOrder, labeled: set[int], skipped: set[int], start: int = 0) -> int | None:
+    """Position of the first unlabeled, not-skipped item at or after `start`
+    (wrapping around); if only skipped ones are left, the first of those;
+    None when everything is labeled."""
+    n = len(order.ids)
+    if n == 0:
+        return None
+    start = min(max(start, 0), n)
+    fallback = None
+    for k in (*range(start, n), *range(0, start)):
+        i = order.ids[k]
+        if i in labeled:
+            continue
+        if i not in skipped:
+            return k
+        if fallback is None:
+            fallback = k
+    return fallback
+
+
+def page_of_unlabeled(order: LabelOrder, labeled: set[int], skipped: set[int], start: int,
+                      size: int) -> list[int]:
+    """Up to `size` item ids for the grid view: unlabeled, not-skipped items
+    from position `start` on (then skipped ones, if the page is not full)."""
+    fresh = [i for i in order.ids[start:] + order.ids[:start] if i not in labeled and i not in skipped]
+    if len(fresh) < size:
+        fresh += [i for i in order.ids if i in skipped and i not in labeled]
+    return fresh[:size]

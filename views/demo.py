@@ -1,0 +1,177 @@
+"""Demo: active learning played by itself, for people deciding whether it
+is worth it. An oracle (the class folder names) answers; each sampler's
+test accuracy is drawn against the number of labels, mean and spread over
+seeds, random always beside them; the headline says plainly what was
+measured. Runs in a background worker; the page polls its results file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+import streamlit as st
+
+from views.common import plain, show_error
+from vaal_core import demo_runs, samplers, workspace
+from vaal_core.errors import VaalError
+from vaal_core.simulate import chart_figure, summary_csv
+
+st.title("Demo")
+st.caption("An oracle answers with each image's true class, rounds play by themselves, and every sampler is "
+           "measured against random on held-out images. The honest question: does the learned sampler "
+           "reach random's accuracy with fewer labels?")
+
+
+def digits_folder() -> Path:
+    from vaal_core.demo_data import write_digits
+
+    return write_digits(workspace.data_dir() / "digits")
+
+
+# -- a new run ------------------------------------------------------------------
+
+def new_run_form() -> None:
+    with st.form("demo"):
+        source = st.radio("Data set", ["Digits (built in, 1,797 images)", "A folder with one subfolder per class"],
+                          horizontal=True)
+        folder = st.text_input("Folder (for the second choice)", placeholder="/data/cifar10/train")
+        names = [n for n in samplers.names() if n != "random"]
+        chosen = st.multiselect("Samplers (random always runs beside them)", names,
+                                default=[n for n in ("vaal", "coreset") if n in names])
+        a, b, c, d, e = st.columns(5)
+        subset = a.number_input("Images used", min_value=0, value=600, step=100,
+                                help="a stratified subset (0 = all); 20% of it is held out for testing")
+        init = b.number_input("Initial labels", min_value=1, value=50, step=10)
+        budget = c.number_input("Labels per round", min_value=1, value=50, step=10)
+        rounds = d.number_input("Rounds", min_value=1, value=4, step=1)
+        seeds = e.number_input("Seeds", min_value=1, value=3, step=1, help="repeats with other random starts: "
+                                                                           "the spread says how sure the result is")
+        fast = st.toggle("Quick models (seconds per round on a CPU)", value=True)
+        go_ = st.form_submit_button("Play", type="primary", icon=":material/play_arrow:")
+    if not go_:
+        return
+    try:
+        images = digits_folder() if source.startswith("Digits") else Path(folder.strip())
+        if not str(images).strip() or str(images) == ".":
+            raise VaalError("give the folder: one subfolder per class, images inside")
+        run = demo_runs.start(images, chosen, int(init), int(budget), int(rounds), int(seeds),
+                              subset=int(subset) or None, fast=fast)
+    except (VaalError, OSError) as err:
+        show_error(err)
+        return
+    st.session_state["demo_run"] = run.name
+    st.rerun()
+
+
+# -- one run --------------------------------------------------------------------------
+
+def untitled(fig: go.Figure) -> go.Figure:
+    """The headline is shown above the chart in full; the chart's own title
+    (kept in the HTML download) would repeat it, cut off."""
+    return fig.update_layout(title=None, margin={"t": 20})
+
+
+def picks_figure(pm: demo_runs.PicksMap, sampler: str) -> go.Figure:
+    when = pm.picked_in[sampler]
+    fig = go.Figure()
+    never = when < 0
+    fig.add_trace(go.Scattergl(x=pm.xy[never, 0], y=pm.xy[never, 1], mode="markers", name="not picked",
+                               marker={"size": 4, "color": "#cbd5e1"},
+                               hovertext=[pm.classes[c] for c in pm.y[never]], hoverinfo="text"))
+    n_rounds = int(when.max()) + 1 if len(when) else 0
+    colours = sample_colorscale("Plasma", [0.85 * r / max(n_rounds - 1, 1) for r in range(n_rounds)])
+    for r in range(n_rounds):  # early rounds dark, late ones bright
+        sel = when == r
+        fig.add_trace(go.Scattergl(x=pm.xy[sel, 0], y=pm.xy[sel, 1], mode="markers",
+                                   name="initial set" if r == 0 else f"round {r}",
+                                   marker={"size": 7, "color": colours[r]},
+                                   hovertext=[pm.classes[c] for c in pm.y[sel]], hoverinfo="text"))
+    fig.update_layout(height=460, margin={"t": 10, "b": 10, "l": 10, "r": 10}, xaxis={"visible": False},
+                      yaxis={"visible": False}, legend={"orientation": "h"})
+    return fig
+
+
+@st.fragment(run_every=1.5)
+def live(run: demo_runs.DemoRun) -> None:
+    """While the worker plays: progress, the growing curves, a Stop button."""
+    result = run.result()
+    job = run.worker()
+    if not run.running():
+        st.rerun()  # finished (or failed) since the last poll: draw the final page
+    prog = (result or {}).get("progress") or {}
+    done, total = prog.get("rounds_done", 0), prog.get("rounds_total") or 0
+    cur = prog.get("current") or {}
+    text = "decoding the images..." if result is None else \
+        f"{done} of {total} rounds played" + (f" · seed {cur['seed']}, {cur['sampler']}, round {cur['round']}: "
+                                            f"{prog.get('phase')}" if cur else f" · {prog.get('phase')}")
+    st.progress(done / total if total else 0.0, text=text)
+    if result and result.get("summary"):
+        st.plotly_chart(untitled(chart_figure(result)), key="live_chart")
+        st.caption(plain(result.get("headline", "")))
+    if st.button("Stop", icon=":material/stop:"):
+        demo_runs.stop(run)
+    st.caption(f"Worker process {job.pid if job else '?'}; log: {plain(job.log) if job else '-'}")
+
+
+def finished(run: demo_runs.DemoRun) -> None:
+    result = run.result()
+    job = run.worker()
+    if result is None:
+        st.error(f"The run ended before writing results: {job.error if job and job.error else 'see its log'}")
+        if job:
+            st.code(job.log_tail(), language=None)
+        return
+    if result.get("error"):
+        st.error(f"The run failed: {result['error']}")
+    elif not result.get("complete"):
+        st.warning("The run was stopped before the end; below is what it finished.")
+    headline = result.get("headline") or "no results"
+    st.info(headline.replace(" | ", "\n\n"), icon=":material/campaign:")
+    st.plotly_chart(untitled(chart_figure(result)), key="final_chart")
+    st.dataframe([{"sampler": name, **{k: row[k] for k in ("labeled", "n_seeds")},
+                   "accuracy %": round(100 * row["mean"], 1), "± std": round(100 * row["std"], 1)}
+                  for name, rows in result["summary"].items() for row in rows], hide_index=True)
+    a, b, c = st.columns(3)
+    a.download_button("Results (JSON)", run.result_path.read_bytes(), file_name=f"{run.name}.json",
+                      mime="application/json", icon=":material/download:")
+    b.download_button("Table (CSV)", summary_csv(result), file_name=f"{run.name}.csv", mime="text/csv",
+                      icon=":material/download:")
+    html = run.result_path.with_suffix(".html")
+    c.download_button("Chart (HTML)", html.read_bytes() if html.is_file() else
+                      chart_figure(result).to_html(include_plotlyjs=True),
+                      file_name=f"{run.name}.html", mime="text/html", icon=":material/download:")
+    try:
+        pm = demo_runs.picks_map(run, result)
+    except (VaalError, OSError, KeyError) as err:
+        show_error(err)
+        return
+    if pm is None:
+        st.caption("No latent map: none of the chosen samplers trains a VAE (pick vaal or coreset).")
+        return
+    st.subheader("Where each sampler picked, on the VAE's latent map (seed 0)")
+    options = list(pm.picked_in)
+    sampler = st.segmented_control("Sampler", options, default=options[-1], key="map_sampler") or options[-1]
+    st.plotly_chart(picks_figure(pm, sampler), key="picks_map")
+    counts = np.bincount(pm.y[pm.picked_in[sampler] >= 0], minlength=len(pm.classes))
+    st.caption("Picked per class: " + ", ".join(f"{plain(c)} {n}" for c, n in zip(pm.classes, counts)))
+
+
+# -- the page -------------------------------------------------------------------------
+
+runs = demo_runs.runs()
+with st.expander("New run", expanded=not runs):
+    new_run_form()
+if not runs:
+    st.stop()
+names = [r.name for r in runs]
+current = st.session_state.get("demo_run")
+pick = st.selectbox("Run", names, index=names.index(current) if current in names else 0)
+st.session_state["demo_run"] = pick
+run = next(r for r in runs if r.name == pick)
+if run.running():
+    live(run)
+else:
+    finished(run)

@@ -1,0 +1,250 @@
+"""Label: the current round's queue, best first, keyboard first.
+
+Number keys give a class (1-9, then 0), S skips, Z undoes, the arrow keys
+move. Every label is one SQLite transaction the moment it is given; the
+page keeps only where the cursor is, so a refresh, a second tab or a server
+restart resumes at the next unlabeled image.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from views.common import class_keys, picture, plain, require_project
+from vaal_core import labeling
+from vaal_core.errors import VaalError
+from vaal_core.images import image_root_problem
+from vaal_core.project import Project
+
+GRID = 16  # 4 x 4 thumbnails
+SINGLE_WIDTH = 448
+
+project = require_project()
+classes = project.classes()
+st.title("Label")
+if not classes:
+    st.warning("This project has no classes yet: add them on the Project page, in the order of the number keys.")
+    st.page_link("views/project.py", label="Edit classes", icon=":material/edit:")
+    st.stop()
+problem = image_root_problem(project)
+if problem:
+    st.warning(problem, icon=":material/folder_off:")
+KEYS = class_keys(classes)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _order(path: str, version: tuple, _project: Project) -> labeling.LabelOrder:
+    return labeling.label_order(_project)
+
+
+def current_order() -> labeling.LabelOrder:
+    return _order(str(project.root), labeling.order_version(project), project)
+
+
+def where(order: labeling.LabelOrder, item_id: int) -> str:
+    """Why this image is here, in words."""
+    if item_id in order.pushed:
+        return "pushed to the front from Explore"
+    if order.round_id is None:
+        return "no round trained yet: images in random order (train a round for a ranked queue)"
+    if item_id in order.ranks:
+        return (f"rank {order.ranks[item_id]:,} of {len(order.ranks):,} in round {order.round_id}'s batch · "
+                f"score {order.scores[item_id]:.3f}")
+    if item_id in order.scores:
+        return f"beyond round {order.round_id}'s batch · score {order.scores[item_id]:.3f}"
+    return "added after the last round (not scored yet)"
+
+
+# -- actions (button callbacks: they run before the fragment re-renders) ----
+
+def _move_to(order: labeling.LabelOrder, pos: int | None) -> None:
+    st.session_state["cursor"] = None if pos is None else order.ids[pos]
+
+
+def give_label(item_id: int, pos: int, name: str) -> None:
+    order = current_order()
+    labeled, skipped = project.labeled_ids() | {item_id}, project.skipped_ids() - {item_id}
+    try:
+        project.set_label(item_id, name)
+    except VaalError as err:
+        st.session_state["label_error"] = str(err)
+        return
+    st.session_state["last_action"] = f"{project.item(item_id).path} → {name}"
+    _move_to(order, labeling.next_to_label(order, labeled, skipped, pos + 1))
+
+
+def skip(item_id: int, pos: int) -> None:
+    order = current_order()
+    project.skip(item_id)
+    nxt = labeling.next_to_label(order, project.labeled_ids(), project.skipped_ids(), pos + 1)
+    st.session_state["last_action"] = f"skipped {project.item(item_id).path}"
+    _move_to(order, nxt)
+
+
+def undo() -> None:
+    done = project.undo()
+    if done is None:
+        st.session_state["last_action"] = "nothing to undo"
+        return
+    st.session_state["cursor"] = done["item_id"]  # show the image whose label came back
+    n = len(done["items"])
+    what = "skip" if done["action"] == "skip" else "label" + ("s" if n > 1 else "")
+    st.session_state["last_action"] = (f"undid the {what} of {done['path']}" + (f" and {n - 1} more" if n > 1 else ""))
+
+
+def step(pos: int, delta: int) -> None:
+    order = current_order()
+    _move_to(order, min(max(pos + delta, 0), len(order.ids) - 1))
+
+
+def label_page(ids: list[int], name: str) -> None:
+    """Grid: the selected tiles (or, with none selected, the whole page)
+    get one class, in one transaction and one undoable action."""
+    chosen = [i for i in ids if st.session_state.get(f"sel_{i}")] or ids
+    try:
+        n = project.set_labels([(i, name) for i in chosen], source="grid")
+    except VaalError as err:
+        st.session_state["label_error"] = str(err)
+        return
+    for i in ids:
+        st.session_state.pop(f"sel_{i}", None)
+    st.session_state["last_action"] = f"{len(chosen)} images → {name} ({n} changed)"
+
+
+def skip_page(ids: list[int]) -> None:
+    project.skip(ids)
+    for i in ids:
+        st.session_state.pop(f"sel_{i}", None)
+    st.session_state["last_action"] = f"skipped {len(ids)} images"
+
+
+def select_all(ids: list[int], value: bool) -> None:
+    for i in ids:
+        st.session_state[f"sel_{i}"] = value
+
+
+# -- rendering ----------------------------------------------------------------
+
+def feedback() -> None:
+    if "label_error" in st.session_state:
+        st.error(st.session_state.pop("label_error"))
+    if "last_action" in st.session_state:
+        st.caption(f"Last: {plain(st.session_state['last_action'])}")
+
+
+def batch_progress(order: labeling.LabelOrder, labeled: set[int]) -> None:
+    batch = order.ids[:order.batch] if order.batch else order.ids
+    done = sum(i in labeled for i in batch)
+    if order.batch:
+        text = f"{done:,} of {len(batch):,} labeled in this round's batch · {len(labeled):,} in the project"
+    else:
+        text = f"{done:,} of {len(batch):,} images labeled"
+    st.progress(done / max(len(batch), 1), text=text)
+
+
+@st.fragment
+def single_view() -> None:
+    order = current_order()
+    labeled, skipped = project.labeled_ids(), project.skipped_ids()
+    pos = order.position(st.session_state.get("cursor")) if st.session_state.get("cursor") is not None else None
+    if pos is None:
+        pos = labeling.next_to_label(order, labeled, skipped, 0)
+    if pos is None:
+        st.success(f"All {len(order.ids):,} images are labeled.", icon=":material/done_all:")
+        st.page_link("views/train.py", label="Train a round", icon=":material/model_training:")
+        st.button("Undo the last label", key="undo_done", shortcut="Z", on_click=undo)
+        return
+    item_id = order.ids[pos]
+    item = project.item(item_id)
+    batch_progress(order, labeled)
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        img, note = picture(project, item_id, SINGLE_WIDTH)
+        st.image(img, width=SINGLE_WIDTH)
+        st.text(item.path)
+        st.caption(f"Image {pos + 1:,} of {len(order.ids):,} · {where(order, item_id)}"
+                   + (" · skipped earlier" if item_id in skipped else ""))
+        if note:
+            st.caption(f":material/warning: {plain(note)}")
+    with right:
+        if item.label:
+            st.markdown(f"Labeled **{plain(item.label)}**: press a key to change it")
+        else:
+            st.markdown("Pick the class")
+        for i, name in enumerate(classes):
+            st.button(plain(name), key=f"class_{i}", shortcut=KEYS[i], on_click=give_label,
+                      args=(item_id, pos, name), type="primary" if item.label == name else "secondary",
+                      width="stretch")
+        a, b, c, d = st.columns(4)
+        a.button("Prev", key="prev", shortcut="Left", on_click=step, args=(pos, -1), width="stretch",
+                 disabled=pos == 0)
+        b.button("Skip", key="skip", shortcut="S", on_click=skip, args=(item_id, pos), width="stretch")
+        c.button("Undo", key="undo", shortcut="Z", on_click=undo, width="stretch")
+        d.button("Next", key="next", shortcut="Right", on_click=step, args=(pos, 1), width="stretch",
+                 disabled=pos >= len(order.ids) - 1)
+        feedback()
+
+
+@st.fragment
+def grid_view() -> None:
+    order = current_order()
+    labeled, skipped = project.labeled_ids(), project.skipped_ids()
+    cursor = st.session_state.get("cursor")
+    start = order.position(cursor) or 0 if cursor is not None else 0
+    ids = labeling.page_of_unlabeled(order, labeled, skipped, start, GRID)
+    if not ids:
+        st.success(f"All {len(order.ids):,} images are labeled.", icon=":material/done_all:")
+        st.button("Undo the last label", key="undo_done_grid", shortcut="Z", on_click=undo)
+        return
+    batch_progress(order, labeled)
+    st.caption("Tick the images of one class, then press its key. With none ticked, the key labels the whole "
+               "page. One undo (Z) takes back the whole page.")
+    buttons = st.columns(min(len(classes), 10) or 1)
+    for i, name in enumerate(classes):
+        buttons[i % len(buttons)].button(plain(name), key=f"gclass_{i}", shortcut=KEYS[i], on_click=label_page,
+                                         args=(ids, name), width="stretch")
+    a, b, c, d = st.columns(4)
+    a.button("Select all", key="gall", shortcut="A", on_click=select_all, args=(ids, True), width="stretch")
+    b.button("Select none", key="gnone", shortcut="N", on_click=select_all, args=(ids, False), width="stretch")
+    c.button("Skip page", key="gskip", shortcut="S", on_click=skip_page, args=(ids,), width="stretch")
+    d.button("Undo", key="gundo", shortcut="Z", on_click=undo, width="stretch")
+    feedback()
+    for row in range(0, len(ids), 4):
+        cols = st.columns(4)
+        for col, item_id in zip(cols, ids[row:row + 4]):
+            with col:
+                img, _ = picture(project, item_id, 160)
+                st.image(img, width="stretch")
+                st.checkbox(plain(project.item(item_id).path), key=f"sel_{item_id}")
+
+
+@st.fragment(run_every=2.0)
+def training_strip() -> None:
+    """Polls the store: says when a round trains, and swaps the new queue
+    in (a full rerun) the moment one finishes."""
+    status = project.status()
+    seen = st.session_state.setdefault("label_round", status["current_round"])
+    if status["current_round"] != seen:
+        st.session_state["label_round"] = status["current_round"]
+        st.session_state.pop("cursor", None)  # start at the top of the new queue
+        st.session_state.pop("last_action", None)
+        st.toast(f"Round {status['current_round']} finished: a new queue of {status['queue']:,} images",
+                 icon=":material/autorenew:")
+        st.rerun()
+    last = status["last_round"]
+    if status["training"] and last and last["status"] == "running":
+        prog = last.get("progress") or {}
+        eta = prog.get("eta_s")
+        st.info(f"Round {last['id']} ({last['sampler']}) is training in the background: "
+                f"{prog.get('phase', 'starting')} {prog.get('iteration', 0)}/{prog.get('total', '?')}"
+                + (f", about {eta:.0f} s left" if eta is not None else "")
+                + ". Keep labeling: the new queue appears when it is done.", icon=":material/hourglass_top:")
+
+
+training_strip()
+view = st.segmented_control("View", ["Single", "Grid"], default="Single", key="label_view",
+                            label_visibility="collapsed")
+if view == "Grid":
+    grid_view()
+else:
+    single_view()

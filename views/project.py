@@ -1,0 +1,244 @@
+"""Project: open or create a project, edit its classes, see its counts and
+skipped files, choose defaults, and export the labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from views.common import class_keys, plain, select_project, show_error
+from vaal_core import rounds, samplers, workspace
+from vaal_core.config import IMAGE_SIZES
+from vaal_core.errors import BadInput, VaalError
+from vaal_core.images import image_root_problem
+from vaal_core.ingest import init_project, parse_classes
+from vaal_core.labels_io import export_labels, labels_text
+
+project = st.session_state.get("project")
+st.title("Project")
+if st.session_state.get("project_error"):
+    st.error(st.session_state["project_error"])
+
+
+def switch_to(path: str | Path) -> None:
+    try:
+        select_project(str(path))
+    except VaalError as err:
+        show_error(err)
+        return
+    for key in ("cursor", "label_round", "live_seen"):  # per-project positions
+        st.session_state.pop(key, None)
+    st.rerun()
+
+
+# -- open / create --------------------------------------------------------------
+
+def open_section() -> None:
+    known = workspace.known_projects()
+    if known:
+        labels = {k.id: f"{k.name}  ({k.path})" for k in known}
+        current = workspace.project_id(project.root) if project is not None else None
+        ids = list(labels)
+        pick = st.selectbox("Recent projects", ids, index=ids.index(current) if current in ids else 0,
+                            format_func=labels.get)
+        if st.button("Open", icon=":material/folder_open:", disabled=pick == current):
+            switch_to(next(k.path for k in known if k.id == pick))
+    with st.form("open_path"):
+        path = st.text_input("Or open a project folder by path", placeholder="/data/projects/birds")
+        if st.form_submit_button("Open folder") and path.strip():
+            switch_to(Path(path.strip()).expanduser())
+    if st.button("Open the digits demo", icon=":material/school:",
+                 help="1,797 handwritten digits from scikit-learn, with hidden true labels for the Demo page"):
+        from vaal_core.demo_data import create_demo_project
+
+        with st.spinner("Writing the digits and building the demo project..."):
+            try:
+                path = create_demo_project(workspace.home())
+            except (VaalError, OSError) as err:
+                show_error(err)
+                return
+        switch_to(path)
+
+
+def create_section() -> None:
+    with st.form("create"):
+        name = st.text_input("Project name", placeholder="birds-2026",
+                             help=f"a folder of that name is made in {workspace.projects_dir()}")
+        images = st.text_input("Image folder", placeholder="/data/photos/birds",
+                               help="scanned recursively; jpg, png, bmp, gif, webp and tif files")
+        classes = st.text_input("Classes, in key order (comma-separated)", placeholder="sparrow, robin, crow",
+                                help="the number keys 1-9 (then 0) pick them in this order; editable later")
+        a, b = st.columns(2)
+        size = a.selectbox("Model image size (px)", IMAGE_SIZES, help="images are cropped to a square and "
+                                                                      "resized to this for training")
+        gold = b.checkbox("Subfolder names are the true classes (hidden; for evaluation and the Demo page)")
+        submitted = st.form_submit_button("Create project", type="primary")
+    if not submitted:
+        return
+    try:
+        root = workspace.new_project_path(name)
+        if (root / "project.db").exists():
+            raise BadInput(f"a project named {name.strip()!r} exists already in {root.parent}; "
+                           "open it above or pick another name")
+        if not images.strip():
+            raise BadInput("give the image folder: the path of a folder of images on this machine")
+        bar = st.progress(0.0, text="Scanning...")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / total if total else 1.0, text=f"Reading images: {done:,} of {total:,}")
+
+        _, report, _ = init_project(root, Path(images.strip()), parse_classes(classes), size,
+                                          gold_from_folders=gold, progress=progress)
+    except VaalError as err:
+        show_error(err)
+        return
+    st.session_state["ingest_report"] = {"project": str(root), **report.to_dict()}
+    switch_to(root)
+
+
+def ingest_summary() -> None:
+    report = st.session_state.get("ingest_report")
+    if not report or project is None or Path(report["project"]).resolve() != project.root.resolve():
+        return
+    st.success(f"Created: {report['added']:,} images added, {len(report['skipped']):,} files skipped "
+               f"({report['images_per_s']:,.0f} images/s).", icon=":material/check_circle:")
+    if report["skipped"]:
+        st.dataframe(report["skipped"], hide_index=True, width="stretch")
+
+
+# -- the open project ------------------------------------------------------------
+
+def overview() -> None:
+    status = project.status()
+    st.caption(f"Images from {plain(status['image_root'])} · model size {status['image_size']} px · "
+               f"folder {plain(project.root)}")
+    problem = image_root_problem(project)
+    if problem:
+        st.warning(problem, icon=":material/folder_off:")
+    cols = st.columns(5)
+    for col, key in zip(cols, ("items", "labeled", "unlabeled", "skipped", "missing")):
+        col.metric(key.capitalize(), f"{status[key]:,}")
+    per_class = status["per_class"]
+    if not per_class:
+        st.info("No classes yet: add them in the Classes tab below, in the order of the number keys.")
+    elif not status["labeled"]:
+        st.caption("No labels yet: the Label page is where to start.")
+    else:
+        fig = go.Figure(go.Bar(x=list(per_class.values()), y=list(per_class), orientation="h"))
+        fig.update_layout(height=max(160, 28 * len(per_class)), margin={"t": 10, "b": 10, "l": 10, "r": 10},
+                          yaxis={"autorange": "reversed"}, xaxis={"title": "labeled images", "rangemode": "tozero",
+                                                                   "tickformat": "d"})
+        st.plotly_chart(fig, key="per_class")
+    skipped = project.skipped()
+    if skipped:
+        with st.expander(f"{len(skipped):,} files were skipped: why"):
+            st.dataframe(skipped, hide_index=True, width="stretch")
+
+
+def classes_section() -> None:
+    classes = project.classes()
+    counts = project.status()["per_class"]
+    keys = class_keys(classes)
+    for i, name in enumerate(classes):
+        c_key, c_name, c_up, c_down, c_del = st.columns([1, 6, 1, 1, 1], vertical_alignment="bottom")
+        c_key.markdown(f"`{keys[i] or '-'}`")
+        new = c_name.text_input(f"Class {i + 1}", value=name, key=f"cls_name_{i}_{name}",
+                                label_visibility="collapsed", help=f"{counts.get(name, 0):,} labeled")
+        if new.strip() != name:
+            try:
+                project.rename_class(name, new)
+            except VaalError as err:
+                show_error(err)
+            else:
+                st.rerun()
+        if c_up.button("↑", key=f"up_{i}", disabled=i == 0, help="move up (its number key changes)"):
+            order = classes[:]
+            order[i - 1], order[i] = order[i], order[i - 1]
+            project.reorder_classes(order)
+            st.rerun()
+        if c_down.button("↓", key=f"down_{i}", disabled=i == len(classes) - 1):
+            order = classes[:]
+            order[i + 1], order[i] = order[i], order[i + 1]
+            project.reorder_classes(order)
+            st.rerun()
+        if c_del.button("✕", key=f"del_{i}", help="remove (only classes never used can be removed)"):
+            try:
+                project.remove_class(name)
+            except VaalError as err:
+                show_error(err)
+            else:
+                st.rerun()
+    with st.form("add_classes", clear_on_submit=True):
+        text = st.text_input("Add classes (comma-separated)")
+        if st.form_submit_button("Add") and text.strip():
+            try:
+                added = project.add_classes(parse_classes(text))
+            except VaalError as err:
+                show_error(err)
+            else:
+                st.toast(f"Added {len(added)} classes")
+                st.rerun()
+
+
+def defaults_section() -> None:
+    settings = project.settings()
+    names = samplers.names()
+    with st.form("defaults"):
+        a, b = st.columns(2)
+        sampler = a.selectbox("Default sampler", names, index=names.index(settings.get("sampler", "vaal"))
+                              if settings.get("sampler", "vaal") in names else 0)
+        budget = b.number_input("Default budget", min_value=1,
+                                value=int(settings.get("budget") or rounds.default_budget(len(project.items()) or 1)))
+        fast = st.toggle("Quick models (small, for CPUs)", value=settings.get("fast", True))
+        if st.form_submit_button("Save defaults"):
+            project.save_settings(sampler=sampler, budget=int(budget), fast=fast)
+            st.toast("Saved: the Train page starts from these")
+
+
+def export_section() -> None:
+    n = project.status()["labeled"]
+    st.caption(f"{n:,} labeled images. Paths are relative to {plain(project.image_root)}.")
+    a, b = st.columns(2)
+    # Callables: the file is made when the button is clicked, not on every run.
+    a.download_button("Download CSV", lambda: labels_text(project, "csv"), file_name=f"{project.root.name}-labels.csv",
+                      mime="text/csv", icon=":material/download:", disabled=n == 0)
+    b.download_button("Download JSON", lambda: labels_text(project, "json"), file_name=f"{project.root.name}-labels.json",
+                      mime="application/json", icon=":material/download:", disabled=n == 0)
+    with st.form("imagefolder"):
+        out = st.text_input("Write an ImageFolder copy (one subfolder per class) to",
+                            value=str(workspace.home() / "exports" / f"{project.root.name}-imagefolder"))
+        if st.form_submit_button("Write copy", disabled=n == 0):
+            try:
+                result = export_labels(project, "imagefolder", Path(out).expanduser())
+            except (VaalError, OSError) as err:
+                show_error(err)
+                return
+            st.success(f"Copied {result['labels']:,} images to {plain(result['out'])}")
+            if result["not_copied"]:
+                st.warning(f"{len(result['not_copied'])} could not be copied")
+                st.dataframe(result["not_copied"], hide_index=True)
+
+
+ingest_summary()
+if project is not None:
+    st.subheader(plain(project.root.name))
+    overview()
+    tabs = st.tabs(["Classes", "Defaults", "Export", "Open another", "New project"])
+    with tabs[0]:
+        classes_section()
+    with tabs[1]:
+        defaults_section()
+    with tabs[2]:
+        export_section()
+    with tabs[3]:
+        open_section()
+    with tabs[4]:
+        create_section()
+else:
+    a, b = st.tabs(["Open", "New project"])
+    with a:
+        open_section()
+    with b:
+        create_section()

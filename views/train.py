@@ -1,0 +1,186 @@
+"""Train: start a round in a background worker, watch it live, cancel it,
+and read the history of every round.
+
+The round never runs in this script: `worker.start_round` starts a separate
+process; the live panel polls the store once a second. Labeling stays
+usable meanwhile, and the new queue replaces the old one only when the round
+has finished.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from views.common import plain, require_project, show_error
+from vaal_core import rounds, samplers, worker
+from vaal_core.errors import VaalError
+from vaal_core.train import describe_device
+
+project = require_project()
+st.title("Train")
+status = project.status()
+settings = project.settings()
+
+
+# -- start ------------------------------------------------------------------
+
+def start_form() -> None:
+    names = samplers.names()
+    default_sampler = settings.get("sampler", "vaal")
+    pool = status["unlabeled"]
+    if pool == 0:
+        st.success("Every image is labeled: there is nothing left to queue.")
+        return
+    budget_default = min(int(settings.get("budget") or rounds.default_budget(status["items"])), pool)
+    with st.form("start_round", border=True):
+        a, b = st.columns(2)
+        sampler = a.selectbox("Sampler", names, index=names.index(default_sampler) if default_sampler in names else 0,
+                              format_func=lambda n: f"{n}: {samplers.get(n).description}")
+        budget = b.number_input("Budget: images in the new queue", min_value=1, max_value=pool,
+                                value=max(1, budget_default), step=1)
+        fast = st.radio("Model size", ["Quick", "Full"], horizontal=True,
+                        index=0 if settings.get("fast", True) else 1,
+                        captions=["small models, few iterations: seconds to minutes on a CPU",
+                                  "the VAAL paper's size: for a GPU (hours on a CPU for a large pool)"]) == "Quick"
+        with st.expander("Advanced"):
+            c, d, e = st.columns(3)
+            device = c.selectbox("Device", ["auto", "cpu", "cuda", "mps"],
+                                 index=["auto", "cpu", "cuda", "mps"].index(settings.get("device", "auto")))
+            seed = d.number_input("Seed", min_value=0, value=int(settings.get("seed", 0)), step=1)
+            fresh = e.checkbox("Train from scratch", help="ignore the last round's weights (warm start is the default)")
+        try:
+            where = describe_device(device)
+        except VaalError as err:
+            where = f"not available: {err}"
+        st.caption(f"Trains on: {where}. Labeled now: {status['labeled']:,}; unlabeled pool: {pool:,}.")
+        if st.form_submit_button("Start round", type="primary", icon=":material/play_arrow:"):
+            project.save_settings(sampler=sampler, budget=int(budget), fast=fast, device=device, seed=int(seed))
+            try:
+                started = worker.start_round(project, sampler, int(budget), device=device, fast=fast,
+                                             seed=int(seed), fresh=fresh)
+            except VaalError as err:
+                show_error(err)
+            else:
+                st.session_state["started_worker"] = started.pid
+                st.toast(f"Round started ({sampler}, budget {int(budget):,})", icon=":material/play_arrow:")
+
+
+# -- live ---------------------------------------------------------------------
+
+def loss_chart(curve: list[dict], height: int = 260) -> go.Figure:
+    fig = go.Figure()
+    its = [p["iteration"] for p in curve]
+    for key, name in (("vae_loss", "VAE"), ("disc_loss", "discriminator")):
+        if any(key in p for p in curve):
+            fig.add_trace(go.Scatter(x=its, y=[p.get(key) for p in curve], name=name, mode="lines"))
+    fig.update_layout(height=height, margin={"t": 10, "b": 30, "l": 10, "r": 10}, xaxis_title="iteration",
+                      yaxis_title="loss", legend={"orientation": "h"})
+    return fig
+
+
+@st.fragment(run_every=1.0)
+def live_panel() -> None:
+    all_rounds = project.rounds()
+    last = all_rounds[-1] if all_rounds else None
+    job = worker.round_worker(project)
+    training = project.is_training()
+    seen = st.session_state.get("live_seen")
+    now_seen = (last["id"], last["status"]) if last else None
+    st.session_state["live_seen"] = now_seen
+    if seen is not None and seen != now_seen and seen[1] == "running" and now_seen[1] != "running":
+        st.rerun()  # a round just ended: redraw the whole page (history, counts)
+
+    if last and last["status"] == "running" and training:
+        prog = last["progress"] or {}
+        total, it = prog.get("total"), prog.get("iteration", 0)
+        phase = {"train": "training", "score": "scoring the pool", "select": "selecting"}.get(
+            prog.get("phase"), "starting")
+        text = f"Round {last['id']} ({last['sampler']}, budget {last['budget']:,}): {phase}"
+        if total and prog.get("phase") == "train":
+            text += f", iteration {it:,} of {total:,}"
+            if prog.get("eta_s") is not None:
+                text += f", about {prog['eta_s']:.0f} s left"
+        st.progress(min(it / total, 1.0) if total else 0.0, text=text)
+        cols = st.columns(4)
+        for col, key, label in zip(cols, ("vae_loss", "disc_loss", "images_per_s", "elapsed_s"),
+                                   ("VAE loss", "Discriminator loss", "Images/s", "Elapsed (s)")):
+            if prog.get(key) is not None:
+                col.metric(label, f"{prog[key]:.4g}")
+        if prog.get("curve"):
+            st.plotly_chart(loss_chart(prog["curve"]), key="live_curve")
+        if st.button("Cancel round", icon=":material/stop:"):
+            worker.cancel_round(project)
+            st.toast("Cancelling: the round stops within a second and the old queue stays")
+        return
+    starting = job is not None and job.running and (last is None or last["created_at"] < job.started_at)
+    if starting:  # the worker has not opened its round yet (importing PyTorch takes seconds)
+        st.info("Starting the training worker (loading PyTorch)...", icon=":material/hourglass_top:")
+        if st.button("Cancel", icon=":material/stop:"):
+            worker.cancel_round(project)
+        return
+    if last is None:
+        if job is not None and job.error:
+            st.error(f"The round could not start: {job.error}")
+        else:
+            st.info("No round yet. Label a few images, or start a round now: with no labels the first batch "
+                    "covers the latent space (k-center on the VAE's latents).")
+        return
+    if job is not None and job.error and job.started_at > (last["created_at"] or ""):
+        st.error(f"The last round could not start: {job.error}")
+    if last["status"] == "done":
+        took = (last["timings"] or {}).get("total_s")
+        st.success(f"Round {last['id']} ({last['sampler']}) finished" + (f" in {took:.1f} s" if took else "")
+                   + f": its queue has {status['queue']:,} unlabeled images left.", icon=":material/check_circle:")
+        st.page_link("views/label.py", label="Label the new queue", icon=":material/label:")
+    elif last["status"] == "running":
+        st.warning(f"Round {last['id']} was interrupted (its process ended). The previous queue is kept; "
+                   "start a new round.")
+    else:
+        st.error(f"Round {last['id']} {last['status']}: {last['error'] or 'no reason recorded'}. "
+                 "The previous queue is kept.")
+
+
+# -- history ------------------------------------------------------------------
+
+def history_section() -> None:
+    rows = rounds.history(project)
+    if not rows:
+        return
+    st.subheader("Round history")
+    table = [{k: r[k] for k in ("round", "sampler", "budget", "status", "labeled", "device", "iterations",
+                                "warm_start", "train_s", "score_s", "select_s", "total_s", "vae_loss",
+                                "disc_loss", "started", "error")} for r in rows]
+    st.dataframe(table, hide_index=True, width="stretch")
+    done = [r for r in rows if r["status"] == "done"]
+    if not done:
+        return
+    ids = [f"#{r['round']}" for r in done]
+    left, right = st.columns(2)
+    with left:
+        fig = go.Figure()
+        classes = project.classes()
+        for name in classes:
+            fig.add_trace(go.Bar(x=ids, y=[r["class_counts"].get(name, 0) for r in done], name=name))
+        fig.update_layout(barmode="stack", title="Labels per class when each round started", height=320,
+                          margin={"t": 40, "b": 30}, xaxis_title="round", yaxis_title="labeled images")
+        st.plotly_chart(fig, key="class_counts")
+    with right:
+        fig = go.Figure()
+        for key, name in (("train_s", "training"), ("score_s", "scoring"), ("select_s", "selection")):
+            fig.add_trace(go.Bar(x=ids, y=[r[key] or 0 for r in done], name=name))
+        fig.update_layout(barmode="stack", title="Time per round (s)", height=320, margin={"t": 40, "b": 30},
+                          xaxis_title="round", yaxis_title="seconds")
+        st.plotly_chart(fig, key="timings")
+    with_curve = [r for r in done if r["curve"]]
+    if with_curve:
+        pick = st.selectbox("Loss curve of round", [r["round"] for r in with_curve], index=len(with_curve) - 1)
+        chosen = next(r for r in with_curve if r["round"] == pick)
+        st.plotly_chart(loss_chart(chosen["curve"], height=300), key="history_curve")
+        if chosen["cold_start"]:
+            st.caption(plain(chosen["cold_start"]))
+
+
+start_form()
+live_panel()
+history_section()
