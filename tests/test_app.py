@@ -148,6 +148,35 @@ def test_class_edits_keep_labels(project):
     assert labels == ["dog", "kitten", r"\*\*bold\*\*", r"\<img src\=x onerror\=alert\(1\)\>"]
 
 
+def test_export_writes_an_imagefolder_copy(project, home):
+    items = project.items()
+    project.set_labels([(items[0].id, "cat"), (items[1].id, "dog")])
+    at = app(project, "views/project.py")
+    assert {b.label for b in at.get("download_button")} == {"Download CSV", "Download JSON"}
+    out = home / "exports" / "copy"
+    box = next(t for t in at.text_input if t.label.startswith("Write an ImageFolder copy"))
+    box.input(str(out))
+    at.button[[b.label for b in at.button].index("Write copy")].click().run()
+    assert "Copied 2 images" in texts(at)
+    copied = sorted(str(f.relative_to(out)) for f in out.rglob("*.jpg"))
+    assert copied == sorted([f"cat/{items[0].path.replace('/', '__')}", f"dog/{items[1].path.replace('/', '__')}"])
+    at.button[[b.label for b in at.button].index("Write copy")].click().run()  # again: refused, not overwritten
+    assert "not empty" in texts(at)
+
+
+def test_switching_between_recent_projects(project, images, home):
+    other, _, _ = init_project(home / "projects" / "other", images, ["x", "y"])
+    workspace.remember(other.root)
+    at = app(project, "views/project.py")
+    assert "pets" in texts(at)
+    recent = next(s for s in at.selectbox if s.label == "Recent projects")
+    recent.set_value(workspace.project_id(other.root)).run()  # "Open" is enabled once the choice differs
+    at.button[[b.label for b in at.button].index("Open")].click().run()
+    assert not at.exception
+    assert at.query_params["project"] in (workspace.project_id(other.root), [workspace.project_id(other.root)])
+    assert "other" in texts(at) and "0 of 18 labeled" in texts(at)
+
+
 # -- labeling -----------------------------------------------------------------------
 
 def _shown_path(at: AppTest) -> str:
