@@ -115,8 +115,8 @@ def test_create_project_validates_the_folder_and_reports_skipped_files(home, pro
     assert not at.exception
     assert "18 images added, 1 files skipped" in texts(at)
     skipped = at.dataframe[0].value
-    assert list(skipped["path"]) == ["cat/broken.jpg"] and "cannot" in skipped["reason"][0] or \
-        "decode" in skipped["reason"][0] or "image" in skipped["reason"][0]
+    assert list(skipped["path"]) == ["cat/broken.jpg"]
+    assert skipped["reason"][0].startswith("not an image")
     created = Project.open(home / "projects" / "new")
     assert created.classes() == CLASSES and len(created.items()) == 18
     assert at.query_params["project"] in (workspace.project_id(created.root), [workspace.project_id(created.root)])

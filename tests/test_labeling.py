@@ -40,16 +40,11 @@ def test_order_follows_pushes_then_batch_then_scores(tmp_path):
     assert order.ids[:6] == (3, 2, 4, 5, 6, 1)  # pushed, batch by rank, rest by score
     assert set(order.ids[6:]) == {7, 8}  # not scored by the round: last
     assert order.batch == 3 and order.ranks == {2: 1, 4: 2} and order.pushed == {3}
-    assert labeling.order_version(p) != labeling.order_version(_after_push(p, 6))
+    before = labeling.order_version(p)
+    p.push_to_front([6])
+    assert labeling.order_version(p) != before  # a push invalidates the cached order
 
-
-def _after_push(p: Project, item: int) -> Project:
-    p.push_to_front([item])
-    return p
-
-
-def test_next_to_label_skips_labeled_and_skipped_then_wraps(tmp_path):
-    p = _store(tmp_path, n=5)
+def test_next_to_label_skips_labeled_and_skipped_then_wraps():
     order = labeling.LabelOrder((10, 11, 12, 13, 14), None, 0, {}, {}, frozenset())
     assert labeling.next_to_label(order, {10}, set(), 0) == 1
     assert labeling.next_to_label(order, {10}, {11}, 0) == 2

@@ -16,7 +16,6 @@ import numpy as np
 
 from vaal_core import worker, workspace
 from vaal_core.errors import BadImageFolder, BadInput
-from vaal_core.project import now
 from vaal_core.simulate import read_result
 
 RESULT = "sim.json"
@@ -56,8 +55,7 @@ def start(images: Path, samplers: Sequence[str], init: int, budget: int, rounds:
         raise BadImageFolder(f"image folder {images} does not exist or is not a folder")
     if not samplers:
         raise BadInput("pick at least one sampler (random is always run beside it)")
-    stamp = now().replace(":", "").replace("-", "").replace(".", "")[:15]
-    folder = workspace.demo_runs_dir() / f"{stamp}-{images.name}"
+    folder = workspace.demo_runs_dir() / f"{worker.file_stamp()}-{images.name}"
     folder.mkdir(parents=True, exist_ok=True)
     args = ["simulate", "--images", str(images), "--samplers", ",".join(samplers), "--init", str(init),
             "--budget", str(budget), "--rounds", str(rounds), "--seeds", str(seeds), "--out",

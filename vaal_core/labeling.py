@@ -57,7 +57,7 @@ def order_version(project: Project) -> tuple:
 
 
 def label_order(project: Project) -> LabelOrder:
-    present = [it.id for it in project.items()]
+    present = list(project.paths())
     scored = project.round_order()
     pushed = project.priority_ids()
     ranks = {i: r for i, _, r in scored if r is not None}

@@ -29,10 +29,10 @@ def labeled_rows(project: Project) -> list[dict[str, str]]:
                   key=lambda r: r["path"])
 
 
-def labels_text(project: Project, fmt: str) -> str:
+def labels_text(project: Project, fmt: str, rows: list[dict[str, str]] | None = None) -> str:
     """The labels as CSV (path,label) or JSON text: what a file export
     writes and what the app offers as a download."""
-    rows = labeled_rows(project)
+    rows = labeled_rows(project) if rows is None else rows
     if fmt == "csv":
         buf = io.StringIO(newline="")
         writer = csv.DictWriter(buf, fieldnames=["path", "label"], lineterminator="\r\n")
@@ -52,15 +52,15 @@ def export_labels(project: Project, fmt: str, out: Path) -> dict[str, Any]:
         raise BadInput(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
     if fmt == "imagefolder":
         return _export_imagefolder(project, labeled_rows(project), out)
-    text = labels_text(project, fmt)
+    rows = labeled_rows(project)
+    text = labels_text(project, fmt, rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         fh.write(text)
     tmp.replace(out)
-    n = len(labeled_rows(project))
-    project.log_event("export", {"format": fmt, "out": str(out), "labels": n})
-    return {"format": fmt, "out": str(out), "labels": n}
+    project.log_event("export", {"format": fmt, "out": str(out), "labels": len(rows)})
+    return {"format": fmt, "out": str(out), "labels": len(rows)}
 
 
 def _export_imagefolder(project: Project, rows: list[dict[str, str]], out: Path) -> dict[str, Any]:

@@ -633,20 +633,19 @@ class Project:
                             (status, error, now(), round_id))
 
     def rounds(self) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT * FROM rounds ORDER BY id")
-        out = []
-        for r in rows:
-            d = dict(r)
-            for key in ("settings", "progress", "timings", "metrics"):
-                d[key] = _loads(d[key])
-            out.append(d)
-        return out
+        return [_round_dict(r) for r in self._rows("SELECT * FROM rounds ORDER BY id")]
 
     def round(self, round_id: int) -> dict[str, Any]:
-        for r in self.rounds():
-            if r["id"] == round_id:
-                return r
-        raise BadInput(f"no round {round_id} in {self.root}")
+        row = self._one("SELECT * FROM rounds WHERE id = ?", (round_id,))
+        if row is None:
+            raise BadInput(f"no round {round_id} in {self.root}")
+        return _round_dict(row)
+
+    def last_round(self) -> dict[str, Any] | None:
+        """The newest round, whatever its status. Pages poll this every
+        second or two: it parses one row, not every round's curves."""
+        row = self._one("SELECT * FROM rounds ORDER BY id DESC LIMIT 1")
+        return None if row is None else _round_dict(row)
 
     def current_round_id(self) -> int | None:
         """The latest finished round: its scores are the queue."""
@@ -728,8 +727,7 @@ class Project:
         for r in self._rows("SELECT c.name, COUNT(*) FROM items i JOIN classes c ON c.id = i.label_class_id "
                             "WHERE i.status = 'ok' GROUP BY c.name"):
             per_class[r[0]] = r[1]
-        rounds = self.rounds()
-        last = rounds[-1] if rounds else None
+        last = self.last_round()
         return {
             "project": str(self.root),
             "image_root": str(self.image_root),
@@ -741,13 +739,20 @@ class Project:
             "skipped": self._one("SELECT COUNT(*) FROM skipped")[0],
             "classes": self.classes(),
             "per_class": per_class,
-            "rounds": len(rounds),
+            "rounds": self._one("SELECT COUNT(*) FROM rounds")[0],
             "current_round": self.current_round_id(),
             "queue": len(self.queue()),
             "training": self.is_training(),
             "last_round": None if last is None else {
                 k: last[k] for k in ("id", "sampler", "budget", "status", "error", "progress")},
         }
+
+
+def _round_dict(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    for key in ("settings", "progress", "timings", "metrics"):
+        d[key] = _loads(d[key])
+    return d
 
 
 def is_locked(path: Path) -> bool:

@@ -89,11 +89,11 @@ def check_round(project: Project, cfg: RoundConfig) -> int:
 
     samplers.get(cfg.sampler)
     resolve_device(cfg.device)
-    n_items = len(project.items())
+    n_items, _ = project.item_count()
     if not n_items:
         raise BadInput(f"project {project.root} has no images; add some with "
                        f"python -m vaal_core init {project.root} --images DIR")
-    n_pool = n_items - len(project.labels())
+    n_pool = n_items - len(project.labeled_ids())
     budget = cfg.budget if cfg.budget is not None else min(default_budget(n_items), n_pool)
     samplers.check_budget(budget, n_pool)
     return budget

@@ -45,6 +45,11 @@ class WorkerState:
             return ""
 
 
+def file_stamp() -> str:
+    """The time now as a sortable, filename-safe stamp: 20261123T110701."""
+    return now().replace(":", "").replace("-", "").replace(".", "")[:15]
+
+
 def _info_path(folder: Path, name: str) -> Path:
     return folder / f"{name}.worker.json"
 
@@ -90,8 +95,7 @@ def launch(folder: Path, name: str, args: Sequence[str]) -> WorkerState:
                          "wait for it or cancel it")
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    stamp = now().replace(":", "").replace("-", "").replace(".", "")[:15]
-    log = logs / f"{name}-{stamp}.log"
+    log = logs / f"{name}-{file_stamp()}.log"
     command = [sys.executable, "-m", "vaal_core", *map(str, args)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
                                                                       os.environ.get("PYTHONPATH")])),

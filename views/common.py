@@ -39,15 +39,16 @@ def cli_project() -> str | None:
 
 
 @st.cache_resource(show_spinner=False)
-def _open(path: str, _mtime: float) -> Project:
-    # One shared handle per project folder (Project is thread-safe); the db
-    # file's identity is part of the key so a re-created project reopens.
+def _open(path: str, db_inode: int) -> Project:
+    # One shared handle per project folder (Project is thread-safe). The db
+    # file's inode is part of the key (hashed: no leading underscore), so a
+    # project deleted and re-created at the same path gets a fresh handle.
     return Project.open(path)
 
 
 def open_project(path: str) -> Project:
     db = os.path.join(path, "project.db")
-    return _open(os.path.realpath(path), os.stat(db).st_ino if os.path.exists(db) else 0.0)
+    return _open(os.path.realpath(path), os.stat(db).st_ino if os.path.exists(db) else 0)
 
 
 def select_project(path: str) -> Project:

@@ -81,8 +81,7 @@ def loss_chart(curve: list[dict], height: int = 260) -> go.Figure:
 
 @st.fragment(run_every=1.0)
 def live_panel() -> None:
-    all_rounds = project.rounds()
-    last = all_rounds[-1] if all_rounds else None
+    last = project.last_round()
     job = worker.round_worker(project)
     training = project.is_training()
     seen = st.session_state.get("live_seen")
