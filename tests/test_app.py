@@ -244,6 +244,89 @@ def test_label_page_survives_a_moved_image_folder(project, images):
     assert len(project.labels()) == 1
 
 
+# -- task-model suggestions ------------------------------------------------------------
+
+def _suggesting_round(project: Project, guesses: dict[int, tuple[str, float]], metrics: dict | None = None,
+                      sampler: str = "entropy") -> int:
+    """A finished round written through the store, as the engine's round
+    runner writes one: every item scored (queue = item id order, the first 5
+    ranked), the task model's (class, confidence) for the items in `guesses`."""
+    ids = [it.id for it in project.items()]
+    rid = project.start_round(sampler, 5, 0, {})
+    project.finish_round(rid, ids, [float(len(ids) - k) for k in range(len(ids))],
+                         [k + 1 if k < 5 else None for k in range(len(ids))], len(project.labeled_ids()), {},
+                         metrics or {}, suggestions=[guesses.get(i) for i in ids])
+    return rid
+
+
+def test_single_view_shows_the_suggestion_and_enter_accepts_it(project):
+    project.add_classes(["**bold**"])  # markdown characters: shown as typed
+    ids = [it.id for it in project.items()]
+    rid = _suggesting_round(project, {ids[0]: ("**bold**", 0.87), ids[2]: ("dog", 0.55)})
+    at = app(project, "views/label.py")
+    first = project.item(ids[0]).path
+    assert _shown_path(at) == first
+    assert rf"Suggested: **\*\*bold\*\*** · 87% (round {rid}'s task model)" in texts(at)
+    accept = at.button(key="accept")
+    assert accept.label == r"Accept: \*\*bold\*\*" and accept.proto.shortcut.lower() == "enter"
+    types = {b.label: b.proto.type for b in at.button if b.key and b.key.startswith("class_")}
+    assert types[r"\*\*bold\*\*"] == "primary"  # the pre-selected class stands out
+    assert {t for label, t in types.items() if label != r"\*\*bold\*\*"} == {"secondary"}
+
+    accept.click().run()  # what Enter does
+    assert project.labels() == {ids[0]: "**bold**"}
+    last = project.label_history(ids[0])[-1]
+    assert last["author"] == "user" and last["source"] == "suggestion"
+    assert _shown_path(at) == project.item(ids[1]).path  # moved on, like a class key
+    # no suggestion for this image: nothing extra, no Enter button
+    assert "Suggested" not in texts(at) and not [b for b in at.button if b.key == "accept"]
+    assert {b.proto.type for b in at.button if b.key and b.key.startswith("class_")} == {"secondary"}
+
+    at.button(key="undo").click().run()  # Z takes the accepted suggestion back
+    assert project.labels() == {} and _shown_path(at) == first
+    assert at.button(key="accept").label == r"Accept: \*\*bold\*\*"
+
+    # an image the user labeled already: the suggestion is shown, Enter cannot overwrite the label
+    at.button(key="class_1").click().run()  # cat, not the suggested class
+    at.button(key="prev").click().run()
+    assert _shown_path(at) == first and "Labeled **cat**" in texts(at)
+    assert "Suggested" in texts(at) and not [b for b in at.button if b.key == "accept"]
+    assert at.button(key="class_1").proto.type == "primary"
+
+
+def test_grid_accepts_each_images_own_suggestion_in_one_action(project):
+    ids = [it.id for it in project.items()]
+    guesses = {i: (CLASSES[k % 3], 0.5 + k / 100) for k, i in enumerate(ids[:10])}
+    _suggesting_round(project, guesses)
+    at = app(project, "views/label.py")
+    at.segmented_control[0].set_value("Grid").run()
+    assert "Suggested: cat · 51%" in texts(at) and "Suggested: dog · 52%" in texts(at)
+    assert at.button(key="gaccept").proto.shortcut.lower() == "enter"
+
+    # ticked: two with a suggestion, one without
+    for i in (ids[0], ids[1], ids[12]):
+        at.checkbox(key=f"sel_{i}").check()
+    at.button(key="gaccept").click().run()
+    assert project.labels() == {ids[0]: "airplane", ids[1]: "cat"}
+    assert "2 images labeled with their suggestions (2 changed); 1 without a suggestion left unlabeled" \
+        in texts(at).replace("\\", "")  # the feedback line is markdown-escaped
+
+    # none ticked: the whole page, each image with its own class, in one action
+    at.button(key="gaccept").click().run()
+    assert project.labels() == {i: guess[0] for i, guess in guesses.items()}
+    assert len(set(project.labels().values())) == 3
+    assert "8 images labeled with their suggestions (8 changed); 8 without a suggestion left unlabeled" \
+        in texts(at).replace("\\", "")
+    assert {project.label_history(i)[-1]["source"] for i in guesses} == {"suggestion"}
+    # the page now holds only images without a suggestion: no Accept button
+    assert not [b for b in at.button if b.key == "gaccept"] and "Suggested" not in texts(at)
+
+    at.button(key="gundo").click().run()  # one undo takes the whole page's accept back
+    assert project.labels() == {ids[0]: "airplane", ids[1]: "cat"}
+    at.button(key="gundo").click().run()
+    assert project.labels() == {}
+
+
 # -- training -------------------------------------------------------------------------
 
 def test_round_start_is_refused_while_one_trains(project):
@@ -285,6 +368,37 @@ def test_round_start_checks_the_budget_first(project):
     assert "Round 1 (vaal) finished" in texts(at)
     at.switch_page("views/label.py").run()
     assert "rank 1 of 5 in round 1's batch" in texts(at)
+
+
+def test_train_page_shows_the_task_models_accuracy_and_how_it_was_measured(project):
+    how = "accuracy on 4 of your 18 labels, held out of training; the samplers chose most of them"
+    ids = [it.id for it in project.items()]
+    _suggesting_round(project, {ids[0]: ("cat", 0.9)}, metrics={
+        "task": {"arch": "cnn", "accuracy": 0.75, "n_val": 4, "n_train": 14, "how": how, "warm_start": False,
+                 "steps": 50, "train_s": 1.5}})
+    at = app(project, "views/train.py")
+    assert f"Task model of round 1: **75% on 4 held-out labels** — {how}" in texts(at)
+    table = at.dataframe[0].value
+    assert list(table["task acc %"]) == [75.0] and list(table["task val n"]) == [4]
+    # a round without a task model: no estimate line, empty columns
+    _suggesting_round(project, {}, sampler="vaal")
+    at.run()
+    assert "Task model of round" not in texts(at)
+    assert at.dataframe[0].value["task acc %"].isna().tolist() == [False, True]
+
+
+def test_task_model_samplers_need_two_classes(project):
+    items = project.items()
+    project.set_labels([(items[0].id, "cat"), (items[1].id, "cat")])
+    at = app(project, "views/train.py")
+    box = at.selectbox[0]
+    assert any(o.startswith("entropy: uncertainty") for o in box.options)
+    assert "- **entropy**: uncertainty" in box.help and "at least 2 classes" in box.help  # every description
+    box.set_value("entropy")
+    at.button[[b.label for b in at.button].index("Start round")].click().run()
+    assert not at.exception
+    assert "needs labels of at least 2 classes" in "\n".join(e.value for e in at.error)
+    assert project.rounds() == [] and not project.is_training()
 
 
 # -- demo ----------------------------------------------------------------------------
@@ -329,3 +443,40 @@ def test_demo_run_can_be_stopped_and_keeps_what_it_finished(home, tmp_path):
     at.run()
     assert "stopped before the end" in texts(at)
     assert run.result()["summary"]["random"][0]["labeled"] == 30
+
+
+def test_demo_page_shows_the_overlap_and_timing_tables(home, project):
+    """A finished run's JSON as the simulation writes it (built by its own
+    summary functions), read by the page: no simulation needed."""
+    import json
+
+    from vaal_core.simulate import headline, summarize
+
+    def records(seed: int, select_s: float) -> list[dict]:
+        return [{"round": r, "labeled": 20 + 20 * r, "accuracy": 0.3 + 0.1 * r + 0.01 * seed,
+                 "train_s": 0.0 if r == 0 else 2.0, "select_s": 0.0 if r == 0 else select_s, "task_s": 1.0,
+                 "class_counts": {}, "picked": []} for r in range(3)]
+
+    results = {"random": {"0": records(0, 0.01), "1": records(1, 0.01)},
+               "entropy": {"0": records(0, 0.5), "1": records(1, 0.7)}}
+    summary = summarize(results)
+    result = {"complete": True, "error": None, "config": {"seeds": 2, "samplers": ["random", "entropy"]},
+              "results": results, "summary": summary, "headline": headline(summary), "latents_file": None,
+              "overlap": [{"a": "entropy", "b": "random", "first_batch": 0.15, "all_picks": 0.325, "n_seeds": 2}]}
+    out = home / "demo-runs" / "20261124T000000-digits" / "sim.json"
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps(result))
+    at = app(project, "views/demo.py")
+    assert len(at.dataframe) == 3  # results, overlap, timings
+    overlap = at.dataframe[1].value
+    assert list(overlap["sampler"]) == ["entropy"] and list(overlap["with"]) == ["random"]
+    assert list(overlap["round 1 batch %"]) == [15.0] and list(overlap["all picks %"]) == [32.5]
+    assert "Share of picks two samplers have in common" in texts(at)
+    timings = at.dataframe[2].value.set_index("sampler")
+    assert timings.loc["entropy", "selection s / round"] == pytest.approx(0.6)
+    assert timings.loc["entropy", "training s / round"] == pytest.approx(2.0)
+    # an older result file has no overlap: no table, no error
+    del result["overlap"]
+    out.write_text(json.dumps(result))
+    at.run()
+    assert not at.exception and "Share of picks" not in texts(at) and len(at.dataframe) == 2

@@ -5,9 +5,10 @@ the SQLite store checked after the browser acts.
 One story, as a newcomer lives it: the first start shows the digits demo;
 they create a project from a folder, label 10 images with the keyboard,
 reload and find all 10 kept, undo one, train a quick round and watch its
-progress until the new queue appears, then open the latent map and see one
-point per image. Screenshots of every page go to test-artifacts/ to be
-looked at.
+progress until the new queue appears, open the latent map and see one
+point per image, label them all from there and undo it, then accept the
+task model's suggestion with Enter and undo that too. Screenshots of every
+page go to test-artifacts/ to be looked at.
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
     _shot(page, "05-train-progress")
     page.get_by_text(re.compile(r"Round 1 \(vaal\) finished")).wait_for(timeout=300_000)
     _ready(page)
+    page.get_by_text("Task model of round 1:").wait_for()  # 9 labels of 3 classes: a task model trained
     _shot(page, "06-train-done")
     assert project.rounds()[-1]["status"] == "done"
     queue = project.queue()
@@ -246,7 +248,20 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
     page.get_by_text(re.compile(r"labeled in this round's batch · 9 in the project")).wait_for()
     assert len(project.labels()) == 9
 
-    # 9. The Demo page and its form render (a full demo run is covered by tests of vaal_core.simulate).
+    # 9. The round's task model suggests a class for the image shown: Enter labels it so, Z takes it back.
+    _ready(page)
+    shown = project.item_id(_shown_path(page))
+    guess = project.suggestions([shown])[shown]
+    page.get_by_text(re.compile(r"Suggested: .+ · \d+% \(round 1's task model\)")).wait_for()
+    page.get_by_role("button", name=re.compile(r"^Accept: ")).wait_for()
+    _shot(page, "09b-label-suggestion")
+    _press_and_wait(page, "Enter")
+    assert project.labels()[shown] == guess.label and len(project.labels()) == 10
+    assert project.label_history(shown)[-1]["source"] == "suggestion"
+    _press_and_wait(page, "z")
+    assert len(project.labels()) == 9 and project.item_id(_shown_path(page)) == shown
+
+    # 10. The Demo page and its form render (a full demo run is covered by tests of vaal_core.simulate).
     _nav(page, "Demo")
     _ready(page)
     page.get_by_role("button", name="Play").wait_for()

@@ -194,6 +194,34 @@ def test_queue_swaps_only_when_a_round_finishes(tmp_path):
     assert st["last_round"]["status"] == "failed" and st["last_round"]["error"] == "boom"
 
 
+def test_suggestions_swap_with_the_queue_and_follow_the_classes(tmp_path):
+    p = _project(tmp_path)
+    assert p.suggestions() == {}
+    r1 = p.start_round("entropy", 2, 0, {})
+    p.finish_round(r1, [1, 2, 3], [0.9, 0.8, 0.1], [1, 2, None], 0, {}, {},
+                   suggestions=[("cat", 0.75), ("bird", 0.5), None])
+    assert p.suggestions() == {1: ("cat", 0.75, r1), 2: ("bird", 0.5, r1)}
+    assert p.suggestions([2, 3, 99]) == {2: ("bird", 0.5, r1)}
+    assert p.suggestions(range(1, 1200))[1].label == "cat"  # more ids than one SQL statement may bind
+    r2 = p.start_round("entropy", 1, 0, {})
+    assert p.suggestions()[1].round_id == r1  # a running round changes nothing
+    p.fail_round(r2, "boom")
+    assert p.suggestions()[1].round_id == r1
+    # the suggestion names the class as it is now
+    p.rename_class("cat", "kitten")
+    assert p.suggestions()[1].label == "kitten"
+    # a removed (never used) class takes its suggestions with it, so a later class cannot inherit them
+    p.remove_class("bird")
+    p.add_classes(["fish"])
+    assert 2 not in p.suggestions() and p.suggestions()[1].label == "kitten"
+    # a round without a task model: no suggestions for its queue
+    r3 = p.start_round("random", 1, 0, {})
+    p.finish_round(r3, [4], [0.5], [1], 1, {}, {})
+    assert p.suggestions() == {}
+    with pytest.raises(ValueError, match="2 suggestions for 1 items"):
+        p.finish_round(p.start_round("random", 1, 0, {}), [4], [0.5], [1], 1, {}, {}, [None, None])
+
+
 def test_missing_files_keep_their_labels(tmp_path):
     p = _project(tmp_path)
     p.set_label(1, "cat")

@@ -10,10 +10,14 @@ from vaal_core.errors import BadInput, BudgetTooLarge, UnknownSampler
 
 
 def _context(seed: int = 0, n: int = 200) -> samplers.Context:
+    """Every input any sampler needs, random but fixed (seed 123)."""
     rng = np.random.default_rng(123)
     return samplers.Context(item_ids=np.arange(1000, 1000 + n), rng=np.random.default_rng(seed),
                             latents=rng.normal(size=(n, 8)).astype(np.float32),
-                            disc_prob=rng.random(n))
+                            disc_prob=rng.random(n),
+                            extras={"task_probs": rng.dirichlet(np.ones(4), size=n),
+                                    "task_mc": rng.dirichlet(np.ones(4), size=(6, n)),
+                                    "pred_loss": rng.normal(size=n), "ll4al_subset": 150})
 
 
 @pytest.mark.parametrize("name", samplers.names())
@@ -76,3 +80,67 @@ def test_coreset_covers_unseen_clusters_first():
     labeled = ids[:5]  # a few from cluster 0
     sel = samplers.select("coreset", ctx, ids[5:], labeled, 2)
     assert sorted(int(i) // 30 for i in sel.ids) == [1, 2]
+
+
+def _probs_context(probs) -> samplers.Context:
+    probs = np.asarray(probs, dtype=np.float64)
+    return samplers.Context(item_ids=np.arange(len(probs)), rng=np.random.default_rng(0),
+                            extras={"task_probs": probs})
+
+
+def test_uncertainty_samplers_rank_as_their_definitions():
+    probs = [[0.97, 0.01, 0.01, 0.01],   # 0: sure
+             [0.25, 0.25, 0.25, 0.25],   # 1: uniform: the most uncertain by every measure
+             [0.50, 0.49, 0.01, 0.00],   # 2: two-way tie: small margin, low entropy
+             [0.40, 0.20, 0.20, 0.20]]   # 3: spread out, clear winner
+    ids = np.arange(4)
+    order = {name: samplers.select(name, _probs_context(probs), ids, [], 4).ids.tolist()
+             for name in ("entropy", "margin", "least_confidence")}
+    assert order["entropy"] == [1, 3, 2, 0]
+    assert order["margin"] == [1, 2, 3, 0]  # margins 0, 0.01, 0.2, 0.96
+    assert order["least_confidence"] == [1, 3, 2, 0]  # top class 0.25, 0.40, 0.50, 0.97
+
+
+def test_bald_prefers_disagreement_over_plain_uncertainty():
+    """Two items with the same mean prediction (0.5/0.5): item 0's dropout
+    samples all say 0.5 (noise in the data: no information to gain), item 1's
+    flip between sure answers (the model's weights disagree): BALD picks 1,
+    entropy of the mean cannot tell them apart."""
+    agree = np.tile([[0.5, 0.5]], (10, 1))
+    flip = np.array([[0.99, 0.01], [0.01, 0.99]] * 5)
+    sure = np.tile([[0.99, 0.01]], (10, 1))
+    mc = np.stack([agree, flip, sure], axis=1)  # (T=10, N=3, C=2)
+    ctx = samplers.Context(item_ids=np.arange(3), rng=np.random.default_rng(0), extras={"task_mc": mc})
+    sel = samplers.select("bald", ctx, np.arange(3), [], 3)
+    assert sel.ids.tolist()[0] == 1
+    assert sel.scores[0] == pytest.approx(0.0, abs=1e-9)  # all samples agree: no mutual information
+    assert sel.scores[1] > 0.5
+
+
+def test_ll4al_picks_highest_predicted_loss_from_a_random_subset():
+    n = 300
+    pred = np.arange(n, dtype=np.float64)  # item i's predicted loss is i
+    ctx = samplers.Context(item_ids=np.arange(n), rng=np.random.default_rng(0),
+                           extras={"pred_loss": pred, "ll4al_subset": 100})
+    sel = samplers.select("ll4al", ctx, np.arange(n), [], 10)
+    assert ctx.notes["scored_subset"] == 100
+    in_subset = sel.scores > sel.scores.min()  # the rest share one score, below the subset's lowest
+    assert in_subset.sum() == 100
+    assert np.array_equal(sel.scores[in_subset], pred[in_subset])  # scored by predicted loss
+    assert sel.ids.tolist() == sorted(np.flatnonzero(in_subset).tolist(), reverse=True)[:10]
+    # a pool no larger than the subset is ranked whole
+    whole = samplers.Context(item_ids=np.arange(n), rng=np.random.default_rng(0),
+                             extras={"pred_loss": pred, "ll4al_subset": n})
+    assert samplers.select("ll4al", whole, np.arange(n), [], 3).ids.tolist() == [299, 298, 297]
+    # a budget above the subset size widens the subset to the budget
+    wide = samplers.Context(item_ids=np.arange(n), rng=np.random.default_rng(0),
+                            extras={"pred_loss": pred, "ll4al_subset": 5})
+    assert len(samplers.select("ll4al", wide, np.arange(n), [], 20).ids) == 20
+
+
+def test_ta_vaal_selects_on_its_conditioned_discriminator():
+    ctx = _context()
+    ctx.disc_prob = np.linspace(0.01, 0.99, len(ctx.item_ids))  # first items look least labeled
+    sel = samplers.select("ta_vaal", ctx, ctx.item_ids[5:], ctx.item_ids[:5], 4)
+    assert sel.ids.tolist() == ctx.item_ids[5:9].tolist()
+    assert samplers.get("ta_vaal").needs == {"latents", "disc", "pred_loss"}

@@ -327,3 +327,33 @@ def test_a_failed_run_says_so_in_the_json(folder, tmp_path):
     assert on_disk["progress"]["phase"] == "failed" and on_disk["progress"]["rounds_done"] == 2
     assert [r["round"] for r in on_disk["results"]["random"]["0"]] == [0, 1]
     assert [r["n_seeds"] for r in on_disk["summary"]["random"]] == [1, 1]
+
+
+def test_every_sampler_simulates_with_identical_starts_and_overlap(folder, tmp_path):
+    """All registered samplers on real JPEGs: one seed, one round, an odd
+    budget; every run starts from the same initial set and accuracy, and the
+    overlap table covers every pair."""
+    from vaal_core import samplers
+
+    names = samplers.names()
+    cfg = replace(TINY, samplers=tuple(names), budget=9, rounds=1, seeds=1)
+    result = simulate(folder, cfg, tmp_path / "all.json")
+    assert result["config"]["samplers"] == names and result["complete"]
+    firsts = {name: result["results"][name]["0"][0] for name in names}
+    assert len({tuple(rec["picked"]) for rec in firsts.values()}) == 1  # the same initial set
+    plain = {name: rec["accuracy"] for name, rec in firsts.items() if name not in ("ll4al", "ta_vaal")}
+    assert len(set(plain.values())) == 1  # and the same round-0 model, except with LL4AL's joint loss head
+    assert firsts["ll4al"]["accuracy"] == firsts["ta_vaal"]["accuracy"]
+    for name in names:
+        last = result["results"][name]["0"][-1]
+        assert len(last["picked"]) == 9 and last["labeled"] == 29
+        assert not set(last["picked"]) & set(firsts[name]["picked"])
+        assert result["summary"][name][1]["select_s"] == last["select_s"] >= 0
+    pairs = {(o["a"], o["b"]): o for o in result["overlap"]}
+    assert len(pairs) == len(names) * (len(names) - 1) // 2
+    for (a, b), o in pairs.items():
+        pa = set(result["results"][a]["0"][1]["picked"])
+        pb = set(result["results"][b]["0"][1]["picked"])
+        assert o["first_batch"] == pytest.approx(len(pa & pb) / 9) and o["n_seeds"] == 1
+        assert o["all_picks"] == o["first_batch"]  # one round: everything picked is round 1's batch
+    assert result["overlap_by_chance"] == pytest.approx(9 / (result["n_pool"] - 20))

@@ -96,21 +96,32 @@ def cmd_round(args: argparse.Namespace) -> None:
     quiet = args.json
 
     def progress(info: dict[str, Any]) -> None:
-        if not quiet and info.get("phase") == "train":
-            eta = info.get("eta_s")
+        if quiet or "iteration" not in info:
+            return
+        eta = info.get("eta_s")
+        eta = f"eta {eta if eta is not None else '?'}s"
+        if info.get("phase") == "train":
             print(f"train: iteration {info['iteration']}/{info['total']}  vae {info['vae_loss']:.4f}  "
-                  f"disc {info['disc_loss']:.4f}  eta {eta if eta is not None else '?'}s",
+                  f"disc {info['disc_loss']:.4f}  {eta}", file=sys.stderr, flush=True)
+        elif info.get("phase") == "task":
+            print(f"task model: step {info['iteration']}/{info['total']}  loss {info['task_loss']:.4f}  {eta}",
                   file=sys.stderr, flush=True)
 
     cfg = RoundConfig(sampler=args.sampler, budget=args.budget, seed=args.seed, device=args.device,
-                      fast=args.fast, fresh=args.fresh)
+                      fast=args.fast, fresh=args.fresh, suggest=not args.no_suggest, pretrained=args.pretrained)
     _warn_if_slow(cfg, quiet)
     result = run_round(project, cfg, progress=progress)
     m, t = result.metrics, result.timings
-    trained = (f"{m['iterations']} training iterations on {m['device']}"
-               f"{' (warm start)' if m['warm_start'] else ''}" if "iterations" in m else "no training needed")
+    trained = (f"{m['iterations']} VAE/discriminator iterations on {m['device']}"
+               f"{' (warm start)' if m['warm_start'] else ''}" if "iterations" in m else "no VAE needed")
     text = (f"round {result.round_id} ({result.sampler}, budget {result.budget}): queue of {len(result.queue)} "
             f"items; {trained}, {t.get('total_s', 0):.1f} s")
+    task = m.get("task")
+    if task:
+        acc = (f"{100 * task['accuracy']:.1f}% on {task['n_val']} held-out labels" if task["accuracy"] is not None
+               else "no accuracy estimate")
+        text += (f"\ntask model ({task['arch']}{', warm start' if task['warm_start'] else ''}): {task['steps']} "
+                 f"steps on {task['n_train']} labels, {acc}; suggestions stored for the queue")
     if m.get("cold_start"):
         text += f"\ncold start: {m['cold_start']}"
     out = result.to_dict()
@@ -124,7 +135,7 @@ def _warn_if_slow(cfg, quiet: bool) -> None:
     from vaal_core import samplers
     from vaal_core.train import resolve_device
 
-    needs_training = samplers.get(cfg.sampler).needs & {"latents", "disc"}
+    needs_training = samplers.get(cfg.sampler).needs or cfg.suggest
     if not quiet and needs_training and not cfg.fast and resolve_device(cfg.device).type == "cpu":
         print("note: full-size models on a CPU train slowly (hours for a large pool); "
               "add --fast for a quick round, or run on a GPU", file=sys.stderr, flush=True)
@@ -139,6 +150,29 @@ def cmd_queue(args: argparse.Namespace) -> None:
     text = "\n".join(f"{r['rank']:>5}  {r['score']:.4f}  {r['path']}" for r in rows) or \
         "the queue is empty: run a round (python -m vaal_core round PROJECT)"
     _emit(args, {"round": project.current_round_id(), "items": rows}, text)
+
+
+def cmd_suggest(args: argparse.Namespace) -> None:
+    from vaal_core.labeling import queue_suggestions
+
+    project = _open(args.project)
+    if args.limit is not None and args.limit < 0:
+        raise BadInput(f"--limit must be 0 or more, got {args.limit}")
+    out = queue_suggestions(project, args.limit)
+    task = out["task"]
+    if not out["items"]:
+        text = "the queue is empty: run a round (python -m vaal_core round PROJECT)"
+    elif task is None:
+        text = (f"round {out['round']} trained no task model (it needs labels of at least 2 classes); label "
+                "some images and run a round")
+    else:
+        acc = (f"{100 * task['accuracy']:.1f}% ({task['how']})" if task["accuracy"] is not None else task["how"])
+        lines = []
+        for r in out["items"]:
+            conf = "" if r["confidence"] is None else f"{100 * r['confidence']:5.1f}%"
+            lines.append(f"{r['rank']:>5}  {r['suggestion'] or '-':<14} {conf:>6}  {r['path']}")
+        text = "\n".join(lines + [f"task model of round {out['round']}: {acc}"])
+    _emit(args, out, text)
 
 
 def cmd_label(args: argparse.Namespace) -> None:
@@ -247,8 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fast", action="store_true", help="small models, few iterations (seconds on a CPU)")
     sp.add_argument("--fresh", action="store_true", help="train from scratch, not from last round's weights")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--no-suggest", action="store_true",
+                    help="skip the task model unless the sampler needs it (no label suggestions this round)")
+    sp.add_argument("--pretrained", metavar="FILE",
+                    help="torchvision ResNet-18 weights (.pth, local file) to start the task model from")
 
     sp = command("queue", cmd_queue, "the current labeling queue, best first")
+    sp.add_argument("--limit", type=int)
+
+    sp = command("suggest", cmd_suggest, "the task model's suggested label for each item of the queue")
     sp.add_argument("--limit", type=int)
 
     sp = command("label", cmd_label, "set labels from a CSV file with the columns path,label")

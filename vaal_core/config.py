@@ -43,14 +43,32 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """The task classifier used by simulation (and, later, label suggestions)."""
+    """The task classifier: label suggestions, task-aware samplers and the
+    accuracy of simulations. The default is the CIFAR-style ResNet-18 of the
+    LL4AL paper (SGD, peak lr 0.1, weight decay 5e-4); `--fast` is a small
+    CNN with AdamW."""
 
-    width: int = 64
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
+    arch: str = "resnet18"  # "resnet18" (torchvision's, 3x3 stem, no max-pool) or "cnn"
+    width: int = 64  # cnn only: first stage's channels
+    epochs: int = 100  # passes over the labeled set per round (warm rounds too)
+    batch_size: int = 128  # LL4AL paper
+    optimizer: str = "sgd"  # "sgd" (momentum 0.9) or "adamw"
+    lr: float = 0.1  # peak of the one-cycle schedule
     weight_decay: float = 5e-4
-    min_steps: int = 200
+    min_steps: int = 200  # a 100-image labeled set still gets trained
+    dropout: float = 0.3  # before the last layer; BALD samples it (MC dropout)
+    mc_samples: int = 20  # BALD's dropout samples
+    # Validation: a fixed slice of the labels, chosen by item id so an image
+    # held out once is held out every round (a warm-started model never saw it).
+    val_fraction: float = 0.1
+    min_labels_for_val: int = 20
+    # LL4AL (Yoo & Kweon 2019): margin ranking loss on pairs, weight 1,
+    # margin 1, no gradient from the loss head into the backbone after 60% of
+    # the steps, and a random subset of the pool scored (10k in the paper).
+    loss_margin: float = 1.0
+    loss_weight: float = 1.0
+    loss_stop_fraction: float = 0.6
+    loss_subset: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,7 @@ def engine_config(image_size: int = 32, fast: bool = False) -> EngineConfig:
         vae=replace(cfg.vae, width=16, disc_width=64),
         train=replace(cfg.train, batch_size=64, epochs_fresh=2.0, epochs_warm=1.0,
                       min_iters=30, max_iters=150, progress_every=5),
-        task=TaskConfig(width=16, epochs=15, batch_size=64, min_steps=60),
+        task=TaskConfig(arch="cnn", width=16, epochs=15, batch_size=64, optimizer="adamw", lr=3e-3,
+                        min_steps=60),
         fast=True,
     )

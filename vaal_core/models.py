@@ -1,4 +1,6 @@
-"""The networks: VAAL's VAE and discriminator, and a small CNN task classifier.
+"""The networks: VAAL's VAE and discriminator (conditioned for TA-VAAL), the
+task classifiers (a CIFAR-style ResNet-18, a small CNN for `--fast`) and
+LL4AL's loss-prediction head.
 
 Architectures follow the VAAL reference code for 32x32 inputs (encoder
 128-256-512-1024 channels, 4x4 stride-2 convs; decoder mirrors it; a 3-layer
@@ -98,9 +100,32 @@ class Discriminator(nn.Module):
 
 
 class TaskNet(nn.Module):
-    """A small CNN classifier (3 conv stages, global average pool): the task
-    model of simulations. Four stages' features are exposed for
-    loss-prediction heads."""
+    """Base of the task classifiers: four stages of features (exposed for
+    the loss-prediction head), then global average pool, dropout and one
+    linear layer. Dropout sits only before that layer so MC dropout (BALD)
+    can sample it on features computed once."""
+
+    stage_channels: list[int]
+    fc: nn.Linear
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def pooled(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        return feats[-1].mean(dim=(2, 3))  # (B, C)
+
+    def classify(self, pooled: torch.Tensor, dropout: bool | None = None) -> torch.Tensor:
+        """Logits from pooled features; `dropout=True` samples dropout even in
+        eval mode (MC dropout), None follows the train/eval mode."""
+        p = self.dropout_p
+        return self.fc(F.dropout(pooled, p, training=self.training if dropout is None else dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pooled(self.features(x)))  # (B, classes) logits
+
+
+class SmallCNN(TaskNet):
+    """The `--fast` classifier: four 2-conv stages, max-pool between them."""
 
     def __init__(self, num_classes: int, cfg: TaskConfig):
         super().__init__()
@@ -111,8 +136,10 @@ class TaskNet(nn.Module):
                                  nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
                                  nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
+        self.stage_channels = [w, 2 * w, 4 * w, 8 * w]
         self.stages = nn.ModuleList([block(3, w), block(w, 2 * w), block(2 * w, 4 * w), block(4 * w, 8 * w)])
-        self.head = nn.Linear(8 * w, num_classes)
+        self.dropout_p = cfg.dropout
+        self.fc = nn.Linear(8 * w, num_classes)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
@@ -121,9 +148,77 @@ class TaskNet(nn.Module):
             feats.append(x)  # (B, w * 2^i, S / 2^i, S / 2^i)
         return feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)[-1].mean(dim=(2, 3)))  # (B, classes) logits
+
+class CifarResNet18(TaskNet):
+    """torchvision's ResNet-18 adapted to small images as in the CIFAR
+    literature (and the LL4AL code): a 3x3 stride-1 stem and no max-pool, so
+    a 32x32 image keeps 32x32 through layer1 and 4x4 at layer4."""
+
+    def __init__(self, num_classes: int, cfg: TaskConfig):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        net = resnet18(num_classes=num_classes)
+        net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+        self.net = net
+        self.fc = net.fc  # the same module, named for TaskNet.classify
+        self.stage_channels = [64, 128, 256, 512]
+        self.dropout_p = cfg.dropout
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        n = self.net
+        x = n.relu(n.bn1(n.conv1(x)))
+        feats = []
+        for layer in (n.layer1, n.layer2, n.layer3, n.layer4):
+            x = layer(x)
+            feats.append(x)  # (B, 64 * 2^i, S / 2^i, S / 2^i)
+        return feats
+
+    def load_backbone(self, state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
+        """Copy the tensors of a torchvision ResNet-18 state dict whose name
+        and shape match (an ImageNet checkpoint matches all but the 7x7 stem
+        and the classifier, which stay freshly initialised). Returns (how
+        many tensors were loaded, the names left out)."""
+        state = {k.removeprefix("module.").removeprefix("net."): v for k, v in state.items()}
+        own = self.net.state_dict()
+        take = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+        self.net.load_state_dict(take, strict=False)
+        return len(take), sorted(set(own) - set(take))
+
+
+def build_task_net(num_classes: int, cfg: TaskConfig) -> TaskNet:
+    if cfg.arch == "cnn":
+        return SmallCNN(num_classes, cfg)
+    if cfg.arch == "resnet18":
+        return CifarResNet18(num_classes, cfg)
+    raise ValueError(f"unknown task model architecture {cfg.arch!r}; use 'resnet18' or 'cnn'")
+
+
+class LossHead(nn.Module):
+    """LL4AL's loss-prediction module: per stage global average pool -> FC
+    128 -> ReLU, the four concatenated -> FC 1. Predicts the task loss of an
+    image (in ranking terms: only the order matters)."""
+
+    def __init__(self, stage_channels: list[int], hidden: int = 128):
+        super().__init__()
+        self.fcs = nn.ModuleList([nn.Linear(c, hidden) for c in stage_channels])
+        self.out = nn.Linear(hidden * len(stage_channels), 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        h = [F.relu(fc(f.mean(dim=(2, 3)))) for fc, f in zip(self.fcs, feats)]  # 4 x (B, hidden)
+        return self.out(torch.cat(h, dim=1)).squeeze(1)  # (B,)
 
     @staticmethod
-    def loss(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        return F.cross_entropy(logits, targets, weight=weight)
+    def ranking_loss(pred: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
+        """LL4AL's pairwise margin ranking loss: the batch is paired with its
+        reverse (i with B-1-i) and each pair's predicted losses must be
+        ordered as the true losses, by at least `margin`. An odd batch leaves
+        its middle item unpaired; a batch of one has no pair and gives 0."""
+        half = len(pred) // 2
+        if half == 0:
+            return pred.sum() * 0.0  # keeps the graph, contributes nothing
+        dp = (pred - pred.flip(0))[:half]
+        dt = (target - target.flip(0))[:half].detach()
+        sign = torch.where(dt > 0, 1.0, -1.0)  # the reference: 2 * sign(clamp(dt, min=0)) - 1
+        return torch.clamp(margin - sign * dp, min=0).sum() / half

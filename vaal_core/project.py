@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from vaal_core.errors import (
     BadInput,
@@ -138,6 +138,13 @@ MIGRATIONS: dict[int, str] = {
     );
     ALTER TABLE rounds ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: the task model. Its top class and confidence for each item a round
+    # scored, stored beside the score so the suggestion and the queue it
+    # belongs to are swapped in by the same transaction.
+    3: """
+    ALTER TABLE scores ADD COLUMN suggestion_class_id INTEGER;
+    ALTER TABLE scores ADD COLUMN confidence REAL;
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -148,6 +155,15 @@ def now() -> str:
 
 def _loads(text: str | None) -> Any:
     return json.loads(text) if text else None
+
+
+class Suggestion(NamedTuple):
+    """The task model's guess for one item: its top class and softmax
+    probability, from the round that made the current queue."""
+
+    label: str
+    confidence: float
+    round_id: int
 
 
 @dataclass(frozen=True)
@@ -357,6 +373,9 @@ class Project:
                                    (class_id, class_id)).fetchone()[0]
             if used:
                 raise BadInput(f"class {name!r} has labels in its history; rename it instead of removing it")
+            # a later class could reuse the id: no suggestion may point at it
+            self.db.execute("UPDATE scores SET suggestion_class_id = NULL, confidence = NULL "
+                            "WHERE suggestion_class_id = ?", (class_id,))
             self.db.execute("DELETE FROM classes WHERE id = ?", (class_id,))
 
     def _class_id(self, name: str) -> int:
@@ -615,13 +634,22 @@ class Project:
 
     def finish_round(self, round_id: int, item_ids: Sequence[int], scores: Sequence[float],
                      ranks: Sequence[int | None], n_labeled: int, timings: dict[str, float],
-                     metrics: dict[str, Any]) -> None:
-        """Write the round's scores and mark it done in one transaction: the
-        new queue replaces the old one atomically."""
+                     metrics: dict[str, Any],
+                     suggestions: Sequence[tuple[str, float] | None] | None = None) -> None:
+        """Write the round's scores (and the task model's suggestions, aligned
+        with `item_ids`, when it trained one) and mark it done in one
+        transaction: the new queue replaces the old one atomically."""
         with self.atomic():
-            self.db.executemany("INSERT INTO scores(round_id, item_id, score, rank) VALUES (?, ?, ?, ?)",
-                                [(round_id, int(i), float(s), None if r is None else int(r))
-                                 for i, s, r in zip(item_ids, scores, ranks)])
+            class_ids = {r["name"]: r["id"] for r in self._rows("SELECT id, name FROM classes")}
+            guesses = suggestions if suggestions is not None else [None] * len(item_ids)
+            if len(guesses) != len(item_ids):
+                raise ValueError(f"{len(guesses)} suggestions for {len(item_ids)} items")
+            self.db.executemany(
+                "INSERT INTO scores(round_id, item_id, score, rank, suggestion_class_id, confidence) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(round_id, int(i), float(s), None if r is None else int(r),
+                  None if g is None else class_ids.get(g[0]), None if g is None else float(g[1]))
+                 for i, s, r, g in zip(item_ids, scores, ranks, guesses)])
             self.db.execute(
                 "UPDATE rounds SET status = 'done', n_labeled = ?, n_pool = ?, timings = ?, metrics = ?, "
                 "finished_at = ? WHERE id = ?",
@@ -716,6 +744,25 @@ class Project:
     def scores(self, round_id: int) -> dict[int, float]:
         return {r[0]: r[1] for r in self._rows("SELECT item_id, score FROM scores WHERE round_id = ?",
                                                (round_id,))}
+
+    def suggestions(self, item_ids: Sequence[int] | None = None) -> dict[int, Suggestion]:
+        """The current round's task-model suggestions by item id (all items
+        it scored, or just `item_ids`); empty when that round trained no task
+        model. A class removed since has no suggestion."""
+        round_id = self.current_round_id()
+        if round_id is None:
+            return {}
+        sql = ("SELECT s.item_id, c.name, s.confidence FROM scores s JOIN classes c ON c.id = s.suggestion_class_id "
+               "WHERE s.round_id = ?")
+        if item_ids is None:
+            rows = self._rows(sql, (round_id,))
+        else:
+            ids = [int(i) for i in item_ids]
+            rows = []
+            for start in range(0, len(ids), 500):  # stay under SQLite's bound-variable limit
+                chunk = ids[start:start + 500]
+                rows += self._rows(sql + f" AND s.item_id IN ({','.join('?' * len(chunk))})", (round_id, *chunk))
+        return {r[0]: Suggestion(r[1], r[2], round_id) for r in rows}
 
     # -- summary ------------------------------------------------------------
 

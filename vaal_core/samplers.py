@@ -3,9 +3,11 @@
 A sampler only scores the candidate pool (higher = label sooner); one shared
 selector ranks, breaks ties with the seed and cuts the batch. Samplers declare
 what they need computed for them (`needs`): "latents" (a trained VAE's latent
-means), "disc" (VAAL's discriminator), and later task-model outputs, so the
-round runner trains only what the chosen sampler uses and new samplers plug in
-without touching the others.
+means), "disc" (VAAL's discriminator, conditioned on "pred_loss" when both are
+needed: TA-VAAL), and the task model's outputs: "task_probs" (softmax),
+"task_mc" (MC-dropout samples) and "pred_loss" (the LL4AL head's predicted
+loss). The round runner and the simulation train only what the chosen sampler
+uses, and new samplers plug in without touching the others.
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ class Context:
         return np.fromiter((index[int(i)] for i in ids), dtype=np.int64, count=len(ids))
 
     def require(self, name: str) -> np.ndarray:
+        """A computed input by need name ("latents", "disc_prob" or an extra)."""
         value = getattr(self, name, None) if name in ("latents", "disc_prob") else self.extras.get(name)
         if value is None:
             raise RuntimeError(f"sampler needs {name!r} but the round runner did not compute it")
         return value
 
+
+# Needs that a task model trained on the labeled set provides.
+TASK_NEEDS = frozenset({"task_probs", "task_mc", "pred_loss"})
 
 ScoreFn = Callable[[Context, np.ndarray, np.ndarray, int], np.ndarray]
 
@@ -165,4 +171,69 @@ def vaal_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, bud
         # VAAL's first batch covers the latent space instead (k-center greedy).
         ctx.notes["cold_start"] = "k-center greedy on VAE latents (no labeled items yet)"
         return coreset_scores(ctx, pool_ids, labeled_ids, budget)
+    return 1.0 - ctx.require("disc_prob")[ctx.rows(pool_ids)]
+
+
+# -- task-aware strategies: the task model trained on the labeled set -----------
+
+def _probs(ctx: Context, pool_ids: np.ndarray) -> np.ndarray:
+    return ctx.require("task_probs")[ctx.rows(pool_ids)].astype(np.float64)
+
+
+def _entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    return -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis)
+
+
+@register("entropy", needs=("task_probs",),
+          description="uncertainty: highest entropy of the task model's predicted classes first")
+def entropy_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int) -> np.ndarray:
+    return _entropy(_probs(ctx, pool_ids))
+
+
+@register("margin", needs=("task_probs",),
+          description="uncertainty: smallest gap between the task model's two likeliest classes first")
+def margin_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int) -> np.ndarray:
+    top2 = np.sort(_probs(ctx, pool_ids), axis=1)[:, -2:]
+    return -(top2[:, 1] - top2[:, 0])
+
+
+@register("least_confidence", needs=("task_probs",),
+          description="uncertainty: lowest top-class probability of the task model first")
+def least_confidence_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray,
+                            budget: int) -> np.ndarray:
+    return 1.0 - _probs(ctx, pool_ids).max(axis=1)
+
+
+@register("bald", needs=("task_mc",),
+          description="BALD with MC dropout: most disagreement between dropout samples of the task model first")
+def bald_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int) -> np.ndarray:
+    """Mutual information between the prediction and the weights (Houlsby
+    et al. 2011; Gal et al. 2017): entropy of the mean prediction minus the
+    mean entropy of the dropout samples."""
+    mc = ctx.require("task_mc")[:, ctx.rows(pool_ids)].astype(np.float64)  # (T, P, C)
+    return np.maximum(_entropy(mc.mean(0)) - _entropy(mc).mean(0), 0.0)
+
+
+@register("ll4al", needs=("pred_loss",),
+          description="Learning Loss (Yoo & Kweon 2019): highest loss predicted by the task model's loss head first")
+def ll4al_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int) -> np.ndarray:
+    """As the paper, only a random subset of the pool (10,000 by default,
+    never fewer than the budget) is ranked; the rest score below it, so the
+    batch comes from the subset. This also spreads picks over the pool."""
+    scores = ctx.require("pred_loss")[ctx.rows(pool_ids)].astype(np.float64)
+    subset = int(ctx.extras.get("ll4al_subset", 10_000))
+    if len(scores) > max(subset, budget):
+        keep = np.zeros(len(scores), dtype=bool)
+        keep[ctx.rng.choice(len(scores), max(subset, budget), replace=False)] = True
+        scores = np.where(keep, scores, scores[keep].min() - 1.0)
+        ctx.notes["scored_subset"] = int(keep.sum())
+    return scores
+
+
+@register("ta_vaal", needs=("latents", "disc", "pred_loss"),
+          description="TA-VAAL (Kim et al. 2021): VAAL whose VAE and discriminator see the predicted task loss")
+def ta_vaal_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int) -> np.ndarray:
+    """The discriminator was trained on [mu, r] (r = the loss head's
+    prediction), so it already folds in the task's view: select as VAAL,
+    items it is surest are unlabeled first."""
     return 1.0 - ctx.require("disc_prob")[ctx.rows(pool_ids)]

@@ -31,7 +31,7 @@ import math
 import os
 import posixpath
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -48,7 +48,7 @@ Progress = Callable[[dict[str, Any]], None]
 BASELINE = "random"
 # What this module can compute for a sampler; a sampler needing anything else
 # is refused before any work starts.
-SUPPORTED_NEEDS = frozenset({"latents", "disc", "task_probs"})
+SUPPORTED_NEEDS = frozenset({"latents", "disc", "task_probs", "task_mc", "pred_loss"})
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class _Run:
     seed: int
     sampler: samplers.Sampler
     vaal: Any = None  # train.VAALModels, warm-started across rounds
-    classifier: Any = None  # the last round's TaskNet
+    classifier: Any = None  # the last round's train.TaskModel, warm-started across rounds
     latents: np.ndarray | None = None  # the last round's latent means of the pool rows
 
 
@@ -186,45 +186,57 @@ class _SeedCache:
     (same fresh models, same labeled set, same seeds). Identical to recomputing
     it, since every random draw is seeded from (seed, round)."""
 
-    task0: tuple | None = None  # (classifier, accuracy, task_s)
-    vaal1: dict[bytes, tuple] = field(default_factory=dict)  # labeled rows -> (models, latents, disc, timings)
+    task0: dict[bool, tuple] = field(default_factory=dict)  # with loss head? -> (classifier, accuracy, task_s)
+    vaal1: dict[tuple, tuple] = field(default_factory=dict)  # (TA-VAAL?, labeled rows) -> (models, latents, disc, timings)
 
 
 def _train_task(data: _Data, labeled: np.ndarray, engine: EngineConfig, device, seed: int,
-                progress: Progress | None) -> tuple[Any, float]:
+                progress: Progress | None, init: Any = None, loss_head: bool = False) -> tuple[Any, float]:
+    """Train the run's task model on the labeled rows, warm from `init` (a
+    copy: the caller's model, maybe shared through the seed cache, stays as
+    it was), and measure it on the test rows."""
     from vaal_core import train
+    from vaal_core.models import LossHead
 
-    model = train.train_classifier(data.images, labeled, data.y[labeled], len(data.classes), engine.task,
-                                   device, seed, progress)
+    if init is None:
+        model = train.new_task_model(len(data.classes), engine.task, device, seed, loss_head)
+    else:
+        model = copy.deepcopy(init)
+        if loss_head and model.head is None:
+            model.head = LossHead(model.net.stage_channels).to(device)
+    train.train_task(model, data.images, labeled, data.y[labeled], engine.task, device, seed, progress)
     pred = train.predict(model, data.images, data.test, device).argmax(1)
     return model, float((pred == data.y[data.test]).mean())
 
 
 def _train_vaal(run: _Run, data: _Data, labeled: np.ndarray, unlabeled: np.ndarray, engine: EngineConfig,
-                device, round_: int, cache: _SeedCache, progress: Progress | None):
+                device, round_: int, cache: _SeedCache, progress: Progress | None,
+                ranker: np.ndarray | None = None):
     """Train (or warm-train) this run's VAAL models on labeled vs unlabeled
-    pool rows; return (latents, disc P(labeled)) of the pool rows and
-    {"train_s", "score_s"} (as first measured when taken from the cache)."""
+    pool rows (TA-VAAL's, conditioned on `ranker`, when given); return
+    (latents, disc P(labeled)) of the pool rows and {"train_s", "score_s"}
+    (as first measured when taken from the cache)."""
     import torch
 
     from vaal_core import train
 
-    key = labeled.tobytes()
+    key = (ranker is not None, labeled.tobytes())
     if run.vaal is None and key in cache.vaal1:
         models, latents, disc_prob, timings = cache.vaal1[key]
         run.vaal = copy.deepcopy(models)
         return latents, disc_prob, dict(timings)
     fresh = run.vaal is None
     if fresh:
-        run.vaal = train.build_vaal(engine.vae, engine.train, device, run.seed)
+        vae_cfg = engine.vae if ranker is None else replace(engine.vae, cond_dim=1)
+        run.vaal = train.build_vaal(vae_cfg, engine.train, device, run.seed)
     iterations = engine.train.iterations(len(unlabeled), warm=not fresh)
     t0 = time.perf_counter()
     torch.manual_seed(_seed(run.seed, round_))  # the VAE's reparameterisation noise
     train.train_vaal(run.vaal, data.images, labeled, unlabeled, engine.train, iterations, device,
-                     _seed(run.seed, round_), progress)
+                     _seed(run.seed, round_), progress, ranker=ranker)
     t1 = time.perf_counter()
     latents = train.encode(run.vaal.vae, data.images, data.pool, device)
-    disc_prob = train.discriminate(run.vaal.disc, latents, device)
+    disc_prob = train.discriminate(run.vaal.disc, latents, device, None if ranker is None else ranker[data.pool])
     timings = {"train_s": t1 - t0, "score_s": time.perf_counter() - t1}
     if fresh:
         cache.vaal1[key] = (copy.deepcopy(run.vaal), latents, disc_prob, dict(timings))
@@ -235,21 +247,34 @@ def _build_context(run: _Run, data: _Data, labeled: np.ndarray, unlabeled: np.nd
                    device, round_: int, cache: _SeedCache,
                    progress: Progress | None) -> tuple[samplers.Context, dict[str, float]]:
     """Everything the sampler declares it needs, for the pool rows (item id =
-    row of the decoded array). Returns (context, {"train_s", "score_s"})."""
+    row of the decoded array). Returns (context, {"train_s", "score_s"}).
+    Task-model outputs come from the classifier trained on the current
+    labeled set (at the end of the previous round)."""
     from vaal_core import train
 
     needs = run.sampler.needs
     ctx = samplers.Context(item_ids=data.pool, rng=np.random.default_rng(_seed(run.seed, round_)))
     timings = {"train_s": 0.0, "score_s": 0.0}
+    ranker = None
+    if needs & samplers.TASK_NEEDS:
+        t0 = time.perf_counter()
+        mc = engine.task.mc_samples if "task_mc" in needs else 0
+        out = train.run_task(run.classifier, data.images, data.pool, device, mc_samples=mc,
+                             seed=_seed(run.seed, round_))
+        ctx.extras.update({"task_probs": out.probs, "ll4al_subset": engine.task.loss_subset})
+        if out.mc_probs is not None:
+            ctx.extras["task_mc"] = out.mc_probs
+        if out.pred_loss is not None:
+            ctx.extras["pred_loss"] = out.pred_loss
+            ranker = np.zeros(len(data.images), dtype=np.float32)
+            ranker[data.pool] = out.pred_loss
+        timings["score_s"] += time.perf_counter() - t0
     if needs & {"latents", "disc"}:
-        latents, disc_prob, timings = _train_vaal(run, data, labeled, unlabeled, engine, device, round_, cache,
-                                                  progress)
+        latents, disc_prob, vaal_timings = _train_vaal(run, data, labeled, unlabeled, engine, device, round_,
+                                                       cache, progress, ranker if "disc" in needs else None)
         ctx.latents = run.latents = latents
         ctx.disc_prob = disc_prob if "disc" in needs else None
-    if "task_probs" in needs:  # the classifier trained on the current labeled set
-        t0 = time.perf_counter()
-        ctx.extras["task_probs"] = train.predict(run.classifier, data.images, data.pool, device)
-        timings["score_s"] += time.perf_counter() - t0
+        timings = {k: timings[k] + vaal_timings[k] for k in timings}
     return ctx, timings
 
 
@@ -279,13 +304,15 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
             picked = sel.ids  # best first
             labeled = np.sort(np.concatenate([labeled, picked]))  # the oracle reveals data.y[picked]
         t0 = time.perf_counter()
-        if r == 0 and cache.task0 is not None:
-            run.classifier, acc, task_s = cache.task0
+        head = "pred_loss" in run.sampler.needs  # LL4AL's loss head trains with the classifier
+        if r == 0 and head in cache.task0:
+            run.classifier, acc, task_s = cache.task0[head]
         else:
-            run.classifier, acc = _train_task(data, labeled, engine, device, _seed(run.seed, r), forward)
+            run.classifier, acc = _train_task(data, labeled, engine, device, _seed(run.seed, r), forward,
+                                              init=run.classifier, loss_head=head)
             task_s = time.perf_counter() - t0
             if r == 0:
-                cache.task0 = (run.classifier, acc, task_s)
+                cache.task0[head] = (run.classifier, acc, task_s)
         counts = np.bincount(data.y[labeled], minlength=len(data.classes))
         record = {"round": r, "labeled": int(len(labeled)), "accuracy": acc, "train_s": round(train_s, 3),
                   "select_s": round(select_s, 3), "task_s": round(task_s, 3),
@@ -323,8 +350,38 @@ def summarize(results: dict[str, dict[str, list[dict]]]) -> dict[str, list[dict[
             acc = np.array([rec["accuracy"] for rec in by_round[r]])
             rows.append({"round": r, "labeled": by_round[r][0]["labeled"], "mean": float(acc.mean()),
                          "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                         "min": float(acc.min()), "max": float(acc.max()), "n_seeds": int(len(acc))})
+                         "min": float(acc.min()), "max": float(acc.max()), "n_seeds": int(len(acc)),
+                         "select_s": float(np.mean([rec.get("select_s", 0.0) for rec in by_round[r]])),
+                         "train_s": float(np.mean([rec.get("train_s", 0.0) for rec in by_round[r]]))})
         out[name] = rows
+    return out
+
+
+def overlap(results: dict[str, dict[str, list[dict]]]) -> list[dict[str, Any]]:
+    """For every pair of samplers, averaged over the seeds both reached:
+    `first_batch`, the share of round 1's batch they both picked (same
+    labeled set, so this compares the strategies head on), and `all_picks`,
+    the share of everything picked after the initial set that both picked
+    by the last round both finished. Works on partial results."""
+    names = list(results)
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            first, every, rounds = [], [], []
+            for seed in sorted(set(results[a]) & set(results[b])):
+                ra, rb = results[a][seed], results[b][seed]
+                n = min(len(ra), len(rb))
+                if n < 2:
+                    continue
+                pa, pb = set(ra[1]["picked"]), set(rb[1]["picked"])
+                first.append(len(pa & pb) / max(len(pa), 1))
+                all_a = set().union(*(set(rec["picked"]) for rec in ra[1:n]))
+                all_b = set().union(*(set(rec["picked"]) for rec in rb[1:n]))
+                every.append(len(all_a & all_b) / max(len(all_a), 1))
+                rounds.append(n - 1)
+            if first:
+                out.append({"a": a, "b": b, "first_batch": float(np.mean(first)), "all_picks": float(np.mean(every)),
+                            "n_seeds": len(first), "rounds": int(min(rounds))})
     return out
 
 
@@ -516,8 +573,13 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
                          "order, minus skipped files; paths[row] is the file of a row",
                   "std": "sample standard deviation over seeds (ddof=1)",
                   "round_0": "picked = the random initial set (same for every sampler of a seed)",
-                  "timings": "train_s: VAE/discriminator training; select_s: encoding, scoring and "
-                             "selection; task_s: classifier training and test evaluation",
+                  "overlap": "share of picks two samplers have in common (first_batch: round 1, from the "
+                             "same labeled set; all_picks: everything after the initial set); two random "
+                             "batches share about overlap_by_chance of round 1",
+                  "timings": "train_s: VAE/discriminator training; select_s: the task model's or the VAE's "
+                             "pass over the pool, scoring and selection; task_s: classifier training (with "
+                             "LL4AL's loss head for the samplers that use it, warm-started from the run's "
+                             "previous round) and test evaluation",
                   "progress": "current = the round playing now (null when all are done); phase: start, "
                               "train, select, task, map, chart, done, stopped or failed",
                   "latents": "latents_file (beside this file, null until written): rows = pool rows, "
@@ -525,7 +587,9 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
         "paths": paths, "test_rows": test.tolist(),
         "latents_file": None,
         "latents_from": ({"seed": 0, "sampler": map_sampler, "round": cfg.rounds} if map_sampler else None),
-        "results": {name: {} for name in names}, "summary": {}, "headline": "", "seconds": 0.0,
+        "results": {name: {} for name in names}, "summary": {}, "overlap": [],
+        "overlap_by_chance": cfg.budget / max(len(pool) - cfg.init, 1),
+        "headline": "", "seconds": 0.0,
     }
     rounds_done = 0
 
@@ -562,6 +626,7 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
                         _write_latents(latents_path, data.pool, run.latents, data.y[data.pool])
                         result["latents_file"] = latents_path.name  # only once the file is there
                     result["summary"] = summarize(result["results"])
+                    result["overlap"] = overlap(result["results"])
                     result["headline"] = headline(result["summary"])
                     save("start" if rounds_done < result["progress"]["rounds_total"] else "chart")
 

@@ -1,5 +1,5 @@
-"""Training loops: VAAL's VAE/discriminator game, scoring, and the task
-classifier of simulations.
+"""Training loops: VAAL's VAE/discriminator game (and TA-VAAL's conditioned
+one), scoring, and the task classifier with its optional LL4AL loss head.
 
 Images come from the decoded uint8 cache (N, S, S, 3) and are indexed by cache
 row; nothing here knows about the store. Every loop takes a seed, reports
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from vaal_core.config import TaskConfig, TrainConfig
 from vaal_core.errors import BadInput, RoundCancelled, TrainingDiverged
-from vaal_core.models import VAE, Discriminator, TaskNet
+from vaal_core.models import VAE, Discriminator, LossHead, TaskNet, build_task_net
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -154,7 +154,8 @@ def build_vaal(vae_cfg, train_cfg: TrainConfig, device: torch.device, seed: int)
 def train_vaal(m: VAALModels, images: np.ndarray, labeled: np.ndarray, unlabeled: np.ndarray,
                cfg: TrainConfig, iterations: int, device: torch.device, seed: int,
                progress: Progress | None = None,
-               should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
+               should_stop: Callable[[], bool] | None = None,
+               ranker: np.ndarray | None = None) -> dict[str, float]:
     """Play VAAL's minimax game for `iterations` iterations.
 
     Each iteration: `vae_steps` VAE updates (reconstruction + beta*KL on a
@@ -162,6 +163,10 @@ def train_vaal(m: VAALModels, images: np.ndarray, labeled: np.ndarray, unlabeled
     call both 'labeled'), then `disc_steps` D updates (labeled=1, unlabeled=0
     on the latent means). With no labeled items yet (cold start) there is no
     game: the VAE alone learns the latent space of the unlabeled pool.
+
+    TA-VAAL: `ranker` holds the loss head's prediction r for every image row;
+    the decoder then gets [z, sigmoid(r)] and the discriminator [mu, r]
+    (the models must have been built with cond_dim 1).
     Returns the last losses.
     """
     rng = np.random.default_rng(seed)
@@ -170,6 +175,10 @@ def train_vaal(m: VAALModels, images: np.ndarray, labeled: np.ndarray, unlabeled
     streams = [BatchStream(unlabeled, cfg.batch_size, rng)]
     if adversarial:
         streams.insert(0, BatchStream(labeled, cfg.batch_size, rng))
+
+    def r_of(rows: np.ndarray) -> torch.Tensor | None:
+        return None if ranker is None else torch.from_numpy(ranker[rows]).float().to(device)[:, None]
+
     report = _Reporter(iterations, cfg.progress_every, progress, "train")
     m.vae.train()
     m.disc.train()
@@ -178,14 +187,17 @@ def train_vaal(m: VAALModels, images: np.ndarray, labeled: np.ndarray, unlabeled
         if should_stop is not None and should_stop():
             raise RoundCancelled(f"round cancelled at iteration {it} of {iterations}; the previous queue is kept")
         for _ in range(cfg.vae_steps):
-            xs = [random_flip(to_tensor(images, s.next(), device), gen) for s in streams]
-            recon_loss, mse, kl, mus = 0.0, 0.0, 0.0, []
-            for x in xs:
-                recon, mu, logvar = m.vae(x)
+            batches = [s.next() for s in streams]
+            recon_loss, mse, kl, mus, rs = 0.0, 0.0, 0.0, [], []
+            for rows in batches:
+                x, r = random_flip(to_tensor(images, rows, device), gen), r_of(rows)
+                recon, mu, logvar = m.vae(x, None if r is None else torch.sigmoid(r))
                 total, part_mse, part_kl = m.vae.loss(x, recon, mu, logvar, cfg.beta)
                 recon_loss, mse, kl = recon_loss + total, mse + part_mse, kl + part_kl
                 mus.append(mu)
-            adv = m.disc.fool_loss(*(m.disc(mu) for mu in mus)) if adversarial else torch.zeros((), device=device)
+                rs.append(r)
+            adv = (m.disc.fool_loss(*(m.disc(mu, r) for mu, r in zip(mus, rs))) if adversarial
+                   else torch.zeros((), device=device))
             vae_loss = recon_loss + cfg.adversary_weight * adv
             _check_finite("VAE", vae_loss, it)
             m.opt_vae.zero_grad(set_to_none=True)
@@ -194,10 +206,11 @@ def train_vaal(m: VAALModels, images: np.ndarray, labeled: np.ndarray, unlabeled
         disc_loss = torch.zeros(())
         if adversarial:
             for _ in range(cfg.disc_steps):
+                rows_l, rows_u = streams[0].next(), streams[1].next()
                 with torch.no_grad():
-                    mu_l = m.vae.encode(to_tensor(images, streams[0].next(), device))[0]
-                    mu_u = m.vae.encode(to_tensor(images, streams[1].next(), device))[0]
-                disc_loss = m.disc.loss(m.disc(mu_l), m.disc(mu_u))
+                    mu_l = m.vae.encode(to_tensor(images, rows_l, device))[0]
+                    mu_u = m.vae.encode(to_tensor(images, rows_u, device))[0]
+                disc_loss = m.disc.loss(m.disc(mu_l, r_of(rows_l)), m.disc(mu_u, r_of(rows_u)))
                 _check_finite("discriminator", disc_loss, it)
                 m.opt_disc.zero_grad(set_to_none=True)
                 disc_loss.backward()
@@ -224,12 +237,15 @@ def encode(vae: VAE, images: np.ndarray, rows: np.ndarray, device: torch.device,
 
 
 @torch.no_grad()
-def discriminate(disc: Discriminator, latents: np.ndarray, device: torch.device) -> np.ndarray:
-    """P(labeled) for each latent mean, eval mode: (N,) float64."""
+def discriminate(disc: Discriminator, latents: np.ndarray, device: torch.device,
+                 ranker: np.ndarray | None = None) -> np.ndarray:
+    """P(labeled) for each latent mean (and, for TA-VAAL, each image's
+    predicted loss, aligned with `latents`), eval mode: (N,) float64."""
     was_training = disc.training
     disc.eval()
     try:
-        logits = disc(torch.from_numpy(latents).to(device)).float().cpu()
+        r = None if ranker is None else torch.from_numpy(np.asarray(ranker)).float().to(device)[:, None]
+        logits = disc(torch.from_numpy(latents).to(device), r).float().cpu()
     finally:
         disc.train(was_training)
     return torch.sigmoid(logits).double().numpy()
@@ -237,53 +253,136 @@ def discriminate(disc: Discriminator, latents: np.ndarray, device: torch.device)
 
 # -- task classifier ------------------------------------------------------
 
-def train_classifier(images: np.ndarray, rows: np.ndarray, targets: np.ndarray, num_classes: int,
-                     cfg: TaskConfig, device: torch.device, seed: int,
-                     progress: Progress | None = None) -> TaskNet:
-    """Train a fresh TaskNet on the labeled rows with crop+flip augmentation.
+@dataclass
+class TaskModel:
+    """A task classifier and, when a task-aware sampler asked for one, its
+    LL4AL loss-prediction head. Warm-started across rounds as a whole."""
 
-    Small or skewed labeled sets: the number of steps is at least
-    `cfg.min_steps` (a 100-image set still gets trained), and the loss is
-    weighted by inverse class frequency so rare classes count.
-    """
+    net: TaskNet
+    head: LossHead | None = None
+
+
+def new_task_model(num_classes: int, cfg: TaskConfig, device: torch.device, seed: int,
+                   loss_head: bool = False) -> TaskModel:
+    torch.manual_seed(seed)
+    net = build_task_net(num_classes, cfg).to(device)
+    return TaskModel(net, LossHead(net.stage_channels).to(device) if loss_head else None)
+
+
+def class_weights(targets: np.ndarray, num_classes: int, device: torch.device) -> torch.Tensor:
+    """Inverse class frequency, normalised so a balanced set weighs 1 each:
+    on a skewed labeled set rare classes count as much as common ones.
+    Classes with no labels get weight 0 (they cannot appear as targets)."""
+    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weight = np.where(present, counts.sum() / np.maximum(counts, 1) / max(present.sum(), 1), 0.0)
+    return torch.tensor(weight, dtype=torch.float32, device=device)
+
+
+def train_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, targets: np.ndarray, cfg: TaskConfig,
+               device: torch.device, seed: int, progress: Progress | None = None,
+               should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Train `model` in place on the labeled rows (warm start: whatever
+    weights it holds), with random crop (padding 4) and flip augmentation and
+    a class-weighted cross-entropy. With a loss head, the LL4AL objective is
+    added: the head learns to rank the per-image (unweighted) losses with a
+    margin ranking loss, and after `loss_stop_fraction` of the steps its
+    gradient no longer reaches the backbone. Returns the last losses and the
+    step count; the model is left in eval mode."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = TaskNet(num_classes, cfg).to(device)
     steps = max(cfg.min_steps, math.ceil(cfg.epochs * len(rows) / cfg.batch_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr * 3, total_steps=steps)
-    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
-    weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / num_classes, 0.0),
-                          dtype=torch.float32, device=device)
-    by_row = dict(zip(rows.tolist(), targets.tolist()))
+    detach_after = int(cfg.loss_stop_fraction * steps)
+    params = list(model.net.parameters()) + (list(model.head.parameters()) if model.head is not None else [])
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
+    weight = class_weights(targets, model.net.fc.out_features, device)
+    by_row = dict(zip(np.asarray(rows).tolist(), np.asarray(targets).tolist()))
     stream = BatchStream(rows, cfg.batch_size, rng)
     report = _Reporter(steps, 20, progress, "task")
-    model.train()
+    model.net.train()
+    if model.head is not None:
+        model.head.train()
+    last: dict[str, float] = {}
     for step in range(1, steps + 1):
+        if should_stop is not None and should_stop():
+            raise RoundCancelled(f"round cancelled while training the task model (step {step} of {steps}); "
+                                 "the previous queue is kept")
         batch = stream.next()
         x = random_crop(random_flip(to_tensor(images, batch, device), gen), 4, gen)
         y = torch.tensor([by_row[r] for r in batch.tolist()], device=device)
-        loss = model.loss(model(x), y, weight)
+        feats = model.net.features(x)
+        logits = model.net.classify(model.net.pooled(feats))
+        per_image = F.cross_entropy(logits, y, reduction="none")  # (B,) the loss LL4AL predicts
+        loss = (per_image * weight[y]).sum() / weight[y].sum()  # = F.cross_entropy(..., weight=weight)
+        last = {"task_loss": loss.item()}
+        if model.head is not None:
+            head_in = feats if step <= detach_after else [f.detach() for f in feats]
+            rank = LossHead.ranking_loss(model.head(head_in), per_image, cfg.loss_margin)
+            loss = loss + cfg.loss_weight * rank
+            last["rank_loss"] = rank.item()
         _check_finite("task model", loss, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        report(step, len(batch), task_loss=loss.item())
-    model.eval()
-    return model
+        report(step, len(batch), **last)
+    model.net.eval()
+    if model.head is not None:
+        model.head.eval()
+    return {**last, "steps": steps}
+
+
+@dataclass
+class TaskOutputs:
+    """A task model's eval-mode outputs for some rows, no augmentation."""
+
+    probs: np.ndarray  # (N, C) softmax
+    pred_loss: np.ndarray | None = None  # (N,) the loss head's prediction
+    mc_probs: np.ndarray | None = None  # (T, N, C) softmax under sampled dropout
 
 
 @torch.no_grad()
-def predict(model: TaskNet, images: np.ndarray, rows: np.ndarray, device: torch.device,
-            batch_size: int = 512) -> np.ndarray:
-    """Class probabilities (len(rows), classes), eval mode, no augmentation."""
-    was_training = model.training
-    model.eval()
+def run_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: torch.device,
+             mc_samples: int = 0, seed: int = 0, batch_size: int = 512) -> TaskOutputs:
+    """Class probabilities, the loss head's predictions (with a head) and,
+    with `mc_samples`, that many MC-dropout samples of the last layer, which
+    reuse the features of one forward pass (dropout is only there)."""
+    net, head = model.net, model.head
+    was = net.training, head.training if head is not None else False
+    net.eval()
+    if head is not None:
+        head.eval()
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)  # the dropout masks
+    probs, losses, mc = [], [], []
     try:
-        out = [torch.softmax(model(to_tensor(images, rows[i:i + batch_size], device)).float(), 1).cpu()
-               for i in range(0, len(rows), batch_size)]
+        for i in range(0, len(rows), batch_size):
+            feats = net.features(to_tensor(images, rows[i:i + batch_size], device))
+            pooled = net.pooled(feats)
+            probs.append(torch.softmax(net.classify(pooled).float(), 1).cpu())
+            if head is not None:
+                losses.append(head(feats).float().cpu())
+            if mc_samples:
+                mc.append(torch.stack([torch.softmax(net.classify(pooled, dropout=True).float(), 1)
+                                       for _ in range(mc_samples)]).cpu())  # (T, B, C)
     finally:
-        model.train(was_training)
-    return torch.cat(out).numpy()
+        torch.random.set_rng_state(gen_state)
+        net.train(was[0])
+        if head is not None:
+            head.train(was[1])
+    n_classes = net.fc.out_features
+    return TaskOutputs(
+        probs=torch.cat(probs).numpy() if probs else np.zeros((0, n_classes), np.float32),
+        pred_loss=(torch.cat(losses).numpy() if losses else np.zeros(0, np.float32)) if head is not None else None,
+        mc_probs=(torch.cat(mc, 1).numpy() if mc else np.zeros((mc_samples, 0, n_classes), np.float32))
+        if mc_samples else None)
+
+
+def predict(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: torch.device) -> np.ndarray:
+    """Class probabilities (len(rows), classes), eval mode, no augmentation."""
+    return run_task(model, images, rows, device).probs

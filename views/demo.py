@@ -74,6 +74,40 @@ def untitled(fig: go.Figure) -> go.Figure:
     return fig.update_layout(title=None, margin={"t": 20})
 
 
+def overlap_table(result: dict) -> None:
+    """How alike the samplers chose: the share of picks two samplers have in
+    common, in round 1's batch and over every pick after the initial set."""
+    overlap = result.get("overlap") or []
+    if not overlap:
+        return
+    st.markdown("**Overlap between samplers' picks**")
+    st.dataframe([{"sampler": o["a"], "with": o["b"], "round 1 batch %": round(100 * o["first_batch"], 1),
+                   "all picks %": round(100 * o["all_picks"], 1), "n_seeds": o["n_seeds"]} for o in overlap],
+                 hide_index=True)
+    st.caption("Share of picks two samplers have in common (mean over seeds): in round 1's batch, and among all "
+               "the images they picked after the initial set, by the last round. Near 100% means they choose "
+               "almost the same images; two independent random choices share about the fraction of the pool "
+               "picked.")
+
+
+def timing_table(result: dict) -> None:
+    """Seconds per round (after round 0), mean over seeds and rounds: the
+    selection (encoding, scoring, choosing) and the sampler's own training."""
+    rows = []
+    for name, by_seed in (result.get("results") or {}).items():
+        recs = [r for records in by_seed.values() for r in records if r.get("round", 0) > 0]
+        if recs:
+            rows.append({"sampler": name,
+                         "selection s / round": round(float(np.mean([r.get("select_s") or 0.0 for r in recs])), 3),
+                         "training s / round": round(float(np.mean([r.get("train_s") or 0.0 for r in recs])), 3)})
+    if rows:
+        st.markdown("**Time per round**")
+        st.dataframe(rows, hide_index=True)
+        st.caption("Mean over seeds and rounds after the initial set. Training: the models the sampler needs; "
+                   "selection: encoding, scoring and choosing the batch. The classifier that measures accuracy "
+                   "is not counted (every sampler trains the same one).")
+
+
 def picks_figure(pm: demo_runs.PicksMap, sampler: str) -> go.Figure:
     when = pm.picked_in[sampler]
     fig = go.Figure()
@@ -134,6 +168,8 @@ def finished(run: demo_runs.DemoRun) -> None:
     st.dataframe([{"sampler": name, **{k: row[k] for k in ("labeled", "n_seeds")},
                    "accuracy %": round(100 * row["mean"], 1), "± std": round(100 * row["std"], 1)}
                   for name, rows in result["summary"].items() for row in rows], hide_index=True)
+    overlap_table(result)
+    timing_table(result)
     a, b, c = st.columns(3)
     a.download_button("Results (JSON)", run.result_path.read_bytes(), file_name=f"{run.name}.json",
                       mime="application/json", icon=":material/download:")

@@ -1,9 +1,11 @@
 """Label: the current round's queue, best first, keyboard first.
 
 Number keys give a class (1-9, then 0), S skips, Z undoes, the arrow keys
-move. Every label is one SQLite transaction the moment it is given; the
-page keeps only where the cursor is, so a refresh, a second tab or a server
-restart resumes at the next unlabeled image.
+move. When the current round trained a task model, its suggestion for the
+image is shown and Enter accepts it, by the same path as a class key. Every
+label is one SQLite transaction the moment it is given; the page keeps only
+where the cursor is, so a refresh, a second tab or a server restart resumes
+at the next unlabeled image.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from views.common import class_keys, picture, plain, require_project
 from vaal_core import labeling
 from vaal_core.errors import VaalError
 from vaal_core.images import image_root_problem
-from vaal_core.project import Project
+from vaal_core.project import Project, Suggestion
 
 GRID = 16  # 4 x 4 thumbnails
 SINGLE_WIDTH = 448
@@ -61,15 +63,18 @@ def _move_to(order: labeling.LabelOrder, pos: int | None) -> None:
     st.session_state["cursor"] = None if pos is None else order.ids[pos]
 
 
-def give_label(item_id: int, pos: int, name: str) -> None:
+def give_label(item_id: int, pos: int, name: str, source: str = "ui") -> None:
+    """A class key, a class button, or Enter on a suggestion (source
+    "suggestion", so the history tells accepted guesses from typed labels)."""
     order = current_order()
     labeled, skipped = project.labeled_ids() | {item_id}, project.skipped_ids() - {item_id}
     try:
-        project.set_label(item_id, name)
+        project.set_label(item_id, name, source=source)
     except VaalError as err:
         st.session_state["label_error"] = str(err)
         return
-    st.session_state["last_action"] = f"{project.item(item_id).path} → {name}"
+    accepted = " (accepted suggestion)" if source == "suggestion" else ""
+    st.session_state["last_action"] = f"{project.item(item_id).path} → {name}{accepted}"
     _move_to(order, labeling.next_to_label(order, labeled, skipped, pos + 1))
 
 
@@ -111,6 +116,27 @@ def label_page(ids: list[int], name: str) -> None:
     st.session_state["last_action"] = f"{len(chosen)} images → {name} ({n} changed)"
 
 
+def accept_page(ids: list[int], shown: dict[int, str]) -> None:
+    """Grid, Enter: the selected tiles (or, with none selected, the whole
+    page) each get their own suggestion, as shown on the page, in one
+    transaction and one undoable action. Tiles without one are left alone."""
+    chosen = [i for i in ids if st.session_state.get(f"sel_{i}")] or ids
+    pairs = [(i, shown[i]) for i in chosen if i in shown]
+    left = len(chosen) - len(pairs)
+    if not pairs:
+        st.session_state["last_action"] = f"none of the {len(chosen)} images has a suggestion: nothing labeled"
+        return
+    try:
+        n = project.set_labels(pairs, source="suggestion")
+    except VaalError as err:
+        st.session_state["label_error"] = str(err)
+        return
+    for i in ids:
+        st.session_state.pop(f"sel_{i}", None)
+    st.session_state["last_action"] = (f"{len(pairs)} images labeled with their suggestions ({n} changed)"
+                                       + (f"; {left} without a suggestion left unlabeled" if left else ""))
+
+
 def skip_page(ids: list[int]) -> None:
     project.skip(ids)
     for i in ids:
@@ -124,6 +150,11 @@ def select_all(ids: list[int], value: bool) -> None:
 
 
 # -- rendering ----------------------------------------------------------------
+
+def suggestion_text(s: Suggestion) -> str:
+    """'cat · 87%', markdown-safe."""
+    return f"{plain(s.label)} · {s.confidence:.0%}"
+
 
 def feedback() -> None:
     if "label_error" in st.session_state:
@@ -156,6 +187,8 @@ def single_view() -> None:
         return
     item_id = order.ids[pos]
     item = project.item(item_id)
+    suggestion = project.suggestions([item_id]).get(item_id)
+    highlight = item.label or (suggestion.label if suggestion else None)  # the pre-selected class
     batch_progress(order, labeled)
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -170,10 +203,17 @@ def single_view() -> None:
         if item.label:
             st.markdown(f"Labeled **{plain(item.label)}**: press a key to change it")
         else:
-            st.markdown("Pick the class")
+            st.markdown("Pick the class" + (", or press Enter to accept the suggestion" if suggestion else ""))
+        if suggestion:
+            st.caption(f"Suggested: **{plain(suggestion.label)}** · {suggestion.confidence:.0%} "
+                       f"(round {suggestion.round_id}'s task model)")
+        if suggestion and not item.label:  # Enter never overwrites a label the user gave
+            st.button(f"Accept: {plain(suggestion.label)}", key="accept", shortcut="Enter", on_click=give_label,
+                      args=(item_id, pos, suggestion.label, "suggestion"), type="primary",
+                      icon=":material/check:", width="stretch")
         for i, name in enumerate(classes):
             st.button(plain(name), key=f"class_{i}", shortcut=KEYS[i], on_click=give_label,
-                      args=(item_id, pos, name), type="primary" if item.label == name else "secondary",
+                      args=(item_id, pos, name), type="primary" if highlight == name else "secondary",
                       width="stretch")
         a, b, c, d = st.columns(4)
         a.button("Prev", key="prev", shortcut="Left", on_click=step, args=(pos, -1), width="stretch",
@@ -196,9 +236,12 @@ def grid_view() -> None:
         st.success(f"All {len(order.ids):,} images are labeled.", icon=":material/done_all:")
         st.button("Undo the last label", key="undo_done_grid", shortcut="Z", on_click=undo)
         return
+    suggestions = project.suggestions(ids)
     batch_progress(order, labeled)
     st.caption("Tick the images of one class, then press its key. With none ticked, the key labels the whole "
-               "page. One undo (Z) takes back the whole page.")
+               "page. One undo (Z) takes back the whole page."
+               + (" Enter gives each ticked image (or, with none ticked, each image of the page) its own "
+                  "suggestion." if suggestions else ""))
     buttons = st.columns(min(len(classes), 10) or 1)
     for i, name in enumerate(classes):
         buttons[i % len(buttons)].button(plain(name), key=f"gclass_{i}", shortcut=KEYS[i], on_click=label_page,
@@ -208,6 +251,12 @@ def grid_view() -> None:
     b.button("Select none", key="gnone", shortcut="N", on_click=select_all, args=(ids, False), width="stretch")
     c.button("Skip page", key="gskip", shortcut="S", on_click=skip_page, args=(ids,), width="stretch")
     d.button("Undo", key="gundo", shortcut="Z", on_click=undo, width="stretch")
+    if suggestions:
+        round_id = next(iter(suggestions.values())).round_id
+        st.button(f"Accept suggestions ({len(suggestions)} of {len(ids)} on this page, round {round_id}'s "
+                  "task model)", key="gaccept", shortcut="Enter", on_click=accept_page,
+                  args=(ids, {i: s.label for i, s in suggestions.items()}), type="primary",
+                  icon=":material/done_all:", width="stretch")
     feedback()
     for row in range(0, len(ids), 4):
         cols = st.columns(4)
@@ -216,6 +265,8 @@ def grid_view() -> None:
                 img, _ = picture(project, item_id, 160)
                 st.image(img, width="stretch")
                 st.checkbox(plain(project.item(item_id).path), key=f"sel_{item_id}")
+                if item_id in suggestions:
+                    st.caption(f"Suggested: {suggestion_text(suggestions[item_id])}")
 
 
 @st.fragment(run_every=2.0)

@@ -25,6 +25,20 @@ settings = project.settings()
 
 # -- start ------------------------------------------------------------------
 
+# What a task model (a classifier trained each round on the labels) provides.
+TASK_NEEDS = samplers.TASK_NEEDS
+
+
+def sampler_help(names: list[str]) -> str:
+    """Every sampler's registry description, for the selectbox's help."""
+    lines = [f"- **{plain(n)}**: {plain(samplers.get(n).description)}" for n in names]
+    task = [n for n in names if samplers.get(n).needs & TASK_NEEDS]
+    if task:
+        lines.append("\n" + ", ".join(plain(n) for n in task) + " train a task model on the labels each round: "
+                     "they need labels of at least 2 classes.")
+    return "\n".join(lines)
+
+
 def start_form() -> None:
     names = samplers.names()
     default_sampler = settings.get("sampler", "vaal")
@@ -36,7 +50,8 @@ def start_form() -> None:
     with st.form("start_round", border=True):
         a, b = st.columns(2)
         sampler = a.selectbox("Sampler", names, index=names.index(default_sampler) if default_sampler in names else 0,
-                              format_func=lambda n: f"{n}: {samplers.get(n).description}")
+                              format_func=lambda n: f"{n}: {samplers.get(n).description}",
+                              help=sampler_help(names))
         budget = b.number_input("Budget: images in the new queue", min_value=1, max_value=pool,
                                 value=max(1, budget_default), step=1)
         fast = st.radio("Model size", ["Quick", "Full"], horizontal=True,
@@ -142,18 +157,37 @@ def live_panel() -> None:
 
 # -- history ------------------------------------------------------------------
 
+def task_estimate(row: dict) -> None:
+    """The latest round's task-model accuracy, always with how it was
+    measured: a few held-out labels make a rough number."""
+    how = row.get("task_how")
+    if how is None and row.get("task_accuracy") is None:
+        return  # that round trained no task model
+    acc, n_val = row.get("task_accuracy"), row.get("task_n_val")
+    head = f":material/model_training: Task model of round {row['round']}: "
+    if acc is None:  # too few labels to hold some out: `how` says so
+        st.caption(head + plain(how))
+        return
+    what = f"{acc:.0%} on {n_val:,} held-out labels" if n_val else f"{acc:.0%}"
+    st.caption(head + f"**{what}**" + (f" — {plain(how)}" if how else ""))
+
+
 def history_section() -> None:
     rows = rounds.history(project)
     if not rows:
         return
     st.subheader("Round history")
-    table = [{k: r[k] for k in ("round", "sampler", "budget", "status", "labeled", "device", "iterations",
-                                "warm_start", "train_s", "score_s", "select_s", "total_s", "vae_loss",
-                                "disc_loss", "started", "error")} for r in rows]
+    table = [{**{k: r[k] for k in ("round", "sampler", "budget", "status", "labeled", "device", "iterations",
+                                   "warm_start", "train_s", "score_s", "select_s", "total_s", "vae_loss",
+                                   "disc_loss")},
+              "task acc %": None if r.get("task_accuracy") is None else round(100 * r["task_accuracy"], 1),
+              "task val n": r.get("task_n_val"),
+              **{k: r[k] for k in ("started", "error")}} for r in rows]
     st.dataframe(table, hide_index=True, width="stretch")
     done = [r for r in rows if r["status"] == "done"]
     if not done:
         return
+    task_estimate(done[-1])
     ids = [f"#{r['round']}" for r in done]
     left, right = st.columns(2)
     with left:
@@ -166,8 +200,9 @@ def history_section() -> None:
         st.plotly_chart(fig, key="class_counts")
     with right:
         fig = go.Figure()
-        for key, name in (("train_s", "training"), ("score_s", "scoring"), ("select_s", "selection")):
-            fig.add_trace(go.Bar(x=ids, y=[r[key] or 0 for r in done], name=name))
+        for key, name in (("task_s", "task model"), ("predict_s", "task predictions"), ("train_s", "VAE training"),
+                          ("score_s", "scoring"), ("select_s", "selection")):
+            fig.add_trace(go.Bar(x=ids, y=[r.get(key) or 0 for r in done], name=name))
         fig.update_layout(barmode="stack", title="Time per round (s)", height=320, margin={"t": 40, "b": 30},
                           xaxis_title="round", yaxis_title="seconds")
         st.plotly_chart(fig, key="timings")
