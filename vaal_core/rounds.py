@@ -263,8 +263,9 @@ def _train_task_model(project: Project, engine: EngineConfig, cfg: RoundConfig, 
     classes = project.classes()
     index = {c: i for i, c in enumerate(classes)}
     ids = np.array(sorted(labels), dtype=np.int64)
-    row_of = dict(zip(all_ids.tolist(), cache_rows.tolist()))
     ids = ids[np.isin(ids, all_ids)]
+    at = {int(i): k for k, i in enumerate(all_ids)}
+    where = np.array([at[int(i)] for i in ids], dtype=np.int64)  # each labeled item's position in all_ids
     targets = np.array([index[labels[int(i)]] for i in ids], dtype=np.int64)
     val = held_out(ids, engine.task.val_fraction)
     if len(ids) < engine.task.min_labels_for_val or len(set(targets[~val].tolist())) < 2 or not val.any():
@@ -274,7 +275,7 @@ def _train_task_model(project: Project, engine: EngineConfig, cfg: RoundConfig, 
     warm, pretrained = _load_task_checkpoint(project, engine, classes, model, device, cfg), None
     if not warm and cfg.pretrained is not None:
         pretrained = _load_pretrained(model, Path(cfg.pretrained).expanduser())
-    rows = np.array([row_of[int(i)] for i in ids], dtype=np.int64)
+    rows = cache_rows[where]
     t0 = time.perf_counter()
     last = train.train_task(model, images, rows[~val], targets[~val], engine.task, device, cfg.seed, reporter,
                             should_stop)
@@ -288,8 +289,7 @@ def _train_task_model(project: Project, engine: EngineConfig, cfg: RoundConfig, 
     n_val = int(val.sum())
     accuracy = None
     if n_val:
-        pos = {int(i): r for r, i in enumerate(all_ids)}
-        pred = out.probs[[pos[int(i)] for i in ids[val]]].argmax(1)
+        pred = out.probs[where[val]].argmax(1)
         accuracy = float((pred == targets[val]).mean())
         how = (f"accuracy on {n_val} of your {len(ids)} labels, held out of training (a fixed "
                f"{engine.task.val_fraction:.0%} slice, the same images every round); the samplers chose most of "

@@ -25,14 +25,10 @@ settings = project.settings()
 
 # -- start ------------------------------------------------------------------
 
-# What a task model (a classifier trained each round on the labels) provides.
-TASK_NEEDS = samplers.TASK_NEEDS
-
-
 def sampler_help(names: list[str]) -> str:
     """Every sampler's registry description, for the selectbox's help."""
     lines = [f"- **{plain(n)}**: {plain(samplers.get(n).description)}" for n in names]
-    task = [n for n in names if samplers.get(n).needs & TASK_NEEDS]
+    task = [n for n in names if samplers.get(n).needs & samplers.TASK_NEEDS]
     if task:
         lines.append("\n" + ", ".join(plain(n) for n in task) + " train a task model on the labels each round: "
                      "they need labels of at least 2 classes.")
