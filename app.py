@@ -14,8 +14,8 @@ from pathlib import Path
 import streamlit as st
 
 from views.common import current_project, plain, select_project, show_error
-from vaal_core import workspace
 from vaal_core.errors import VaalError
+from vaal_core.services import workspace
 
 ASSETS = Path(__file__).parent / "assets"
 # Pages live in views/, not pages/: Streamlit treats a folder named pages/
@@ -28,7 +28,7 @@ st.logo(str(ASSETS / "logo.png"), size="large")
 
 project = current_project()
 if project is None and "project_error" not in st.session_state and not workspace.known_projects():
-    from vaal_core.demo_data import create_demo_project
+    from vaal_core.data.digits import create_demo_project
 
     try:
         with st.spinner("First start: building the digits demo project (1,797 images)..."):

@@ -21,7 +21,7 @@ VAAL_HOME:
     already cached, for each --explore-sizes project; the first visit and
     the repeat visits apart. Each project gets 1,000 gold labels and a real
     `--fast` VAAL round (timed), and its UMAP is computed once beforehand
-    (timed, with vaal_core.embed.round_projection). Also: the points the
+    (timed, with vaal_core.maps.cache.round_projection). Also: the points the
     page draws and the websocket bytes received until the plot is drawn.
 
 Writes bench/results/app-cpu.json (app-cuda.json on a GPU machine) beside
@@ -52,10 +52,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vaal_core import embed, workspace  # noqa: E402
-from vaal_core.ingest import init_project  # noqa: E402
-from vaal_core.project import Project  # noqa: E402
-from vaal_core.rounds import RoundConfig, run_round  # noqa: E402
+from vaal_core.maps import cache as maps  # noqa: E402
+from vaal_core.services import workspace  # noqa: E402
+from vaal_core.data.ingest import init_project  # noqa: E402
+from vaal_core.store import Project  # noqa: E402
+from vaal_core.loop.round import RoundConfig, run_round  # noqa: E402
 
 CIFAR_TAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
 CHROMIUM = "/usr/bin/chromium"
@@ -208,8 +209,8 @@ def prepare_explore(project: Project) -> dict:
     t0 = time.perf_counter()
     result = run_round(project, RoundConfig(sampler="vaal", budget=500, fast=True, device="cpu"))
     round_s = time.perf_counter() - t0
-    proj = embed.round_projection(project, result.round_id)
-    again = embed.round_projection(project, result.round_id)
+    proj = maps.round_projection(project, result.round_id)
+    again = maps.round_projection(project, result.round_id)
     return {"seed_labels": int(len(chosen)), "round_id": result.round_id, "round_s": round(round_s, 2),
             "round_iterations": result.metrics.get("iterations"), "round_timings": result.timings,
             "umap_s": round(proj.seconds, 2), "umap_cached": proj.cached,

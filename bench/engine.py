@@ -33,11 +33,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vaal_core import train  # noqa: E402
+from vaal_core.learn import vaal as train  # noqa: E402
+from vaal_core.learn.devices import resolve_device  # noqa: E402
 from vaal_core.config import engine_config  # noqa: E402
-from vaal_core.ingest import ingest, open_cache  # noqa: E402
-from vaal_core.project import Project  # noqa: E402
-from vaal_core.rounds import RoundConfig, run_round  # noqa: E402
+from vaal_core.data.cache import open_cache
+from vaal_core.data.ingest import ingest  # noqa: E402
+from vaal_core.store import Project  # noqa: E402
+from vaal_core.loop.round import RoundConfig, run_round  # noqa: E402
 
 CIFAR_TAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
 
@@ -118,7 +120,7 @@ def main() -> None:
     ap.add_argument("--default-iters", type=int, default=None, help="iterations timed for the default model")
     args = ap.parse_args()
 
-    device = train.resolve_device(args.device)
+    device = resolve_device(args.device)
     cifar = cifar_folder(args.cifar)
     results: dict = {"machine": machine(device), "device": str(device), "torch": torch.__version__,
                      "threads": torch.get_num_threads()}

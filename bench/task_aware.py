@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.engine import cifar_folder  # noqa: E402
-from vaal_core.simulate import SimConfig, simulate  # noqa: E402
+from vaal_core.loop.simulate import SimConfig, simulate  # noqa: E402
 
 SAMPLERS = "vaal,ta_vaal,ll4al,entropy,coreset,random"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from vaal_core import workspace
-from vaal_core.ingest import init_project
-from vaal_core.project import Project
+from vaal_core.services import workspace
+from vaal_core.data.ingest import init_project
+from vaal_core.store import Project
 
 from conftest import ROOT, make_subset
 
@@ -208,7 +208,7 @@ def test_skip_moves_on_and_a_fresh_session_resumes_at_the_next_unlabeled(project
     first = _shown_path(at)
     at.button(key="skip").click().run()
     second = _shown_path(at)
-    assert second != first and project.skipped_ids() == {project.item_id(first)}
+    assert second != first and project.postponed_ids() == {project.item_id(first)}
     at.button(key="class_0").click().run()
     # a new session (a refresh, a second tab, a restarted server) starts at the next unlabeled, unskipped image
     again = app(project, "views/label.py")
@@ -332,7 +332,7 @@ def test_grid_accepts_each_images_own_suggestion_in_one_action(project):
 def test_round_start_is_refused_while_one_trains(project):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from vaal_core.project import Project
+        from vaal_core.store import Project
         with Project.open({str(project.root)!r}).training_lock():
             print("locked", flush=True)
             time.sleep(60)
@@ -404,8 +404,8 @@ def test_task_model_samplers_need_two_classes(project):
 # -- demo ----------------------------------------------------------------------------
 
 def test_demo_page_shows_a_finished_run(home):
-    from vaal_core.demo_data import write_digits
-    from vaal_core.simulate import SimConfig, simulate
+    from vaal_core.data.digits import write_digits
+    from vaal_core.loop.simulate import SimConfig, simulate
 
     digits = write_digits(home / "data" / "digits")
     out = home / "demo-runs" / "20261123T000000-digits" / "sim.json"
@@ -422,8 +422,8 @@ def test_demo_page_shows_a_finished_run(home):
 
 
 def test_demo_run_can_be_stopped_and_keeps_what_it_finished(home, tmp_path):
-    from vaal_core import demo_runs
-    from vaal_core.demo_data import write_digits
+    from vaal_core.services import demo_runs
+    from vaal_core.data.digits import write_digits
     from vaal_core.errors import BadImageFolder
 
     with pytest.raises(BadImageFolder):
@@ -450,7 +450,7 @@ def test_demo_page_shows_the_overlap_and_timing_tables(home, project):
     summary functions), read by the page: no simulation needed."""
     import json
 
-    from vaal_core.simulate import headline, summarize
+    from vaal_core.loop.report import headline, summarize
 
     def records(seed: int, select_s: float) -> list[dict]:
         return [{"round": r, "labeled": 20 + 20 * r, "accuracy": 0.3 + 0.1 * r + 0.01 * seed,

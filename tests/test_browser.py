@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from vaal_core import workspace
-from vaal_core.project import Project
+from vaal_core.services import workspace
+from vaal_core.store import Project
 
 from conftest import ROOT, make_subset
 
@@ -166,7 +166,7 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
     _shot(page, "02-project-created")
     root = home / "projects" / "photos"
     project = Project.open(root)
-    assert [s["path"] for s in project.skipped()] == ["cat/broken.jpg"]
+    assert [s["path"] for s in project.skipped_files()] == ["cat/broken.jpg"]
     assert len(project.items()) == 30 and project.classes() == CLASSES
 
     # 3. Label 10 images with the number keys; each is in SQLite at once.
@@ -271,7 +271,7 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
 def test_deep_link_after_a_server_restart(browser, cifar_root, tmp_path):
     """A tab left open on /train while the server restarts reconnects to the
     whole app (navigation, project), and nothing labeled is lost."""
-    from vaal_core.ingest import init_project
+    from vaal_core.data.ingest import init_project
 
     home = tmp_path / "home"
     images = make_subset(cifar_root, tmp_path / "photos", per_class=4, classes=CLASSES)

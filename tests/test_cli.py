@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from vaal_core.errors import RoundCancelled, TrainingDiverged
-from vaal_core.project import Project
-from vaal_core.rounds import CHECKPOINT, RoundConfig, run_round
+from vaal_core.store import Project
+from vaal_core.loop.round import RoundConfig, run_round
 
 from conftest import CLASSES, ROOT, run_cli
 
@@ -113,7 +113,7 @@ def test_failed_and_cancelled_rounds_keep_the_queue(project):
 
     # A checkpoint whose weights went non-finite: the warm-started round must
     # notice the NaN loss, fail cleanly and keep the old queue.
-    ckpt = p.checkpoint_dir / CHECKPOINT
+    ckpt = p.checkpoint_dir / "vaal.pt"
     state = torch.load(ckpt, weights_only=True)
     state["vae"]["fc_mu.weight"].fill_(float("nan"))
     torch.save(state, ckpt)
@@ -162,7 +162,7 @@ def test_csv_errors_leave_the_project_unchanged(project, tmp_path):
 def test_round_refused_while_another_process_trains(project):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from vaal_core.project import Project
+        from vaal_core.store import Project
         with Project.open({str(project)!r}).training_lock():
             print("locked", flush=True)
             time.sleep(60)

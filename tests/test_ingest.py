@@ -20,19 +20,11 @@ from PIL import Image
 
 from conftest import CLASSES, ROOT, make_subset
 from vaal_core.errors import VaalError
-from vaal_core.ingest import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
-    SkipFile,
-    _load_one,
-    cache_path,
-    decode_image,
-    ingest,
-    load_folder,
-    open_cache,
-    scan,
-)
-from vaal_core.project import Project
+from vaal_core.data.cache import cache_path, open_cache
+from vaal_core.data.decode import DEFAULT_MAX_PIXELS, SkipFile, _load_one, decode_image
+from vaal_core.data.ingest import ingest, load_folder
+from vaal_core.data.scan import IMAGE_EXTENSIONS, scan
+from vaal_core.store import Project
 
 RED, GRAY = (255, 0, 0), (128, 128, 128)
 
@@ -47,7 +39,7 @@ def cache_row(project: Project, rel: str) -> np.ndarray:
 
 
 def reasons(project: Project) -> dict[str, str]:
-    return {s["path"]: s["reason"] for s in project.skipped()}
+    return {s["path"]: s["reason"] for s in project.skipped_files()}
 
 
 # -- 1. a clean folder ----------------------------------------------------------
@@ -166,11 +158,11 @@ def test_every_bad_file_is_skipped_with_its_reason(cifar_root, tmp_path):
 NOBODY_SCRIPT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from vaal_core.ingest import ingest
-from vaal_core.project import Project
+from vaal_core.data.ingest import ingest
+from vaal_core.store import Project
 project = Project.create(sys.argv[2], sys.argv[3], 32)
 report = ingest(project)
-print(json.dumps({"added": report.added, "skipped": project.skipped()}))
+print(json.dumps({"added": report.added, "skipped": project.skipped_files()}))
 """
 
 
@@ -412,7 +404,7 @@ def test_load_folder(cifar_root, tmp_path):
     (folder / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     calls = []
     images, paths, gold, skipped = load_folder(folder, 32, workers=2,
-                                               progress=lambda d, t: calls.append((d, t)))
+                                               progress=lambda e: calls.append((e.done, e.total)))
 
     assert images.shape == (13, 32, 32, 3) and images.dtype == np.uint8
     assert paths == sorted(paths) and len(paths) == 13 and "at_root.jpg" in paths
@@ -431,14 +423,14 @@ def test_load_folder(cifar_root, tmp_path):
 def test_progress_reaches_total(small_folder, tmp_path, workers):
     project = Project.create(tmp_path / "proj", small_folder, 32)
     calls: list[tuple[int, int]] = []
-    report = ingest(project, progress=lambda done, total: calls.append((done, total)), workers=workers)
+    report = ingest(project, progress=lambda e: calls.append((e.done, e.total)), workers=workers)
     assert report.added == 200
     assert calls and calls[-1] == (200, 200)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
     assert {t for _, t in calls} == {200}
     # Nothing new: still told that all (none) is done.
     calls.clear()
-    ingest(project, progress=lambda done, total: calls.append((done, total)))
+    ingest(project, progress=lambda e: calls.append((e.done, e.total)))
     assert calls[-1] == (0, 0)
 
 
@@ -466,7 +458,7 @@ def test_two_ingests_at_once_write_each_row_once(small_folder, tmp_path):
     Project.create(tmp_path / "proj", small_folder, 32).close()
     # Each process waits until both are ready, so that the two really overlap.
     script = ("import sys, time, pathlib; sys.path.insert(0, sys.argv[1]);"
-              "from vaal_core.ingest import ingest; from vaal_core.project import Project;"
+              "from vaal_core.data.ingest import ingest; from vaal_core.store import Project;"
               "pathlib.Path(sys.argv[3] + sys.argv[4]).touch();"
               "[time.sleep(0.005) for _ in range(4000) if len(list(pathlib.Path(sys.argv[3]).parent"
               ".glob('ready*'))) < 2];"

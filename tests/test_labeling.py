@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from vaal_core import labeling
-from vaal_core.images import load_image, safe_path
-from vaal_core.ingest import init_project
-from vaal_core.project import Project
+from vaal_core.services import labeling
+from vaal_core.data.images import load_image, safe_path
+from vaal_core.data.ingest import init_project
+from vaal_core.store import Project
 
 from conftest import make_subset
 

@@ -1,4 +1,10 @@
-"""One contract for every registered sampler, plus planted-answer tests."""
+"""One contract for every registered sampler, plus planted-answer tests.
+
+The contract gives each sampler the inputs the round pipeline can compute
+for every need it knows, and `select` hands the sampler only the ones it
+declared: a sampler that reads an undeclared input fails here, before it can
+fail in a round whose pipeline did not compute that input.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +13,39 @@ import pytest
 
 from vaal_core import samplers
 from vaal_core.errors import BadInput, BudgetTooLarge, UnknownSampler
+from vaal_core.learn import pipeline
+
+N = 200
+IDS = np.arange(1000, 1000 + N)
 
 
-def _context(seed: int = 0, n: int = 200) -> samplers.Context:
-    """Every input any sampler needs, random but fixed (seed 123)."""
+def _inputs(n: int = N) -> dict[str, np.ndarray]:
+    """A value for every need any producer of the pipeline provides, random
+    but fixed (seed 123), shaped as the pipeline shapes it."""
     rng = np.random.default_rng(123)
-    return samplers.Context(item_ids=np.arange(1000, 1000 + n), rng=np.random.default_rng(seed),
-                            latents=rng.normal(size=(n, 8)).astype(np.float32),
-                            disc_prob=rng.random(n),
-                            extras={"task_probs": rng.dirichlet(np.ones(4), size=n),
-                                    "task_mc": rng.dirichlet(np.ones(4), size=(6, n)),
-                                    "pred_loss": rng.normal(size=n), "ll4al_subset": 150})
+    shapes = {"task_probs": lambda: rng.dirichlet(np.ones(4), size=n),
+              "task_mc": lambda: rng.dirichlet(np.ones(4), size=(6, n)),
+              "pred_loss": lambda: rng.normal(size=n),
+              "latents": lambda: rng.normal(size=(n, 8)).astype(np.float32),
+              "disc_prob": lambda: rng.random(n),
+              "ta_latents": lambda: rng.normal(size=(n, 8)).astype(np.float32),
+              "ta_disc_prob": lambda: rng.random(n)}
+    assert set(shapes) == set(pipeline.NEEDS), "a producer was added: give the contract a value for its need"
+    return {need: make() for need, make in shapes.items()}
+
+
+def _select(name, pool, labeled, budget, seed=0, inputs=None, **settings):
+    return samplers.select(name, IDS, _inputs() if inputs is None else inputs, pool, labeled, budget,
+                           np.random.default_rng(seed), **settings)
 
 
 @pytest.mark.parametrize("name", samplers.names())
 @pytest.mark.parametrize("n_labeled", [0, 30])
 def test_sampler_contract(name, n_labeled):
-    ctx = _context()
-    labeled, pool = ctx.item_ids[:n_labeled], ctx.item_ids[n_labeled:]
-    sel = samplers.select(name, ctx, pool, labeled, 25)
+    sampler = samplers.get(name)
+    assert sampler.needs <= set(pipeline.NEEDS), f"{name} needs an input no producer computes"
+    labeled, pool = IDS[:n_labeled], IDS[n_labeled:]
+    sel = _select(name, pool, labeled, 25)
     assert len(sel.ids) == 25 and len(set(sel.ids.tolist())) == 25
     assert set(sel.ids.tolist()) <= set(pool.tolist())
     assert not set(sel.ids.tolist()) & set(labeled.tolist())
@@ -33,20 +53,42 @@ def test_sampler_contract(name, n_labeled):
     assert np.all(np.isfinite(sel.scores))
     # the batch is the top of the score order
     assert sel.scores[sel.ranks > 0].min() >= sel.scores[sel.ranks == 0].max()
-    again = samplers.select(name, _context(), pool, labeled, 25)
+    again = _select(name, pool, labeled, 25)
     assert sel.ids.tolist() == again.ids.tolist()  # same seed, same result
-    whole = samplers.select(name, _context(), pool, labeled, len(pool))
+    whole = _select(name, pool, labeled, len(pool))
     assert sorted(whole.ids.tolist()) == sorted(pool.tolist())
     with pytest.raises(BudgetTooLarge, match=f"--budget {len(pool)}"):
-        samplers.select(name, _context(), pool, labeled, len(pool) + 1)
+        _select(name, pool, labeled, len(pool) + 1)
     with pytest.raises(BadInput):
-        samplers.select(name, _context(), pool, labeled, 0)
+        _select(name, pool, labeled, 0)
+    with pytest.raises(BadInput, match="no setting"):
+        _select(name, pool, labeled, 5, no_such_setting=1)
+
+
+@pytest.mark.parametrize("name", samplers.names())
+def test_each_sampler_runs_on_its_declared_needs_alone(name):
+    """Only the declared inputs, nothing else: what the round pipeline
+    produces for that sampler (plus the task model's, for suggestions)."""
+    declared = {need: value for need, value in _inputs().items() if need in samplers.get(name).needs}
+    sel = _select(name, IDS[30:], IDS[:30], 10, inputs=declared)
+    assert len(sel.ids) == 10
+
+
+def test_reading_an_undeclared_input_fails():
+    @samplers.register("_reads_too_much", needs=("latents",))
+    def sneaky(ctx, pool_ids, labeled_ids, budget):
+        return ctx["disc_prob"][ctx.rows(pool_ids)]  # not declared
+
+    try:
+        with pytest.raises(samplers.UndeclaredNeed, match="'disc_prob'.*declared only latents"):
+            _select("_reads_too_much", IDS[10:], IDS[:10], 5)
+    finally:
+        del samplers.REGISTRY["_reads_too_much"]
 
 
 def test_random_depends_on_seed():
-    ctx_a, ctx_b = _context(seed=1), _context(seed=2)
-    a = samplers.select("random", ctx_a, ctx_a.item_ids, [], 20).ids
-    b = samplers.select("random", ctx_b, ctx_b.item_ids, [], 20).ids
+    a = _select("random", IDS, IDS[:0], 20, seed=1).ids
+    b = _select("random", IDS, IDS[:0], 20, seed=2).ids
     assert a.tolist() != b.tolist()
 
 
@@ -59,16 +101,15 @@ def test_registry_names_and_errors():
 
 
 def test_vaal_picks_lowest_discriminator_probability():
-    ctx = _context()
-    ctx.disc_prob = np.linspace(0.99, 0.01, len(ctx.item_ids))  # last items look least labeled
-    sel = samplers.select("vaal", ctx, ctx.item_ids[10:], ctx.item_ids[:10], 5)
-    assert sel.ids.tolist() == ctx.item_ids[-5:][::-1].tolist()
+    inputs = {**_inputs(), "disc_prob": np.linspace(0.99, 0.01, N)}  # last items look least labeled
+    sel = _select("vaal", IDS[10:], IDS[:10], 5, inputs=inputs)
+    assert sel.ids.tolist() == IDS[-5:][::-1].tolist()
 
 
 def test_vaal_cold_start_uses_kcenter():
-    ctx = _context()
-    samplers.select("vaal", ctx, ctx.item_ids, [], 5)
-    assert "k-center" in ctx.notes["cold_start"]
+    inputs = {**_inputs(), "disc_prob": None}  # the pipeline has no discriminator with nothing labeled
+    sel = _select("vaal", IDS, IDS[:0], 5, inputs=inputs)
+    assert "k-center" in sel.notes["cold_start"]
 
 
 def test_coreset_covers_unseen_clusters_first():
@@ -76,16 +117,15 @@ def test_coreset_covers_unseen_clusters_first():
     centers = np.array([[0, 0], [50, 0], [0, 50]], dtype=np.float32)
     latents = np.concatenate([c + rng.normal(size=(30, 2)) for c in centers]).astype(np.float32)
     ids = np.arange(90)
-    ctx = samplers.Context(item_ids=ids, rng=np.random.default_rng(0), latents=latents)
     labeled = ids[:5]  # a few from cluster 0
-    sel = samplers.select("coreset", ctx, ids[5:], labeled, 2)
+    sel = samplers.select("coreset", ids, {"latents": latents}, ids[5:], labeled, 2, np.random.default_rng(0))
     assert sorted(int(i) // 30 for i in sel.ids) == [1, 2]
 
 
-def _probs_context(probs) -> samplers.Context:
+def _by_probs(name, probs, budget):
     probs = np.asarray(probs, dtype=np.float64)
-    return samplers.Context(item_ids=np.arange(len(probs)), rng=np.random.default_rng(0),
-                            extras={"task_probs": probs})
+    ids = np.arange(len(probs))
+    return samplers.select(name, ids, {"task_probs": probs}, ids, ids[:0], budget, np.random.default_rng(0))
 
 
 def test_uncertainty_samplers_rank_as_their_definitions():
@@ -93,9 +133,7 @@ def test_uncertainty_samplers_rank_as_their_definitions():
              [0.25, 0.25, 0.25, 0.25],   # 1: uniform: the most uncertain by every measure
              [0.50, 0.49, 0.01, 0.00],   # 2: two-way tie: small margin, low entropy
              [0.40, 0.20, 0.20, 0.20]]   # 3: spread out, clear winner
-    ids = np.arange(4)
-    order = {name: samplers.select(name, _probs_context(probs), ids, [], 4).ids.tolist()
-             for name in ("entropy", "margin", "least_confidence")}
+    order = {name: _by_probs(name, probs, 4).ids.tolist() for name in ("entropy", "margin", "least_confidence")}
     assert order["entropy"] == [1, 3, 2, 0]
     assert order["margin"] == [1, 2, 3, 0]  # margins 0, 0.01, 0.2, 0.96
     assert order["least_confidence"] == [1, 3, 2, 0]  # top class 0.25, 0.40, 0.50, 0.97
@@ -110,8 +148,8 @@ def test_bald_prefers_disagreement_over_plain_uncertainty():
     flip = np.array([[0.99, 0.01], [0.01, 0.99]] * 5)
     sure = np.tile([[0.99, 0.01]], (10, 1))
     mc = np.stack([agree, flip, sure], axis=1)  # (T=10, N=3, C=2)
-    ctx = samplers.Context(item_ids=np.arange(3), rng=np.random.default_rng(0), extras={"task_mc": mc})
-    sel = samplers.select("bald", ctx, np.arange(3), [], 3)
+    ids = np.arange(3)
+    sel = samplers.select("bald", ids, {"task_mc": mc}, ids, ids[:0], 3, np.random.default_rng(0))
     assert sel.ids.tolist()[0] == 1
     assert sel.scores[0] == pytest.approx(0.0, abs=1e-9)  # all samples agree: no mutual information
     assert sel.scores[1] > 0.5
@@ -119,28 +157,31 @@ def test_bald_prefers_disagreement_over_plain_uncertainty():
 
 def test_ll4al_picks_highest_predicted_loss_from_a_random_subset():
     n = 300
+    ids = np.arange(n)
     pred = np.arange(n, dtype=np.float64)  # item i's predicted loss is i
-    ctx = samplers.Context(item_ids=np.arange(n), rng=np.random.default_rng(0),
-                           extras={"pred_loss": pred, "ll4al_subset": 100})
-    sel = samplers.select("ll4al", ctx, np.arange(n), [], 10)
-    assert ctx.notes["scored_subset"] == 100
+
+    def pick(budget, **settings):
+        return samplers.select("ll4al", ids, {"pred_loss": pred}, ids, ids[:0], budget, np.random.default_rng(0),
+                               **settings)
+
+    assert samplers.get("ll4al").settings == {"subset": 10_000}  # the paper's size, a registry argument
+    sel = pick(10, subset=100)
+    assert sel.notes["scored_subset"] == 100
     in_subset = sel.scores > sel.scores.min()  # the rest share one score, below the subset's lowest
     assert in_subset.sum() == 100
     assert np.array_equal(sel.scores[in_subset], pred[in_subset])  # scored by predicted loss
     assert sel.ids.tolist() == sorted(np.flatnonzero(in_subset).tolist(), reverse=True)[:10]
-    # a pool no larger than the subset is ranked whole
-    whole = samplers.Context(item_ids=np.arange(n), rng=np.random.default_rng(0),
-                             extras={"pred_loss": pred, "ll4al_subset": n})
-    assert samplers.select("ll4al", whole, np.arange(n), [], 3).ids.tolist() == [299, 298, 297]
+    # a pool no larger than the subset is ranked whole (the default subset here)
+    assert pick(3).ids.tolist() == [299, 298, 297] and "scored_subset" not in pick(3).notes
     # a budget above the subset size widens the subset to the budget
-    wide = samplers.Context(item_ids=np.arange(n), rng=np.random.default_rng(0),
-                            extras={"pred_loss": pred, "ll4al_subset": 5})
-    assert len(samplers.select("ll4al", wide, np.arange(n), [], 20).ids) == 20
+    assert len(pick(20, subset=5).ids) == 20
 
 
 def test_ta_vaal_selects_on_its_conditioned_discriminator():
-    ctx = _context()
-    ctx.disc_prob = np.linspace(0.01, 0.99, len(ctx.item_ids))  # first items look least labeled
-    sel = samplers.select("ta_vaal", ctx, ctx.item_ids[5:], ctx.item_ids[:5], 4)
-    assert sel.ids.tolist() == ctx.item_ids[5:9].tolist()
-    assert samplers.get("ta_vaal").needs == {"latents", "disc", "pred_loss"}
+    inputs = {**_inputs(), "ta_disc_prob": np.linspace(0.01, 0.99, N),  # first items look least labeled
+              "disc_prob": np.linspace(0.99, 0.01, N)}  # VAAL's own, which it must not read
+    sel = _select("ta_vaal", IDS[5:], IDS[:5], 4, inputs=inputs)
+    assert sel.ids.tolist() == IDS[5:9].tolist()
+    assert samplers.get("ta_vaal").needs == {"ta_disc_prob"}
+    # its needs call for the task model (the loss head's r) before TA-VAAL's own VAE
+    assert [p.name for p, _ in pipeline.plan(samplers.get("ta_vaal").needs)] == ["task", "ta_vaal"]

@@ -18,8 +18,9 @@ import pytest
 
 from conftest import make_subset
 from vaal_core.errors import BadImageFolder, BadInput, BudgetTooLarge, UnknownSampler
-from vaal_core.simulate import (CSV_COLUMNS, SimConfig, chart_figure, headline, simulate, summarize, summary_csv,
-                                write_chart)
+from vaal_core.loop.chart import chart_figure, write_chart
+from vaal_core.loop.report import CSV_COLUMNS, headline, summarize, summary_csv
+from vaal_core.loop.simulate import SimConfig, simulate
 
 CLASSES3 = ["airplane", "cat", "ship"]
 TINY = SimConfig(samplers=("vaal", "coreset"), init=20, budget=10, rounds=2, seeds=2, fast=True, device="cpu")
@@ -41,7 +42,8 @@ def tiny(folder, tmp_path_factory):
     events = []
     disk = {"rounds": [], "phases": []}
 
-    def progress(info):
+    def progress(event):
+        info = {"phase": event.phase.value, **event.values}  # the tags a simulation adds, flattened
         events.append(info)
         if info.get("seed") == 1 and "partial" not in disk:
             disk["partial"] = json.loads(out.read_text())
@@ -223,7 +225,9 @@ def test_json_grows_round_by_round(tiny):
 def test_json_shows_the_phase_in_progress(tiny):
     _, _, _, disk = tiny
     phases = disk["phases"]
-    assert {phase for _, phase, _ in phases} == {"train", "select", "task"}
+    # every phase a round goes through (vaal's: the task model, its predictions, the VAE game, its
+    # scoring, the selection), each shown on disk before its events reach the caller
+    assert {phase for _, phase, _ in phases} == {"task", "predict", "train", "score", "select"}
     for key, phase, on_disk in phases:  # written before the event reached the caller
         assert (on_disk["current"]["seed"], on_disk["current"]["sampler"], on_disk["current"]["round"]) == key
         assert on_disk["phase"] == phase
@@ -315,8 +319,8 @@ def test_a_failed_run_says_so_in_the_json(folder, tmp_path):
     real way for the run to stop half-way."""
     out = tmp_path / "f.json"
 
-    def stop(info):
-        if info.get("done") is True and info.get("round") == 1:
+    def stop(event):
+        if event.values.get("done") is True and event.values.get("round") == 1:
             raise RuntimeError("stopped by the test")
 
     cfg = SimConfig(samplers=("random",), init=20, budget=10, rounds=2, seeds=1, fast=True, device="cpu")

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from vaal_core import samplers, train
+from vaal_core import samplers
+from vaal_core.learn import task as train
 from vaal_core.config import TaskConfig, engine_config
 from vaal_core.errors import BadInput
-from vaal_core.models import CifarResNet18, LossHead
-from vaal_core.project import Project
-from vaal_core.rounds import TA_CHECKPOINT, TASK_CHECKPOINT, RoundConfig, held_out, history, run_round
+from vaal_core.learn.models import CifarResNet18, LossHead
+from vaal_core.store import Project
+from vaal_core.loop.report import history
+from vaal_core.loop.round import RoundConfig, held_out, run_round
 
 from conftest import make_subset, run_cli
 
@@ -34,7 +36,7 @@ def folder(cifar_root, tmp_path_factory):
 def ingested(folder, tmp_path_factory):
     """The folder ingested once (a real project.db and decode cache); tests
     work on copies."""
-    from vaal_core.ingest import init_project
+    from vaal_core.data.ingest import init_project
 
     root = tmp_path_factory.mktemp("base") / "proj"
     init_project(root, folder, gold_from_folders=True)[0].close()
@@ -69,11 +71,11 @@ def test_every_task_aware_sampler_runs_a_real_round(name, ingested, tmp_path):
     assert all(0.0 < g.confidence <= 1.0 for g in guesses.values())
     assert {g.round_id for g in guesses.values()} == {result.round_id}
     if name == "ta_vaal":  # the conditioned VAE keeps its own checkpoint, and the Explore page its latents
-        state = torch.load(project.checkpoint_dir / TA_CHECKPOINT, weights_only=True)
+        state = torch.load(project.checkpoint_dir / "ta_vaal.pt", weights_only=True)
         assert state["vae_config"]["cond_dim"] == 1
         assert (project.round_dir(result.round_id) / "latents.npy").is_file()
     if name == "ll4al":
-        head = torch.load(project.checkpoint_dir / TASK_CHECKPOINT, weights_only=True)["head"]
+        head = torch.load(project.checkpoint_dir / "task.pt", weights_only=True)["head"]
         assert head is not None and head["out.weight"].shape == (1, 4 * 128)
 
 
@@ -134,7 +136,7 @@ def test_ranking_loss_pairs_odd_batches_and_orders_losses():
 def test_loss_head_learns_to_rank_real_losses(folder):
     """After LL4AL training on real images, the head's predicted loss ranks
     images by their true loss better than chance (Spearman > 0.2)."""
-    from vaal_core.ingest import load_folder
+    from vaal_core.data.ingest import load_folder
 
     images, _, golds, _ = load_folder(folder, 32)
     y = np.array([CLASSES3.index(g) for g in golds])
@@ -192,7 +194,7 @@ def test_pretrained_file_errors_name_the_file(ingested, tmp_path):
         run_round(project, RoundConfig(sampler="entropy", budget=3, fast=True, pretrained=str(tmp_path / "w.pth")))
     with pytest.raises(BadInput, match="w.pth does not exist"):
         run_round(project, RoundConfig(sampler="entropy", budget=3, pretrained=str(tmp_path / "w.pth")))
-    from vaal_core.rounds import _load_pretrained
+    from vaal_core.learn.task import load_pretrained as _load_pretrained
 
     bad = tmp_path / "other.pth"
     torch.save({"something.else": torch.zeros(3)}, bad)

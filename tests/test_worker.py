@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from vaal_core import worker
+from vaal_core.services import worker
 from vaal_core.errors import BudgetTooLarge, UnknownSampler, WorkerBusy
-from vaal_core.ingest import init_project
-from vaal_core.project import Project
+from vaal_core.data.ingest import init_project
+from vaal_core.store import Project
 
 from conftest import make_subset
 

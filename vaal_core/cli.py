@@ -1,4 +1,5 @@
-"""`python -m vaal_core`: the command-line contract of DESIGN.md.
+"""`python -m vaal_core`: the command-line contract (README, "The engine
+from the command line"; docs/ARCHITECTURE.md).
 
 Human text by default, one JSON object with --json. Errors users can cause
 end as one line on stderr and a non-zero exit code (2), with the project left
@@ -11,11 +12,11 @@ import argparse
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vaal_core.errors import BadInput, VaalError
+from vaal_core.progress import Event, Progress, Throttle
 
 EXIT_USER_ERROR = 2
 
@@ -25,18 +26,25 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{message} (see: python -m vaal_core {self.prog.split()[-1]} --help)")
 
 
-def _progress_printer(label: str, quiet: bool = False) -> Callable[..., None]:
-    """Progress lines on stderr, at most about once a second."""
-    last = [0.0]
+def _progress_printer(quiet: bool = False, describe: Callable[[Event], str] = Event.describe) -> Progress:
+    """Progress lines on stderr: every phase's start and end, and in between
+    at most one line a second."""
+    throttle, phase = Throttle(1.0), [None]
 
-    def show(done: int, total: int, extra: str = "") -> None:
-        now = time.monotonic()
-        if quiet or (now - last[0] < 1.0 and done != total):
+    def show(event: Event) -> None:
+        new = event.phase != phase[0]
+        phase[0] = event.phase
+        if quiet or not throttle.ready(force=new or event.finished):
             return
-        last[0] = now
-        pct = 100.0 * done / total if total else 100.0
-        print(f"{label}: {done}/{total} ({pct:.0f}%){extra}", file=sys.stderr, flush=True)
+        print(describe(event), file=sys.stderr, flush=True)
     return show
+
+
+def _with_losses(event: Event) -> str:
+    """A round's progress line: the phase, and the losses of its last step."""
+    names = {"vae_loss": "vae", "disc_loss": "disc", "task_loss": "loss", "rank_loss": "rank"}
+    losses = "  ".join(f"{short} {event.values[key]:.4f}" for key, short in names.items() if key in event.values)
+    return event.describe() + (f"  {losses}" if losses else "")
 
 
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
@@ -46,11 +54,11 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 # -- commands ---------------------------------------------------------------
 
 def cmd_init(args: argparse.Namespace) -> None:
-    from vaal_core.ingest import init_project
+    from vaal_core.data.ingest import init_project
 
     project, report, created = init_project(
         Path(args.project), Path(args.images).expanduser(), _parse_classes(args.classes), args.image_size,
-        gold_from_folders=args.gold_from_folders, progress=_progress_printer("ingest", quiet=args.json))
+        gold_from_folders=args.gold_from_folders, progress=_progress_printer(quiet=args.json))
     root = Path(args.project)
     status = project.status()
     out = {**report.to_dict(), "project": str(root), "created": created, "status": status}
@@ -63,19 +71,19 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def _parse_classes(text: str | None) -> list[str]:
-    from vaal_core.ingest import parse_classes
+    from vaal_core.data.ingest import parse_classes
 
     return parse_classes(text, what="--classes")
 
 
-def _open(path: str):
-    from vaal_core.project import Project
+def _project(path: str):
+    from vaal_core.store import Project
 
     return Project.open(path)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    project = _open(args.project)
+    project = _project(args.project)
     st = project.status()
     last = st["last_round"]
     lines = [f"project {st['project']} (images from {st['image_root']}, {st['image_size']}px)",
@@ -90,23 +98,11 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_round(args: argparse.Namespace) -> None:
-    from vaal_core.rounds import RoundConfig, run_round
+    from vaal_core.loop.round import RoundConfig, run_round
 
-    project = _open(args.project)
+    project = _project(args.project)
     quiet = args.json
-
-    def progress(info: dict[str, Any]) -> None:
-        if quiet or "iteration" not in info:
-            return
-        eta = info.get("eta_s")
-        eta = f"eta {eta if eta is not None else '?'}s"
-        if info.get("phase") == "train":
-            print(f"train: iteration {info['iteration']}/{info['total']}  vae {info['vae_loss']:.4f}  "
-                  f"disc {info['disc_loss']:.4f}  {eta}", file=sys.stderr, flush=True)
-        elif info.get("phase") == "task":
-            print(f"task model: step {info['iteration']}/{info['total']}  loss {info['task_loss']:.4f}  {eta}",
-                  file=sys.stderr, flush=True)
-
+    progress = _progress_printer(quiet, describe=_with_losses)
     cfg = RoundConfig(sampler=args.sampler, budget=args.budget, seed=args.seed, device=args.device,
                       fast=args.fast, fresh=args.fresh, suggest=not args.no_suggest, pretrained=args.pretrained)
     _warn_if_slow(cfg, quiet)
@@ -133,7 +129,7 @@ def _warn_if_slow(cfg, quiet: bool) -> None:
     """Reference-size models on a CPU take hours (bench/engine.py: about 0.2
     iterations/s on 2 cores); say so before starting rather than after."""
     from vaal_core import samplers
-    from vaal_core.train import resolve_device
+    from vaal_core.learn.devices import resolve_device
 
     needs_training = samplers.get(cfg.sampler).needs or cfg.suggest
     if not quiet and needs_training and not cfg.fast and resolve_device(cfg.device).type == "cpu":
@@ -142,7 +138,7 @@ def _warn_if_slow(cfg, quiet: bool) -> None:
 
 
 def cmd_queue(args: argparse.Namespace) -> None:
-    project = _open(args.project)
+    project = _project(args.project)
     if args.limit is not None and args.limit < 0:
         raise BadInput(f"--limit must be 0 or more, got {args.limit}")
     queue = project.queue(args.limit)
@@ -153,9 +149,9 @@ def cmd_queue(args: argparse.Namespace) -> None:
 
 
 def cmd_suggest(args: argparse.Namespace) -> None:
-    from vaal_core.labeling import queue_suggestions
+    from vaal_core.services.labeling import queue_suggestions
 
-    project = _open(args.project)
+    project = _project(args.project)
     if args.limit is not None and args.limit < 0:
         raise BadInput(f"--limit must be 0 or more, got {args.limit}")
     out = queue_suggestions(project, args.limit)
@@ -176,19 +172,19 @@ def cmd_suggest(args: argparse.Namespace) -> None:
 
 
 def cmd_label(args: argparse.Namespace) -> None:
-    from vaal_core.labels_io import import_labels
+    from vaal_core.services.labels_io import import_labels
 
     # Labeling while a round trains is allowed: that round uses the labels it
     # started with, and the queue hides items labeled since.
-    project = _open(args.project)
+    project = _project(args.project)
     out = import_labels(project, Path(args.csv))
     _emit(args, out, f"{out['changed']} labels set from {out['file']} ({out['unchanged']} unchanged)")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from vaal_core.labels_io import export_labels
+    from vaal_core.services.labels_io import export_labels
 
-    project = _open(args.project)
+    project = _project(args.project)
     out = export_labels(project, args.format, Path(args.out))
     text = f"exported {out['labels']} labels as {out['format']} to {out['out']}"
     for miss in out.get("not_copied", []):
@@ -197,15 +193,15 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from vaal_core.simulate import SimConfig, simulate
+    from vaal_core.loop.simulate import SimConfig, simulate
 
     quiet = args.json
 
-    def progress(info: dict[str, Any]) -> None:
-        if not quiet and "accuracy" in info:
-            print(f"seed {info.get('seed')} {info.get('sampler')} round {info.get('round')}: "
-                  f"{info.get('labeled')} labels, accuracy {100 * info['accuracy']:.1f}%",
-                  file=sys.stderr, flush=True)
+    def progress(event: Event) -> None:
+        v = event.values
+        if not quiet and "accuracy" in v:
+            print(f"seed {v.get('seed')} {v.get('sampler')} round {v.get('round')}: "
+                  f"{v.get('labeled')} labels, accuracy {100 * v['accuracy']:.1f}%", file=sys.stderr, flush=True)
 
     names = [s.strip() for s in args.samplers.split(",") if s.strip()]
     cfg = SimConfig(samplers=tuple(names), init=args.init, budget=args.budget, rounds=args.rounds,
@@ -222,25 +218,28 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    from vaal_core.embed import latest_latent_round, round_projection
+    from vaal_core.maps.cache import latest_latent_round, round_projection
 
-    project = _open(args.project)
+    project = _project(args.project)
     round_id = args.round if args.round is not None else latest_latent_round(project)
     if round_id is None:
         raise BadInput(f"project {project.root} has no round with latents yet; run a round with the "
                        "'vaal' or 'coreset' sampler first")
     project.round(round_id)  # an unknown round is a one-line error
-    show = _progress_printer("umap", quiet=args.json)
-
-    def progress(info: dict[str, Any]) -> None:
-        if "done" in info and "total" in info:
-            show(info["done"], info["total"], f" {info.get('phase', '')}")
-
-    proj = round_projection(project, round_id, progress=progress)
+    proj = round_projection(project, round_id, progress=_progress_printer(quiet=args.json))
     _emit(args, {"round": round_id, "points": int(len(proj.item_ids)), "seconds": round(proj.seconds, 2),
                  "cached": proj.cached},
           f"round {round_id}: {len(proj.item_ids):,} points projected in {proj.seconds:.1f} s"
           + (" (cached)" if proj.cached else ""))
+
+
+def cmd_devices(args: argparse.Namespace) -> None:
+    from vaal_core.learn.devices import describe, probe
+
+    found = probe()
+    text = (f"auto picks {describe('auto', found)}; CUDA GPUs: {', '.join(found['cuda']) or 'none'}; "
+            f"Apple MPS: {'yes' if found['mps'] else 'no'}; PyTorch {found['torch']}")
+    _emit(args, found, text)
 
 
 def cmd_samplers(args: argparse.Namespace) -> None:
@@ -320,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--round", type=int, help="round id (default: the latest with latents)")
 
     command("samplers", cmd_samplers, "list the registered samplers", project=False)
+    command("devices", cmd_devices, "the devices PyTorch can train on here", project=False)
     return p
 
 

@@ -33,7 +33,6 @@ class TrainConfig:
     epochs_warm: float = 5.0
     min_iters: int = 200
     max_iters: int = 20000
-    progress_every: int = 10  # iterations between progress callbacks
 
     def iterations(self, pool_size: int, warm: bool) -> int:
         epochs = self.epochs_warm if warm else self.epochs_fresh
@@ -90,7 +89,7 @@ def engine_config(image_size: int = 32, fast: bool = False) -> EngineConfig:
     return EngineConfig(
         vae=replace(cfg.vae, width=16, disc_width=64),
         train=replace(cfg.train, batch_size=64, epochs_fresh=2.0, epochs_warm=1.0,
-                      min_iters=30, max_iters=150, progress_every=5),
+                      min_iters=30, max_iters=150),
         task=TaskConfig(arch="cnn", width=16, epochs=15, batch_size=64, optimizer="adamw", lr=3e-3,
                         min_steps=60),
         fast=True,

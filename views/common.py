@@ -15,10 +15,10 @@ from typing import Any
 import streamlit as st
 from PIL import Image
 
-from vaal_core import workspace
+from vaal_core.data.images import load_image
 from vaal_core.errors import VaalError
-from vaal_core.images import load_image
-from vaal_core.project import Project
+from vaal_core.services import workspace
+from vaal_core.store import DB_NAME, Project
 
 QUERY_KEY = "project"  # ?project=<id> keeps the project through a refresh or a restart
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
@@ -39,7 +39,7 @@ def cli_project() -> str | None:
 
 
 @st.cache_resource(show_spinner=False)
-def _open(path: str, db_inode: int) -> Project:
+def _shared_handle(path: str, db_inode: int) -> Project:
     # One shared handle per project folder (Project is thread-safe). The db
     # file's inode is part of the key (hashed: no leading underscore), so a
     # project deleted and re-created at the same path gets a fresh handle.
@@ -47,8 +47,8 @@ def _open(path: str, db_inode: int) -> Project:
 
 
 def open_project(path: str) -> Project:
-    db = os.path.join(path, "project.db")
-    return _open(os.path.realpath(path), os.stat(db).st_ino if os.path.exists(db) else 0)
+    db = os.path.join(path, DB_NAME)
+    return _shared_handle(os.path.realpath(path), os.stat(db).st_ino if os.path.exists(db) else 0)
 
 
 def select_project(path: str) -> Project:

@@ -15,9 +15,12 @@ from plotly.colors import sample_colorscale
 import streamlit as st
 
 from views.common import plain, show_error
-from vaal_core import demo_runs, samplers, workspace
+from vaal_core import samplers
 from vaal_core.errors import VaalError
-from vaal_core.simulate import chart_figure, summary_csv
+from vaal_core.loop.chart import chart_figure
+from vaal_core.loop.report import summary_csv
+from vaal_core.progress import phase_label
+from vaal_core.services import demo_runs, workspace
 
 st.title("Demo")
 st.caption("An oracle answers with each image's true class, rounds play by themselves, and every sampler is "
@@ -26,7 +29,7 @@ st.caption("An oracle answers with each image's true class, rounds play by thems
 
 
 def digits_folder() -> Path:
-    from vaal_core.demo_data import write_digits
+    from vaal_core.data.digits import write_digits
 
     return write_digits(workspace.data_dir() / "digits")
 
@@ -138,9 +141,10 @@ def live(run: demo_runs.DemoRun) -> None:
     prog = (result or {}).get("progress") or {}
     done, total = prog.get("rounds_done", 0), prog.get("rounds_total") or 0
     cur = prog.get("current") or {}
-    text = "decoding the images..." if result is None else \
+    phase = phase_label(prog.get("phase"))
+    text = "reading the images..." if result is None else \
         f"{done} of {total} rounds played" + (f" · seed {cur['seed']}, {cur['sampler']}, round {cur['round']}: "
-                                            f"{prog.get('phase')}" if cur else f" · {prog.get('phase')}")
+                                            f"{phase}" if cur else f" · {phase}")
     st.progress(done / total if total else 0.0, text=text)
     if result and result.get("summary"):
         st.plotly_chart(untitled(chart_figure(result)), key="live_chart")

@@ -14,9 +14,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from views.common import picture, plain, require_project, show_error
-from vaal_core import embed, explore, worker
 from vaal_core.errors import VaalError
-from vaal_core.project import Project
+from vaal_core.maps import cache as maps
+from vaal_core.maps import explore
+from vaal_core.services import worker
+from vaal_core.store import Project
 
 GALLERY = 24
 project = require_project()
@@ -39,7 +41,7 @@ colour = top[1].segmented_control("Colour by", ["Labeled", "Class", "Discriminat
 
 @st.fragment(run_every=1.0)
 def wait_for_projection(round_id: int) -> None:
-    if embed.has_projection(project, round_id):
+    if maps.has_projection(project, round_id):
         st.rerun()
     job = worker.embed_worker(project)
     if job is None or not job.running:
@@ -55,22 +57,20 @@ def wait_for_projection(round_id: int) -> None:
         except VaalError as err:
             show_error(err)
             return
-    info = embed.projection_progress(project, round_id) or {}
-    done, total = info.get("done"), info.get("total")
-    phase = {"neighbors": "finding neighbours", "layout": "laying out"}.get(info.get("phase"), "starting UMAP")
-    text = f"Computing the map of round {round_id} (first time only): {phase}"
-    st.progress(done / total if done is not None and total else 0.0,
-                text=text + (f", {done:,} of {total:,}" if done is not None and total else ""))
+    event = maps.projection_progress(project, round_id)
+    st.progress(event.fraction if event else 0.0,
+                text=f"Computing the map of round {round_id} (first time only): "
+                     + (event.describe() if event else "starting UMAP"))
 
 
-if not embed.has_projection(project, round_id):
+if not maps.has_projection(project, round_id):
     wait_for_projection(round_id)
     st.stop()
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _projection(path: str, round_id: int, _project: Project) -> embed.Projection:
-    return embed.round_projection(_project, round_id)
+def _projection(path: str, round_id: int, _project: Project) -> maps.Projection:
+    return maps.round_projection(_project, round_id)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -1,7 +1,7 @@
 """Label: the current round's queue, best first, keyboard first.
 
-Number keys give a class (1-9, then 0), S skips, Z undoes, the arrow keys
-move. When the current round trained a task model, its suggestion for the
+Number keys give a class (1-9, then 0), S skips ("not now": the image is
+postponed to the end of this round's order), Z undoes, the arrow keys move. When the current round trained a task model, its suggestion for the
 image is shown and Enter accepts it, by the same path as a class key. Every
 label is one SQLite transaction the moment it is given; the page keeps only
 where the cursor is, so a refresh, a second tab or a server restart resumes
@@ -13,10 +13,11 @@ from __future__ import annotations
 import streamlit as st
 
 from views.common import class_keys, picture, plain, require_project
-from vaal_core import labeling
+from vaal_core.data.images import image_root_problem
 from vaal_core.errors import VaalError
-from vaal_core.images import image_root_problem
-from vaal_core.project import Project, Suggestion
+from vaal_core.progress import Event, phase_label
+from vaal_core.services import labeling
+from vaal_core.store import Project, Suggestion
 
 GRID = 16  # 4 x 4 thumbnails
 SINGLE_WIDTH = 448
@@ -67,7 +68,7 @@ def give_label(item_id: int, pos: int, name: str, source: str = "ui") -> None:
     """A class key, a class button, or Enter on a suggestion (source
     "suggestion", so the history tells accepted guesses from typed labels)."""
     order = current_order()
-    labeled, skipped = project.labeled_ids() | {item_id}, project.skipped_ids() - {item_id}
+    labeled, postponed = project.labeled_ids() | {item_id}, project.postponed_ids() - {item_id}
     try:
         project.set_label(item_id, name, source=source)
     except VaalError as err:
@@ -75,13 +76,13 @@ def give_label(item_id: int, pos: int, name: str, source: str = "ui") -> None:
         return
     accepted = " (accepted suggestion)" if source == "suggestion" else ""
     st.session_state["last_action"] = f"{project.item(item_id).path} → {name}{accepted}"
-    _move_to(order, labeling.next_to_label(order, labeled, skipped, pos + 1))
+    _move_to(order, labeling.next_to_label(order, labeled, postponed, pos + 1))
 
 
 def skip(item_id: int, pos: int) -> None:
     order = current_order()
-    project.skip(item_id)
-    nxt = labeling.next_to_label(order, project.labeled_ids(), project.skipped_ids(), pos + 1)
+    project.postpone(item_id)
+    nxt = labeling.next_to_label(order, project.labeled_ids(), project.postponed_ids(), pos + 1)
     st.session_state["last_action"] = f"skipped {project.item(item_id).path}"
     _move_to(order, nxt)
 
@@ -138,7 +139,7 @@ def accept_page(ids: list[int], shown: dict[int, str]) -> None:
 
 
 def skip_page(ids: list[int]) -> None:
-    project.skip(ids)
+    project.postpone(ids)
     for i in ids:
         st.session_state.pop(f"sel_{i}", None)
     st.session_state["last_action"] = f"skipped {len(ids)} images"
@@ -176,10 +177,10 @@ def batch_progress(order: labeling.LabelOrder, labeled: set[int]) -> None:
 @st.fragment
 def single_view() -> None:
     order = current_order()
-    labeled, skipped = project.labeled_ids(), project.skipped_ids()
+    labeled, postponed = project.labeled_ids(), project.postponed_ids()
     pos = order.position(st.session_state.get("cursor")) if st.session_state.get("cursor") is not None else None
     if pos is None:
-        pos = labeling.next_to_label(order, labeled, skipped, 0)
+        pos = labeling.next_to_label(order, labeled, postponed, 0)
     if pos is None:
         st.success(f"All {len(order.ids):,} images are labeled.", icon=":material/done_all:")
         st.page_link("views/train.py", label="Train a round", icon=":material/model_training:")
@@ -196,7 +197,7 @@ def single_view() -> None:
         st.image(img, width=SINGLE_WIDTH)
         st.text(item.path)
         st.caption(f"Image {pos + 1:,} of {len(order.ids):,} · {where(order, item_id)}"
-                   + (" · skipped earlier" if item_id in skipped else ""))
+                   + (" · skipped earlier" if item_id in postponed else ""))
         if note:
             st.caption(f":material/warning: {plain(note)}")
     with right:
@@ -228,10 +229,10 @@ def single_view() -> None:
 @st.fragment
 def grid_view() -> None:
     order = current_order()
-    labeled, skipped = project.labeled_ids(), project.skipped_ids()
+    labeled, postponed = project.labeled_ids(), project.postponed_ids()
     cursor = st.session_state.get("cursor")
     start = order.position(cursor) or 0 if cursor is not None else 0
-    ids = labeling.page_of_unlabeled(order, labeled, skipped, start, GRID)
+    ids = labeling.page_of_unlabeled(order, labeled, postponed, start, GRID)
     if not ids:
         st.success(f"All {len(order.ids):,} images are labeled.", icon=":material/done_all:")
         st.button("Undo the last label", key="undo_done_grid", shortcut="Z", on_click=undo)
@@ -285,11 +286,10 @@ def training_strip() -> None:
     last = status["last_round"]
     if status["training"] and last and last["status"] == "running":
         prog = last.get("progress") or {}
-        eta = prog.get("eta_s")
-        st.info(f"Round {last['id']} ({last['sampler']}) is training in the background: "
-                f"{prog.get('phase', 'starting')} {prog.get('iteration', 0)}/{prog.get('total', '?')}"
-                + (f", about {eta:.0f} s left" if eta is not None else "")
-                + ". Keep labeling: the new queue appears when it is done.", icon=":material/hourglass_top:")
+        now = (prog.get("phases") or {}).get(prog.get("phase"))
+        what = Event.from_dict(now).describe() if now else phase_label(prog.get("phase", "start"))
+        st.info(f"Round {last['id']} ({last['sampler']}) is training in the background: {what}. "
+                "Keep labeling: the new queue appears when it is done.", icon=":material/hourglass_top:")
 
 
 training_strip()

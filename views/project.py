@@ -9,12 +9,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from views.common import class_keys, plain, select_project, show_error
-from vaal_core import rounds, samplers, workspace
+from vaal_core import samplers
 from vaal_core.config import IMAGE_SIZES
+from vaal_core.data.images import image_root_problem
+from vaal_core.data.ingest import init_project, parse_classes
 from vaal_core.errors import BadInput, VaalError
-from vaal_core.images import image_root_problem
-from vaal_core.ingest import init_project, parse_classes
-from vaal_core.labels_io import export_labels, labels_text
+from vaal_core.loop.round import default_budget
+from vaal_core.progress import Event
+from vaal_core.services import workspace
+from vaal_core.services.labels_io import export_labels, labels_text
+from vaal_core.store import DB_NAME
 
 project = st.session_state.get("project")
 st.title("Project")
@@ -51,7 +55,7 @@ def open_section() -> None:
             switch_to(Path(path.strip()).expanduser())
     if st.button("Open the digits demo", icon=":material/school:",
                  help="1,797 handwritten digits from scikit-learn, with hidden true labels for the Demo page"):
-        from vaal_core.demo_data import create_demo_project
+        from vaal_core.data.digits import create_demo_project
 
         with st.spinner("Writing the digits and building the demo project..."):
             try:
@@ -79,15 +83,15 @@ def create_section() -> None:
         return
     try:
         root = workspace.new_project_path(name)
-        if (root / "project.db").exists():
+        if (root / DB_NAME).exists():
             raise BadInput(f"a project named {name.strip()!r} exists already in {root.parent}; "
                            "open it above or pick another name")
         if not images.strip():
             raise BadInput("give the image folder: the path of a folder of images on this machine")
         bar = st.progress(0.0, text="Scanning...")
 
-        def progress(done: int, total: int) -> None:
-            bar.progress(done / total if total else 1.0, text=f"Reading images: {done:,} of {total:,}")
+        def progress(event: Event) -> None:
+            bar.progress(event.fraction if event.total else 1.0, text=event.describe().capitalize())
 
         _, report, _ = init_project(root, Path(images.strip()), parse_classes(classes), size,
                                           gold_from_folders=gold, progress=progress)
@@ -131,7 +135,7 @@ def overview() -> None:
                           yaxis={"autorange": "reversed"}, xaxis={"title": "labeled images", "rangemode": "tozero",
                                                                    "tickformat": "d"})
         st.plotly_chart(fig, key="per_class")
-    skipped = project.skipped()
+    skipped = project.skipped_files()
     if skipped:
         with st.expander(f"{len(skipped):,} files were skipped: why"):
             st.dataframe(skipped, hide_index=True, width="stretch")
@@ -190,7 +194,7 @@ def defaults_section() -> None:
         sampler = a.selectbox("Default sampler", names, index=names.index(settings.get("sampler", "vaal"))
                               if settings.get("sampler", "vaal") in names else 0)
         budget = b.number_input("Default budget", min_value=1,
-                                value=int(settings.get("budget") or rounds.default_budget(len(project.items()) or 1)))
+                                value=int(settings.get("budget") or default_budget(project.item_count()[0] or 1)))
         fast = st.toggle("Quick models (small, for CPUs)", value=settings.get("fast", True))
         if st.form_submit_button("Save defaults"):
             project.save_settings(sampler=sampler, budget=int(budget), fast=fast)

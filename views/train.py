@@ -2,9 +2,11 @@
 and read the history of every round.
 
 The round never runs in this script: `worker.start_round` starts a separate
-process; the live panel polls the store once a second. Labeling stays
-usable meanwhile, and the new queue replaces the old one only when the round
-has finished.
+process; the live panel polls the store once a second and draws a bar for
+every phase the round goes through. Labeling stays usable meanwhile, and the
+new queue replaces the old one only when the round has finished. This page
+never loads PyTorch: what devices the machine has comes from a short-lived
+probe process, asked once per server.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from views.common import plain, require_project, show_error
-from vaal_core import rounds, samplers, worker
+from vaal_core import samplers
 from vaal_core.errors import VaalError
-from vaal_core.train import describe_device
+from vaal_core.learn import devices, pipeline
+from vaal_core.loop.report import history
+from vaal_core.loop.round import default_budget
+from vaal_core.progress import Event, Phase, phase_label
+from vaal_core.services import worker
 
 project = require_project()
 st.title("Train")
@@ -25,10 +31,15 @@ settings = project.settings()
 
 # -- start ------------------------------------------------------------------
 
+@st.cache_resource(show_spinner="Looking for GPUs (once per server start)...")
+def machine_devices() -> dict:
+    return devices.probe_in_subprocess()
+
+
 def sampler_help(names: list[str]) -> str:
     """Every sampler's registry description, for the selectbox's help."""
     lines = [f"- **{plain(n)}**: {plain(samplers.get(n).description)}" for n in names]
-    task = [n for n in names if samplers.get(n).needs & samplers.TASK_NEEDS]
+    task = [n for n in names if pipeline.uses_task_model(samplers.get(n).needs)]
     if task:
         lines.append("\n" + ", ".join(plain(n) for n in task) + " train a task model on the labels each round: "
                      "they need labels of at least 2 classes.")
@@ -42,7 +53,7 @@ def start_form() -> None:
     if pool == 0:
         st.success("Every image is labeled: there is nothing left to queue.")
         return
-    budget_default = min(int(settings.get("budget") or rounds.default_budget(status["items"])), pool)
+    budget_default = min(int(settings.get("budget") or default_budget(status["items"])), pool)
     with st.form("start_round", border=True):
         a, b = st.columns(2)
         sampler = a.selectbox("Sampler", names, index=names.index(default_sampler) if default_sampler in names else 0,
@@ -60,16 +71,19 @@ def start_form() -> None:
                                  index=["auto", "cpu", "cuda", "mps"].index(settings.get("device", "auto")))
             seed = d.number_input("Seed", min_value=0, value=int(settings.get("seed", 0)), step=1)
             fresh = e.checkbox("Train from scratch", help="ignore the last round's weights (warm start is the default)")
+        found = machine_devices()
         try:
-            where = describe_device(device)
+            where = devices.describe(device, found)
         except VaalError as err:
             where = f"not available: {err}"
+        if found.get("error"):
+            where += f" ({found['error']})"
         st.caption(f"Trains on: {where}. Labeled now: {status['labeled']:,}; unlabeled pool: {pool:,}.")
         if st.form_submit_button("Start round", type="primary", icon=":material/play_arrow:"):
             project.save_settings(sampler=sampler, budget=int(budget), fast=fast, device=device, seed=int(seed))
             try:
                 started = worker.start_round(project, sampler, int(budget), device=device, fast=fast,
-                                             seed=int(seed), fresh=fresh)
+                                             seed=int(seed), fresh=fresh, devices=found)
             except VaalError as err:
                 show_error(err)
             else:
@@ -90,6 +104,24 @@ def loss_chart(curve: list[dict], height: int = 260) -> go.Figure:
     return fig
 
 
+def phase_bars(prog: dict) -> None:
+    """One bar per phase the round goes through, in order: finished ones
+    full, the current one moving, the rest waiting."""
+    plan, seen, current = prog.get("plan") or [], prog.get("phases") or {}, prog.get("phase")
+    order = plan + [p for p in seen if p not in plan]
+    at = order.index(current) if current in order else -1
+    for k, value in enumerate(order):
+        event = Event.from_dict(seen[value]) if value in seen else None
+        label = phase_label(value).capitalize()
+        if k < at or (event is not None and event.finished and k == at):
+            took = f" in {event.elapsed_s:.1f} s" if event is not None and event.elapsed_s else ""
+            st.progress(1.0, text=f"{label}: done{took}")
+        elif k == at and event is not None:
+            st.progress(event.fraction, text=event.describe().capitalize())
+        else:
+            st.progress(0.0, text=f"{label}: waiting")
+
+
 @st.fragment(run_every=1.0)
 def live_panel() -> None:
     last = project.last_round()
@@ -103,20 +135,18 @@ def live_panel() -> None:
 
     if last and last["status"] == "running" and training:
         prog = last["progress"] or {}
-        total, it = prog.get("total"), prog.get("iteration", 0)
-        phase = {"train": "training", "score": "scoring the pool", "select": "selecting"}.get(
-            prog.get("phase"), "starting")
-        text = f"Round {last['id']} ({last['sampler']}, budget {last['budget']:,}): {phase}"
-        if total and prog.get("phase") == "train":
-            text += f", iteration {it:,} of {total:,}"
-            if prog.get("eta_s") is not None:
-                text += f", about {prog['eta_s']:.0f} s left"
-        st.progress(min(it / total, 1.0) if total else 0.0, text=text)
-        cols = st.columns(4)
-        for col, key, label in zip(cols, ("vae_loss", "disc_loss", "images_per_s", "elapsed_s"),
-                                   ("VAE loss", "Discriminator loss", "Images/s", "Elapsed (s)")):
-            if prog.get(key) is not None:
-                col.metric(label, f"{prog[key]:.4g}")
+        st.markdown(f"**Round {last['id']}** ({plain(last['sampler'])}, budget {last['budget']:,}): "
+                    f"{phase_label(prog.get('phase', Phase.START))}")
+        phase_bars(prog)
+        now = (prog.get("phases") or {}).get(prog.get("phase"))
+        if now:
+            event = Event.from_dict(now)
+            shown = [(label, event.values.get(key)) for key, label in
+                     (("vae_loss", "VAE loss"), ("disc_loss", "Discriminator loss"), ("task_loss", "Task loss"))]
+            shown += [("Images/s", event.per_s), ("Elapsed in this phase (s)", event.elapsed_s)]
+            shown = [(label, value) for label, value in shown if value is not None]
+            for col, (label, value) in zip(st.columns(max(len(shown), 1)), shown):
+                col.metric(label, f"{value:.4g}")
         if prog.get("curve"):
             st.plotly_chart(loss_chart(prog["curve"]), key="live_curve")
         if st.button("Cancel round", icon=":material/stop:"):
@@ -169,7 +199,7 @@ def task_estimate(row: dict) -> None:
 
 
 def history_section() -> None:
-    rows = rounds.history(project)
+    rows = history(project)
     if not rows:
         return
     st.subheader("Round history")

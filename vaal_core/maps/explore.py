@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vaal_core.embed import Projection, draw_subset
-from vaal_core.project import Project
+from vaal_core.errors import BadInput
+from vaal_core.maps.cache import Projection
+from vaal_core.store import Project
 
 MAX_DRAWN = 20_000  # WebGL copes with more, but hover and lasso get sluggish past this
 
@@ -66,3 +67,33 @@ def latent_rounds(project: Project) -> list[int]:
     """Finished rounds that kept latents (newest last): the maps there are."""
     return [r["id"] for r in project.rounds()
             if r["status"] == "done" and (project.round_dir(r["id"]) / "latents.npy").is_file()]
+
+
+def draw_subset(n: int, keep: np.ndarray, max_points: int, seed: int) -> np.ndarray:
+    """Sorted indices of the points to send to the browser, at most
+    `max_points` of `n`: a plot of 100k markers makes the page unusable.
+
+    Everything when n <= max_points. Otherwise every `keep` point (a bool
+    mask of length n or an index array: the caller decides which points
+    matter, e.g. labeled, queued, selected) plus a seeded uniform sample of
+    the rest; if `keep` alone is too many, a seeded sample of it. The page
+    says on screen that it draws a sample."""
+    if n < 0 or max_points < 0:
+        raise BadInput(f"draw_subset needs n >= 0 and max_points >= 0, got n={n}, max_points={max_points}")
+    if n <= max_points:
+        return np.arange(n, dtype=np.int64)
+    keep = np.asarray(keep)
+    if keep.dtype == bool:
+        if keep.shape != (n,):
+            raise BadInput(f"keep mask has shape {keep.shape}, expected ({n},)")
+        kept = np.flatnonzero(keep)
+    else:
+        kept = np.unique(keep.astype(np.int64).ravel())
+        if len(kept) and (kept[0] < 0 or kept[-1] >= n):
+            raise BadInput(f"keep indices must lie in [0, {n}), got {kept[0]}..{kept[-1]}")
+    rng = np.random.default_rng(seed)
+    if len(kept) >= max_points:
+        return np.sort(rng.choice(kept, size=max_points, replace=False))
+    rest = np.setdiff1d(np.arange(n, dtype=np.int64), kept, assume_unique=True)
+    extra = rng.choice(rest, size=max_points - len(kept), replace=False)
+    return np.sort(np.concatenate([kept, extra]))

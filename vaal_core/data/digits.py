@@ -14,14 +14,12 @@ renamed into place only when finished, under a lock.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
+
+from vaal_core.files import atomic_dir, file_lock
+from vaal_core.progress import Phase, Progress, Steps
 
 # Number keys 1-9 pick the classes in listed order (DESIGN.md), so "1".."9"
 # come first and key 1 labels a 1; "0" is the tenth class.
@@ -29,8 +27,6 @@ DIGIT_CLASSES = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
 DIGIT_SIZE = 32  # 8x8 upscaled 4x: big enough to see, and a model input size
 DEMO_PROJECT = "digits-demo"
 
-Progress = Callable[[int, int], None]
-StageProgress = Callable[[str, int, int], None]  # (stage "digits" or "ingest", done, total)
 
 
 def digit_pixels(values: np.ndarray) -> np.ndarray:
@@ -54,19 +50,6 @@ def _complete(dest: Path, expected: list[str]) -> bool:
         return False
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock held on `path` (a small hidden file), so two app
-    sessions building the same thing take turns instead of interleaving."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def write_digits(dest: Path, progress: Progress | None = None) -> Path:
     """Write the 1,797 digits as 32x32 grey PNGs into dest/<class>/<index:04d>.png
     and return `dest`. Does nothing when they are all there already; a
@@ -77,25 +60,22 @@ def write_digits(dest: Path, progress: Progress | None = None) -> Path:
     dest = Path(dest)
     digits = load_digits()
     expected = _expected(digits.target)
-    with _locked(dest.parent / f".{dest.name}.lock"):
+    # Two app sessions building it take turns instead of interleaving.
+    with file_lock(dest.parent / f".{dest.name}.lock"):
         if _complete(dest, expected):
             return dest
-        tmp = dest.parent / f".{dest.name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)  # what a killed run left
-        for cls in sorted({str(int(t)) for t in digits.target}):
-            (tmp / cls).mkdir(parents=True)
-        total = len(expected)
-        for i, (values, rel) in enumerate(zip(digits.images, expected), start=1):
-            img = Image.fromarray(digit_pixels(values))  # 2-D uint8: mode "L"
-            img.resize((DIGIT_SIZE, DIGIT_SIZE), Image.Resampling.NEAREST).save(tmp / rel)
-            if progress is not None and (i % 100 == 0 or i == total):
-                progress(i, total)
-        shutil.rmtree(dest, ignore_errors=True)  # the damaged folder, if any
-        os.rename(tmp, dest)
+        tick = Steps(progress, Phase.WRITE, len(expected))
+        with atomic_dir(dest, replace_existing=True) as tmp:  # replaces a damaged folder, if any
+            for cls in sorted({str(int(t)) for t in digits.target}):
+                (tmp / cls).mkdir(parents=True)
+            for i, (values, rel) in enumerate(zip(digits.images, expected), start=1):
+                img = Image.fromarray(digit_pixels(values))  # 2-D uint8: mode "L"
+                img.resize((DIGIT_SIZE, DIGIT_SIZE), Image.Resampling.NEAREST).save(tmp / rel)
+                tick(i)
     return dest
 
 
-def create_demo_project(home: Path, progress: StageProgress | None = None) -> Path:
+def create_demo_project(home: Path, progress: Progress | None = None) -> Path:
     """The digits demo project at home/projects/digits-demo, built on first
     call (images in home/data/digits, 32 px, classes in DIGIT_CLASSES order,
     each image's folder kept as a hidden gold label for evaluation and
@@ -104,40 +84,29 @@ def create_demo_project(home: Path, progress: StageProgress | None = None) -> Pa
     The project is built in a hidden folder of home/data and renamed into
     place when ingest has finished, so a crash or a failure never leaves a
     half-made project where the app would open it."""
+    from vaal_core.data.ingest import ingest
     from vaal_core.errors import BadInput
-    from vaal_core.ingest import ingest
-    from vaal_core.project import DB_NAME, Project
+    from vaal_core.store import DB_NAME, Project
 
     home = Path(home)
     root = home / "projects" / DEMO_PROJECT
     if (root / DB_NAME).exists():
         return root
-
-    def stage(name: str) -> Progress | None:
-        return None if progress is None else (lambda done, total: progress(name, done, total))
-
     data = home / "data"
-    images = write_digits(data / "digits", progress=stage("digits"))
-    # Built in data/ (same file system, git-ignored in a checkout), not in
-    # projects/, so a project picker listing that folder never shows (or
-    # opens) the unfinished one.
-    tmp = data / f".{DEMO_PROJECT}.partial"
-    with _locked(data / f".{DEMO_PROJECT}.lock"):
+    images = write_digits(data / "digits", progress=progress)
+    with file_lock(data / f".{DEMO_PROJECT}.lock"):
         if (root / DB_NAME).exists():  # another session finished it while we waited
             return root
         if root.exists() and any(root.iterdir()):
             raise BadInput(f"{root} exists but holds no project ({DB_NAME} is missing); move it away and "
                            "try again")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
+        # Built in data/ (same file system, git-ignored in a checkout), not
+        # in projects/, so a project picker listing that folder never shows
+        # (or opens) the unfinished one.
+        with atomic_dir(root, staging=data / f".{DEMO_PROJECT}.partial") as tmp:
             project = Project.create(tmp, images, image_size=DIGIT_SIZE, classes=DIGIT_CLASSES)
             try:
-                ingest(project, gold_from_folders=True, progress=stage("ingest"))
+                ingest(project, gold_from_folders=True, progress=progress)
             finally:
                 project.close()  # also folds the WAL into project.db before the move
-            root.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, root)  # onto nothing, or an empty folder
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return root

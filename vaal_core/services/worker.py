@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vaal_core.errors import WorkerBusy
-from vaal_core.project import Project, now
+from vaal_core.files import write_json_atomic
+from vaal_core.store import Project, now
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding vaal_core/
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding vaal_core/
 _CHILDREN: dict[int, subprocess.Popen] = {}  # started by this process: polled so they never linger as zombies
 
 
@@ -108,9 +109,7 @@ def launch(folder: Path, name: str, args: Sequence[str]) -> WorkerState:
     _CHILDREN[proc.pid] = proc
     info = {"name": name, "pid": proc.pid, "proc_start": _proc_start(proc.pid), "command": command,
             "log": str(log), "started_at": now()}
-    tmp = _info_path(folder, name).with_suffix(".tmp")
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, _info_path(folder, name))
+    write_json_atomic(_info_path(folder, name), info)
     return state(folder, name)
 
 
@@ -155,16 +154,19 @@ def stop(folder: Path, name: str) -> bool:
 # -- rounds -----------------------------------------------------------------
 
 def start_round(project: Project, sampler: str, budget: int | None, device: str = "auto",
-                fast: bool = False, seed: int = 0, fresh: bool = False) -> WorkerState:
+                fast: bool = False, seed: int = 0, fresh: bool = False,
+                devices: dict[str, Any] | None = None) -> WorkerState:
     """Check the request, then train the round in a background process.
     Raises WorkerBusy when a round of this project is training already (in
-    this app or from the command line), and the checks' BadInput errors."""
-    from vaal_core.rounds import RoundConfig, check_round
+    this app or from the command line), and the checks' BadInput errors.
+    `devices` (a `learn.devices.probe` answer) lets the check refuse a
+    device the machine lacks without loading PyTorch here."""
+    from vaal_core.loop.round import RoundConfig, check_round
 
     if project.is_training():
         raise WorkerBusy(f"a round of {project.root.name} is training already; wait for it or cancel it")
     cfg = RoundConfig(sampler=sampler, budget=budget, seed=seed, device=device, fast=fast, fresh=fresh)
-    budget = check_round(project, cfg)
+    budget = check_round(project, cfg, devices)
     args = ["round", str(project.root), "--sampler", sampler, "--budget", str(budget), "--device", device,
             "--seed", str(seed), "--json"]
     args += ["--fast"] if fast else []
@@ -189,7 +191,7 @@ def cancel_round(project: Project) -> bool:
 
 def start_embed(project: Project, round_id: int) -> WorkerState:
     """Compute a round's UMAP map in the background (the Explore page polls
-    `embed.projection_progress` meanwhile). A second start for the same
+    `maps.cache.projection_progress` meanwhile). A second start for the same
     project while one runs is refused; the cache lock covers the CLI too."""
     return launch(project.root, "embed", ["embed", str(project.root), "--round", str(round_id), "--json"])
 

@@ -11,8 +11,8 @@ and a refresh lands in the same place:
    first round), in a seeded random order so no folder comes first.
 
 Labeled images keep their place (their label is shown); "the next image"
-is the first unlabeled, not-skipped one from a position on, and skipped
-ones come back once nothing else is left.
+is the first unlabeled, not-postponed one from a position on, and postponed
+ones ("not now", the S key) come back once nothing else is left.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vaal_core.project import Project
+from vaal_core.store import Project
 
 ORDER_SEED = 0
 
@@ -74,10 +74,10 @@ def label_order(project: Project) -> LabelOrder:
     return LabelOrder(tuple(ids), project.current_round_id(), batch, ranks, scores, frozenset(pushed))
 
 
-def next_to_label(order: LabelOrder, labeled: set[int], skipped: set[int], start: int = 0) -> int | None:
-    """Position of the first unlabeled, not-skipped item at or after `start`
-    (wrapping around); if only skipped ones are left, the first of those;
-    None when everything is labeled."""
+def next_to_label(order: LabelOrder, labeled: set[int], postponed: set[int], start: int = 0) -> int | None:
+    """Position of the first unlabeled, not-postponed item at or after
+    `start` (wrapping around); if only postponed ones are left, the first of
+    those; None when everything is labeled."""
     n = len(order.ids)
     if n == 0:
         return None
@@ -87,20 +87,21 @@ def next_to_label(order: LabelOrder, labeled: set[int], skipped: set[int], start
         i = order.ids[k]
         if i in labeled:
             continue
-        if i not in skipped:
+        if i not in postponed:
             return k
         if fallback is None:
             fallback = k
     return fallback
 
 
-def page_of_unlabeled(order: LabelOrder, labeled: set[int], skipped: set[int], start: int,
+def page_of_unlabeled(order: LabelOrder, labeled: set[int], postponed: set[int], start: int,
                       size: int) -> list[int]:
-    """Up to `size` item ids for the grid view: unlabeled, not-skipped items
-    from position `start` on (then skipped ones, if the page is not full)."""
-    fresh = [i for i in order.ids[start:] + order.ids[:start] if i not in labeled and i not in skipped]
+    """Up to `size` item ids for the grid view: unlabeled, not-postponed
+    items from position `start` on (then postponed ones, if the page is not
+    full)."""
+    fresh = [i for i in order.ids[start:] + order.ids[:start] if i not in labeled and i not in postponed]
     if len(fresh) < size:
-        fresh += [i for i in order.ids if i in skipped and i not in labeled]
+        fresh += [i for i in order.ids if i in postponed and i not in labeled]
     return fresh[:size]
 
 

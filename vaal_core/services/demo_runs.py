@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vaal_core import worker, workspace
+from vaal_core.services import worker, workspace
 from vaal_core.errors import BadImageFolder, BadInput
-from vaal_core.simulate import read_result
+from vaal_core.loop.simulate import read_result
 
 RESULT = "sim.json"
 WORKER = "simulate"
@@ -92,7 +92,7 @@ def picks_map(run: DemoRun, result: dict[str, Any]) -> PicksMap | None:
     """The pool's latent map and, per sampler, the round each image was
     picked in (seed 0; round 0 = the random initial set), or None when the
     run kept no latents or its map is not computed yet."""
-    from vaal_core.embed import cached_projection_of
+    from vaal_core.maps.cache import cached_projection_of
 
     name = result.get("latents_file")
     if not name or not result.get("map_ready"):

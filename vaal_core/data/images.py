@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from vaal_core.project import Item, Project
+from vaal_core.store import Item, Project
 
 # Bigger than any screen shows; the decode is cut down to it early (draft).
 DISPLAY_MAX = 1024
@@ -69,7 +69,7 @@ def load_image(project: Project, item: Item, max_side: int = DISPLAY_MAX) -> tup
 
 def cached_image(project: Project, item: Item) -> Image.Image:
     """The ingest's decoded square copy (image_size pixels)."""
-    from vaal_core.ingest import open_cache
+    from vaal_core.data.cache import open_cache
 
     pixels = np.asarray(open_cache(project)[item.cache_index])
     return Image.fromarray(pixels.copy(), "RGB")

@@ -19,20 +19,22 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from vaal_core import embed
-from vaal_core.embed import (
+from vaal_core.files import file_lock
+from vaal_core.maps import cache as maps_cache
+from vaal_core.maps import projection
+from vaal_core.maps.cache import (
     NoLatents,
     cached_projection_of,
-    draw_subset,
     has_projection,
     latest_latent_round,
     projection_progress,
     round_projection,
-    umap_2d,
 )
+from vaal_core.maps.explore import draw_subset
+from vaal_core.maps.projection import umap_2d
 from vaal_core.errors import BadInput, VaalError
-from vaal_core.project import Project
-from vaal_core.rounds import RoundConfig, run_round
+from vaal_core.store import Project
+from vaal_core.loop.round import RoundConfig, run_round
 
 from conftest import ROOT, make_subset, run_cli
 
@@ -49,14 +51,14 @@ def digits_map(digits):
     once for the whole module), with its progress events."""
     events: list[dict] = []
     t0 = time.perf_counter()
-    xy = umap_2d(digits[0], seed=0, progress=events.append)
+    xy = umap_2d(digits[0], seed=0, progress=lambda e: events.append(e.to_dict()))
     return xy, events, time.perf_counter() - t0
 
 
 # -- umap_2d ------------------------------------------------------------------
 
 def test_import_stays_light():
-    code = "import sys, vaal_core.embed; print(sorted(m for m in ('umap', 'numba', 'pynndescent') if m in sys.modules))"
+    code = "import sys, vaal_core.maps.cache, vaal_core.maps.explore; print(sorted(m for m in ('umap', 'numba', 'pynndescent') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -88,8 +90,9 @@ def test_progress_reports_neighbors_then_layout(digits_map):
     for phase in ("neighbors", "layout"):
         done = [e["done"] for e in events if e["phase"] == phase]
         assert done == sorted(done) and all(e["done"] <= e["total"] for e in events)
-    elapsed = [e["elapsed_s"] for e in events]
-    assert elapsed == sorted(elapsed) and elapsed[-1] <= seconds + 0.01
+    for phase in ("neighbors", "layout"):  # time spent in each phase
+        elapsed = [e["elapsed_s"] for e in events if e["phase"] == phase]
+        assert elapsed == sorted(elapsed) and elapsed[-1] <= seconds + 0.01
     # throttled to ~4 a second (plus the first and last of each phase)
     assert len(events) <= 4 * seconds + 6, (len(events), seconds)
 
@@ -99,14 +102,14 @@ def test_nothing_printed_and_bad_progress_text_ignored(digits, capfd):
     assert xy.shape == (300, 2)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    sink = embed._TqdmSink(embed._Reporter(lambda e: None))
+    sink = projection._TqdmSink(projection._Reporter(lambda e: None))
     for junk in ("", "\r", "garbage", "\r7/0", "\r9/3", "\x00\xff", "\r12/500 extra 1/"):
         sink.write(junk)  # never raises
 
 
 def test_a_raising_callback_cancels_without_wedging_tqdm(digits):
     def stop(event):
-        if event["phase"] == "layout" and event["done"] > 0:
+        if event.phase == "layout" and event.done > 0:
             raise KeyboardInterrupt("user left the page")
 
     with pytest.raises(KeyboardInterrupt):
@@ -125,7 +128,7 @@ def test_exact_neighbours_match_brute_force(digits):
     # Offset far from the origin: the |a|^2 + |b|^2 - 2ab expansion must not
     # lose the small distances to float32 cancellation.
     x = digits[0][:1500] + 1000.0
-    idx, dist = embed._exact_knn(x, 15, embed._Reporter(None))
+    idx, dist = projection._exact_knn(x, 15, projection._Reporter(None))
     full = cdist(x.astype(np.float64), x.astype(np.float64))
     assert np.array_equal(idx[:, 0], np.arange(len(x)))  # each point first, as umap-learn expects
     assert np.allclose(dist, np.sort(full, axis=1)[:, :15], atol=1e-2)
@@ -135,7 +138,7 @@ def test_exact_neighbours_match_brute_force(digits):
 def test_tiny_inputs_give_finite_maps(n, digits):
     x = digits[0][:n]
     events: list[dict] = []
-    xy = umap_2d(x, seed=0, progress=events.append)
+    xy = umap_2d(x, seed=0, progress=lambda e: events.append(e.to_dict()))
     assert xy.shape == (n, 2) and xy.dtype == np.float32 and np.isfinite(xy).all()
     assert np.array_equal(xy, umap_2d(x, seed=0))
     assert events[-1]["phase"] == "layout" and events[-1]["done"] == events[-1]["total"]
@@ -221,7 +224,7 @@ def test_round_projection_is_cached(project):
     folder = project.round_dir(round_id)
     assert not has_projection(project, round_id) and projection_progress(project, round_id) is None
     events: list[dict] = []
-    first = round_projection(project, round_id, progress=events.append)
+    first = round_projection(project, round_id, progress=lambda e: events.append(e.to_dict()))
     assert not first.cached and first.round_id == round_id
     assert np.array_equal(first.item_ids, np.load(folder / "item_ids.npy"))
     assert first.item_ids.dtype == np.int64 and first.xy.shape == (200, 2) and first.xy.dtype == np.float32
@@ -239,8 +242,8 @@ def test_projection_progress_only_while_someone_computes(project):
     round_id = latest_latent_round(project)
     folder = project.round_dir(round_id)
     (folder / "umap.progress.json").write_text(json.dumps({"phase": "layout", "done": 5, "total": 500}))
-    with embed._exclusive(folder / "umap.lock"):  # as a computing process holds it
-        assert projection_progress(project, round_id)["done"] == 5
+    with file_lock(folder / "umap.lock"):  # as a computing process holds it
+        assert projection_progress(project, round_id).done == 5
     assert projection_progress(project, round_id) is None  # a file left by a dead process
     (folder / "umap.progress.json").unlink()
 
@@ -250,8 +253,8 @@ def test_concurrent_callers_compute_once(project, monkeypatch):
     for name in ("umap.npy", "umap_ids.npy"):
         (project.round_dir(round_id) / name).unlink(missing_ok=True)
     calls = []
-    real = embed.umap_2d
-    monkeypatch.setattr(embed, "umap_2d", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = maps_cache.umap_2d
+    monkeypatch.setattr(maps_cache, "umap_2d", lambda *a, **k: calls.append(1) or real(*a, **k))
     start, results = threading.Barrier(2), []
 
     def ask():

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from vaal_core.demo_data import DIGIT_CLASSES, create_demo_project, digit_pixels, write_digits
-from vaal_core.project import DB_NAME, Project
-from vaal_core.simulate import SimConfig, simulate
+from vaal_core.data.digits import DIGIT_CLASSES, create_demo_project, digit_pixels, write_digits
+from vaal_core.store import DB_NAME, Project
+from vaal_core.loop.simulate import SimConfig, simulate
 
 N_DIGITS = 1797
 
@@ -35,9 +35,9 @@ def folder(tmp_path_factory) -> Path:
 def home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("home")
     events = []
-    create_demo_project(home, progress=lambda stage, done, total: events.append((stage, done, total)))
-    assert {stage for stage, _, _ in events} == {"digits", "ingest"}
-    assert ("digits", N_DIGITS, N_DIGITS) in events
+    create_demo_project(home, progress=lambda e: events.append((e.phase, e.done, e.total)))
+    assert {stage for stage, _, _ in events} == {"write", "decode"}  # the PNG files, then the ingest
+    assert ("write", N_DIGITS, N_DIGITS) in events and ("decode", N_DIGITS, N_DIGITS) in events
     return home
 
 
@@ -126,8 +126,8 @@ def test_create_demo_project_again_leaves_it_untouched(home):
 def test_a_failed_creation_leaves_no_project(tmp_path):
     """Stopping during ingest (here: the progress callback raising, as an
     interrupted app would) leaves no project, so the next call starts clean."""
-    def stop(stage, done, total):
-        if stage == "ingest":
+    def stop(event):
+        if event.phase == "decode":  # the ingest
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

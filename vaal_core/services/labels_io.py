@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from vaal_core.errors import BadInput, UnknownClass, UnknownItem
-from vaal_core.project import Project, now
+from vaal_core.files import atomic_dir, write_atomic
+from vaal_core.store import Project, now
 
 FORMATS = ("csv", "json", "imagefolder")
 
@@ -53,12 +54,7 @@ def export_labels(project: Project, fmt: str, out: Path) -> dict[str, Any]:
     if fmt == "imagefolder":
         return _export_imagefolder(project, labeled_rows(project), out)
     rows = labeled_rows(project)
-    text = labels_text(project, fmt, rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        fh.write(text)
-    tmp.replace(out)
+    write_atomic(out, labels_text(project, fmt, rows))
     project.log_event("export", {"format": fmt, "out": str(out), "labels": len(rows)})
     return {"format": fmt, "out": str(out), "labels": len(rows)}
 
@@ -66,23 +62,19 @@ def export_labels(project: Project, fmt: str, out: Path) -> dict[str, Any]:
 def _export_imagefolder(project: Project, rows: list[dict[str, str]], out: Path) -> dict[str, Any]:
     if out.exists() and any(out.iterdir()):
         raise BadInput(f"{out} exists and is not empty; give a new folder for the ImageFolder export")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     missing = []
-    for row in rows:
-        src = project.image_root / row["path"]
-        # Flatten sub-folders into the name so two 'img1.jpg' never collide.
-        dest = tmp / row["label"] / row["path"].replace("/", "__")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            shutil.copy2(src, dest)
-        except OSError as err:
-            missing.append({"path": row["path"], "reason": err.strerror or str(err)})
-    for cls in project.classes():  # every class gets its folder, labeled or not yet
-        (tmp / cls).mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
+    with atomic_dir(out, staging=out.with_name(out.name + ".partial")) as tmp:
+        for row in rows:
+            src = project.image_root / row["path"]
+            # Flatten sub-folders into the name so two 'img1.jpg' never collide.
+            dest = tmp / row["label"] / row["path"].replace("/", "__")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copy2(src, dest)
+            except OSError as err:
+                missing.append({"path": row["path"], "reason": err.strerror or str(err)})
+        for cls in project.classes():  # every class gets its folder, labeled or not yet
+            (tmp / cls).mkdir(parents=True, exist_ok=True)
     project.log_event("export", {"format": "imagefolder", "out": str(out), "labels": len(rows)})
     return {"format": "imagefolder", "out": str(out), "labels": len(rows) - len(missing), "not_copied": missing}
 

@@ -13,7 +13,8 @@ import pytest
 
 from vaal_core.errors import (BadInput, ProjectExists, ProjectNotFound, SchemaTooNew, UnknownClass,
                               UnknownItem, WorkerBusy)
-from vaal_core.project import SCHEMA_VERSION, Project
+from vaal_core.store import Project
+from vaal_core.store.schema import SCHEMA_VERSION
 
 from conftest import ROOT
 
@@ -27,8 +28,8 @@ def _project(tmp_path, n_items=5, classes=("cat", "dog", "bird")) -> Project:
 
 def test_create_open_and_errors(tmp_path):
     p = _project(tmp_path)
-    assert p.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert p.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert p.db.value("PRAGMA journal_mode") == "wal"
+    assert p.db.schema_version() == SCHEMA_VERSION
     p.close()
     again = Project.open(tmp_path / "proj")
     assert again.classes() == ["cat", "dog", "bird"]
@@ -105,26 +106,26 @@ def test_a_batch_is_one_undoable_action_and_skips_undo_too(tmp_path):
     p = _project(tmp_path)
     p.set_label(1, "cat")
     assert p.set_labels([(1, "dog"), (2, "dog"), (3, "bird")], source="grid") == 3
-    p.skip(4)
-    assert p.skipped_ids() == {4}
+    p.postpone(4)
+    assert p.postponed_ids() == {4}
     undone = p.undo()  # the skip first: item 4 comes back
-    assert undone["action"] == "skip" and undone["item_id"] == 4 and p.skipped_ids() == set()
+    assert undone["action"] == "skip" and undone["item_id"] == 4 and p.postponed_ids() == set()
     undone = p.undo()  # then the whole batch, in one step
     assert undone["action"] == "label" and [i["item_id"] for i in undone["items"]] == [1, 2, 3]
     assert p.labels() == {1: "cat"}
     assert [h["undone_at"] is None for h in p.label_history(1)] == [True, False]
     assert p.undo()["restored"] is None and p.labels() == {}
     with pytest.raises(UnknownItem):
-        p.skip(999)
+        p.postpone(999)
 
 
 def test_skips_belong_to_the_round_they_were_made_in(tmp_path):
     p = _project(tmp_path)
-    p.skip(2)
-    assert p.skipped_ids() == {2}
+    p.postpone(2)
+    assert p.postponed_ids() == {2}
     r = p.start_round("random", 2, 0, {})
     p.finish_round(r, [1, 2, 3, 4, 5], [0.5] * 5, [1, 2, None, None, None], 0, {}, {})
-    assert p.skipped_ids() == set()  # a new queue: the old "not now" no longer applies
+    assert p.postponed_ids() == set()  # a new queue: the old "not now" no longer applies
 
 
 def test_push_to_front_and_round_order(tmp_path):
@@ -155,12 +156,13 @@ def test_cancel_flag_reaches_the_running_round(tmp_path):
 
 def test_a_version_1_project_is_migrated_with_its_history(tmp_path):
     # Build a schema-1 file the way the first release wrote it.
-    from vaal_core.project import MIGRATIONS, _split_sql
+    from vaal_core.store.db import split_sql
+    from vaal_core.store.schema import MIGRATIONS
 
     root = tmp_path / "old"
     root.mkdir()
     db = sqlite3.connect(root / "project.db")
-    for statement in _split_sql(MIGRATIONS[1]):
+    for statement in split_sql(MIGRATIONS[1]):
         db.execute(statement)
     db.execute("INSERT INTO meta VALUES ('image_root', ?), ('image_size', '32')", (str(tmp_path),))
     db.execute("INSERT INTO classes(name, position) VALUES ('cat', 0), ('dog', 1)")
@@ -172,7 +174,7 @@ def test_a_version_1_project_is_migrated_with_its_history(tmp_path):
     db.commit()
     db.close()
     p = Project.open(root)
-    assert p.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert p.db.schema_version() == SCHEMA_VERSION
     assert p.labels() == {1: "dog"}
     assert p.undo()["restored"] == "cat"  # old label rows are undoable actions
     assert p.labels() == {1: "cat"}
@@ -234,7 +236,7 @@ def test_missing_files_keep_their_labels(tmp_path):
 def test_reading_while_another_process_writes(tmp_path):
     p = _project(tmp_path, n_items=300)
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        from vaal_core.project import Project
+        from vaal_core.store import Project
         p = Project.open({str(tmp_path / 'proj')!r})
         for i in range(1, 301):
             p.set_label(i, ["cat", "dog", "bird"][i % 3])
@@ -252,7 +254,7 @@ def test_training_lock_is_exclusive_and_survives_a_crash(tmp_path):
     p = _project(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from vaal_core.project import Project
+        from vaal_core.store import Project
         p = Project.open({str(tmp_path / 'proj')!r})
         with p.training_lock():
             p.start_round("vaal", 2, 0, {{}})

@@ -18,11 +18,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaal_core.project import DB_NAME, now
+from vaal_core.files import write_json_atomic
+from vaal_core.store import DB_NAME, now
 
 RECENT_FILE = "recent.json"
 MAX_RECENT = 12
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding vaal_core/
 
 
 def home() -> Path:
@@ -70,11 +71,7 @@ def remember(path: str | os.PathLike) -> KnownProject:
     resolved = Path(path).expanduser().resolve()
     entries = [d for d in _read_recent() if Path(d["path"]) != resolved]
     entries.insert(0, {"path": str(resolved), "opened_at": now()})
-    target = home() / RECENT_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(entries[:MAX_RECENT], indent=1))
-    os.replace(tmp, target)
+    write_json_atomic(home() / RECENT_FILE, entries[:MAX_RECENT], indent=1)
     return KnownProject(project_id(resolved), resolved, resolved.name, entries[0]["opened_at"])
 
 

@@ -1,0 +1,234 @@
+"""Ingest: scan an image folder, decode every new image once into the
+project's cache, and record what could not be used and why.
+
+Safe to re-run at any time: known files are not decoded again, labels are
+untouched. Rows are written and fsynced before the items that point at them
+are committed, so a crash at any moment leaves at worst an unreferenced
+tail of the cache, which the next ingest cuts off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vaal_core.config import IMAGE_SIZES
+from vaal_core.data.cache import cache_path, ingest_lock_path
+from vaal_core.data.decode import DEFAULT_MAX_PIXELS, Loaded, load_many
+from vaal_core.data.scan import gold_of, scan
+from vaal_core.errors import BadImageFolder, BadInput
+from vaal_core.files import file_lock
+from vaal_core.progress import Phase, Progress, Steps
+from vaal_core.store import DB_NAME, Project
+
+_CHUNK = 512  # images per cache write + fsync + one SQLite transaction
+
+
+@dataclass
+class IngestReport:
+    added: int  # new items
+    known: int  # files already items (not decoded again)
+    skipped: list[tuple[str, str]]  # (path, reason) of every file not usable now
+    missing: int  # items whose file is gone (labels kept)
+    ignored: int  # files with other extensions
+    seconds: float
+    images_per_s: float  # files decoded per second
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        return d
+
+
+def _keep(rel: str, got: Loaded, seen: dict[str, str], skipped: list[tuple[str, str]]) -> bool:
+    """Whether a decoded file becomes an item; records why not in `skipped`.
+    `seen` maps sha1 -> first path with those bytes (files come in path
+    order, so the first of identical files is the one kept)."""
+    if got.reason is not None:
+        skipped.append((rel, got.reason))
+        return False
+    if got.sha1 in seen:
+        skipped.append((rel, f"duplicate of {seen[got.sha1]}"))
+        return False
+    seen[got.sha1] = rel
+    return True
+
+
+def ingest(project: Project, gold_from_folders: bool = False, progress: Progress | None = None,
+           workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> IngestReport:
+    """Scan project.image_root, decode new files into the cache, insert items,
+    record skipped files. Safe to re-run at any time: known files are not
+    decoded again, labels are untouched, and a cache a crash left too long
+    (or too short) is repaired."""
+    t0 = time.perf_counter()
+    size = project.image_size
+    row_bytes = size * size * 3
+    found = scan(project.image_root)  # first: a bad folder changes nothing
+    skipped = list(found.skipped)
+
+    path = cache_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One ingest of a project at a time (two would write the same rows); a
+    # second one waits, then finds the files known. Read the store only once
+    # the lock is held. Not "a+b": Linux ignores pwrite's offset on a file
+    # opened for append.
+    with file_lock(ingest_lock_path(project)), \
+            os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+b") as fh:
+        known_paths, known_sha1 = project.known_files()
+        new = [(rel, p) for rel, p in found.files if rel not in known_paths]
+        n_rows = project.cache_rows()
+        # Rows past the last item are a crash's partial tail: cut them off so
+        # new rows start where the store says.
+        intact = min(os.fstat(fh.fileno()).st_size // row_bytes, n_rows)
+        fh.truncate(n_rows * row_bytes)
+        fh.seek(n_rows * row_bytes)
+        repair = [it for it in project.items(status=None) if it.cache_index >= intact]
+        total = len(repair) + len(new)
+        done = 0
+        tick = Steps(progress, Phase.DECODE, total)
+        tick(0)
+
+        # 1. Cache rows lost (file deleted or cut short): decode those items again.
+        if repair:
+            with closing(load_many([project.image_root / it.path for it in repair],
+                                    size, max_pixels, workers)) as results:
+                for it, got in zip(repair, results):
+                    os.pwrite(fh.fileno(), got.pixels or bytes(row_bytes), it.cache_index * row_bytes)
+                    done += 1
+                    tick(done)
+            os.fsync(fh.fileno())
+
+        # 2. New files, in path order, so the first of identical files is kept.
+        seen = dict(known_sha1)
+        rows: list[dict] = []
+        pixels: list[bytes] = []
+
+        def commit() -> None:
+            # Bytes on disk first, then the items that point at them.
+            fh.write(b"".join(pixels))
+            fh.flush()
+            os.fsync(fh.fileno())
+            project.add_items(rows)
+            rows.clear()
+            pixels.clear()
+
+        next_row = n_rows
+        with closing(load_many([p for _, p in new], size, max_pixels, workers)) as results:
+            for (rel, _), got in zip(new, results):
+                done += 1
+                if _keep(rel, got, seen, skipped):
+                    pixels.append(got.pixels)
+                    rows.append({"path": rel, "size_bytes": got.size_bytes, "sha1": got.sha1,
+                                 "width": got.width, "height": got.height, "cache_index": next_row,
+                                 "gold": gold_of(rel) if gold_from_folders else None})
+                    next_row += 1
+                    if len(rows) >= _CHUNK:
+                        commit()
+                tick(done)
+        if rows:
+            commit()
+
+    # 3. Bookkeeping: classes from folders, missing files, the skipped list.
+    if gold_from_folders and not project.classes():
+        for name in sorted({it.gold for it in project.items(status=None) if it.gold}):
+            try:
+                project.add_classes([name])
+            except BadInput:
+                pass  # a folder name unusable as a class (e.g. with a tab) stays a gold label only
+    missing = project.set_missing({rel for rel, _ in found.files})
+    skipped.sort()
+    project.set_skipped_files(skipped)
+    seconds = time.perf_counter() - t0
+    report = IngestReport(added=next_row - n_rows, known=len(found.files) - len(new), skipped=skipped,
+                          missing=missing, ignored=found.ignored, seconds=round(seconds, 3),
+                          images_per_s=round(total / seconds, 1) if seconds > 0 else 0.0)
+    project.log_event("ingest", {**{k: v for k, v in report.to_dict().items() if k != "skipped"},
+                                 "skipped": len(skipped)})
+    return report
+
+
+def load_folder(image_root: Path, size: int, workers: int | None = None, progress: Progress | None = None,
+                ) -> tuple[np.ndarray, list[str], list[str | None], list[tuple[str, str]]]:
+    """In-memory decode of a whole folder with no project (for simulation):
+    (images (N, S, S, 3) uint8, relative paths, gold labels = parent folder
+    name or None at the root, skipped (path, reason)). Same rules as ingest,
+    duplicates included, so a simulation sees what a project would."""
+    found = scan(Path(image_root))
+    skipped = list(found.skipped)
+    total = len(found.files)
+    images = np.empty((total, size, size, 3), dtype=np.uint8)
+    paths: list[str] = []
+    seen: dict[str, str] = {}
+    tick = Steps(progress, Phase.DECODE, total)
+    tick(0)
+    with closing(load_many([p for _, p in found.files], size, DEFAULT_MAX_PIXELS, workers)) as results:
+        for done, ((rel, _), got) in enumerate(zip(found.files, results), start=1):
+            if _keep(rel, got, seen, skipped):
+                images[len(paths)] = np.frombuffer(got.pixels, dtype=np.uint8).reshape(size, size, 3)
+                paths.append(rel)
+            tick(done)
+    skipped.sort()
+    return images[:len(paths)], paths, [gold_of(p) for p in paths], skipped
+
+
+# -- creating a project -------------------------------------------------------
+
+def parse_classes(text: str | None, what: str = "the class list") -> list[str]:
+    """Comma-separated class names in key order; a name given twice is an
+    error (the second one would silently vanish)."""
+    if not text:
+        return []
+    names = [c.strip() for c in str(text).split(",") if c.strip()]
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise BadInput(f"{what} lists {', '.join(dupes)} more than once")
+    return names
+
+
+def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_size: int | None = None,
+                 gold_from_folders: bool = False, progress: Progress | None = None,
+                 ) -> tuple[Project, IngestReport, bool]:
+    """Create a project from an image folder, or add a grown folder's new
+    images to an existing one (labels kept). Returns (project, report,
+    created). Checks the folder before writing anything, and removes a
+    project it created if no image could be read or the ingest failed."""
+    root, images = Path(root), Path(images).expanduser()
+    if not images.is_dir():
+        raise BadImageFolder(f"image folder {images} does not exist or is not a folder")
+    if image_size is not None and image_size not in IMAGE_SIZES:
+        raise BadInput(f"image size {image_size} is not supported; use one of {IMAGE_SIZES}")
+    created = not (root / DB_NAME).exists()
+    if created:
+        if not scan(images).files:
+            raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) in {images}")
+        project = Project.create(root, images, image_size or 32, classes)
+    else:
+        project = Project.open(root)
+        if project.image_root != images.resolve():
+            raise BadInput(f"project {root} reads images from {project.image_root}, not {images.resolve()}; "
+                           "give the same folder or create a new project")
+        if image_size is not None and image_size != project.image_size:
+            raise BadInput(f"project {root} uses image size {project.image_size}; create a new project "
+                           f"for size {image_size}")
+        project.add_classes(classes)
+    try:
+        report = ingest(project, gold_from_folders=gold_from_folders, progress=progress)
+    except BaseException:
+        if created and not project.items(status=None):
+            project.close()
+            shutil.rmtree(root, ignore_errors=True)  # leave nothing half-made behind
+        raise
+    if created and not project.items(status=None):
+        first = report.skipped[0] if report.skipped else ("?", "?")
+        project.close()
+        shutil.rmtree(root, ignore_errors=True)
+        raise BadImageFolder(f"none of the image files in {images} could be read "
+                             f"({len(report.skipped)} skipped; first: {first[0]}: {first[1]})")
+    return project, report, created

@@ -1,0 +1,278 @@
+"""One round's learning, for the app's rounds and the simulation alike.
+
+A sampler declares the inputs it reads (its `needs`); this module knows,
+for each input, the producer that trains or computes it:
+
+    need           producer  what it is (aligned with the round's items)
+    task_probs     task      the task classifier's softmax, (N, C)
+    task_mc        task      MC-dropout samples of that softmax, (T, N, C)
+    pred_loss      task      LL4AL's loss head's predicted loss, (N,)
+    latents        vaal      VAAL's VAE latent means, (N, Z)
+    disc_prob      vaal      VAAL's discriminator P(labeled), (N,); None with no labels
+    ta_latents     ta_vaal   TA-VAAL's VAE latent means (conditioned on pred_loss)
+    ta_disc_prob   ta_vaal   TA-VAAL's discriminator P(labeled)
+
+`produce(needs, job)` runs exactly the producers those needs call for (and
+the ones those depend on: TA-VAAL's reads pred_loss), in order, and returns
+everything they made. Where models live between rounds is the job's
+`ModelStore` (a project's checkpoint folder, or a simulation's memory), so
+the app and the simulation share this code instead of mirroring it.
+
+Adding a sampler that reads a new input means one producer here and the
+sampler's registration (`samplers.register(..., needs=...)`); nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from vaal_core.config import EngineConfig
+from vaal_core.learn.checkpoints import ModelStore
+from vaal_core.progress import Phase, Progress
+
+
+@dataclass
+class RoundData:
+    """What a round learns from: arrays aligned with `item_ids`, every item
+    the round ranks or learns from (labeled or not)."""
+
+    images: np.ndarray  # (rows, S, S, 3) uint8: the decoded cache
+    item_ids: np.ndarray  # (N,) int64
+    rows: np.ndarray  # (N,) each item's row of `images`
+    labeled: np.ndarray  # (N,) bool: what the discriminator calls "labeled"
+    targets: np.ndarray  # (N,) class index of each labeled item, -1 for unlabeled
+    classes: list[str]
+    task_train: np.ndarray  # (N,) bool: labeled items the task model trains on
+    eval_rows: np.ndarray  # rows of `images` the task model's accuracy is measured on
+    eval_targets: np.ndarray  # their class indices
+
+
+@dataclass
+class Job:
+    """One call of `produce`: the data, the settings, and where the models
+    and the progress go."""
+
+    data: RoundData
+    engine: EngineConfig
+    device: Any  # a torch.device, resolved by the caller
+    seed: int
+    models: ModelStore
+    progress: Progress | None = None
+    should_stop: Callable[[], bool] | None = None
+    pretrained: Path | None = None  # weights for the task model's cold start
+    tag: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (the round id)
+    # Outputs of producers that started fresh, keyed by their inputs: a fresh
+    # start on the same labels with the same seed gives the same models, so a
+    # simulation shares them between the samplers of one seed.
+    shared: dict[tuple, "_Made"] | None = None
+
+
+@dataclass
+class _Made:
+    values: dict[str, np.ndarray | None]
+    timings: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] | None = None  # what the producer saved
+
+
+@dataclass
+class Produced:
+    values: dict[str, np.ndarray | None]  # need -> array (None: not computable this round)
+    timings: dict[str, float]  # seconds per step: task_s, predict_s, train_s, score_s
+    metrics: dict[str, Any]  # what the producers measured (task accuracy, losses, iterations)
+
+    def latent_space(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(latents, discriminator P(labeled)) of the VAE this round trained,
+        if any: what the Explore page and the Demo's picks map draw."""
+        for latents, disc in LATENT_SPACES:
+            if self.values.get(latents) is not None:
+                return self.values[latents], self.values.get(disc)
+        return None
+
+
+@dataclass(frozen=True)
+class Producer:
+    name: str  # also the name its models are saved under
+    provides: tuple[str, ...]
+    requires: tuple[str, ...]  # needs it reads from producers that run before it
+    phases: tuple[Phase, ...]  # the progress phases it reports, in order
+    run: Callable[[Job, frozenset[str], dict[str, Any]], _Made]
+    varies_with: tuple[str, ...] = ()  # wanted needs that change what it trains or computes
+
+
+# -- the producers ---------------------------------------------------------------
+
+def _task_signature(job: Job) -> dict[str, Any]:
+    """What must match for a warm start: the architecture and the class list
+    (a reordered list changes what each output means)."""
+    t = job.engine.task
+    return {"arch": t.arch, "width": t.width, "image_size": job.engine.vae.image_size,
+            "classes": list(job.data.classes)}
+
+
+def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) -> _Made:
+    """Train (warm) the task model on the labels it may learn from, measure
+    it on the evaluation rows, and predict every item of the round."""
+    from vaal_core.learn import task
+
+    d, cfg = job.data, job.engine.task
+    loss_head = "pred_loss" in wanted
+    model = task.new_task_model(len(d.classes), cfg, job.device, job.seed, loss_head)
+    state, signature = job.models.load("task"), _task_signature(job)
+    warm = state is not None and state.get("signature") == signature
+    if warm:
+        model.net.load_state_dict(state["net"])
+        if model.head is not None and state.get("head") is not None:
+            model.head.load_state_dict(state["head"])
+    pretrained = task.load_pretrained(model, job.pretrained) if not warm and job.pretrained else None
+    t0 = time.perf_counter()
+    last = task.train_task(model, d.images, d.rows[d.task_train], d.targets[d.task_train], cfg, job.device,
+                           job.seed, job.progress, job.should_stop)
+    t1 = time.perf_counter()
+    mc = cfg.mc_samples if "task_mc" in wanted else 0
+    out = task.run_task(model, d.images, d.rows, job.device, mc_samples=mc, seed=job.seed, progress=job.progress)
+    accuracy = None
+    if len(d.eval_rows):
+        pred = task.predict(model, d.images, d.eval_rows, job.device).argmax(1)
+        accuracy = float((pred == d.eval_targets).mean())
+    t2 = time.perf_counter()
+    job.models.save("task", {"net": model.net.state_dict(),
+                             "head": None if model.head is None else model.head.state_dict(),
+                             "signature": signature, **job.tag})
+    made = {"task_probs": out.probs}
+    if out.pred_loss is not None:
+        made["pred_loss"] = out.pred_loss
+    if out.mc_probs is not None:
+        made["task_mc"] = out.mc_probs
+    metrics = {"arch": cfg.arch, "accuracy": accuracy, "n_val": int(len(d.eval_rows)),
+               "n_train": int(d.task_train.sum()), "warm_start": warm, "steps": last["steps"],
+               "loss_head": loss_head, "train_s": round(t1 - t0, 3), "last_loss": last.get("task_loss"),
+               "pretrained": pretrained}
+    return _Made(made, {"task_s": round(t1 - t0, 3), "predict_s": round(t2 - t1, 3)}, {"task": metrics})
+
+
+def _vaal_game(conditioned: bool) -> Callable[[Job, frozenset[str], dict[str, Any]], _Made]:
+    """VAAL's (or, conditioned on the predicted loss, TA-VAAL's) VAE and
+    discriminator, warm from the last round's when the architecture is the
+    same; their latent means and P(labeled) for every item."""
+    name, prefix = ("ta_vaal", "ta_") if conditioned else ("vaal", "")
+
+    def run(job: Job, wanted: frozenset[str], values: dict[str, Any]) -> _Made:
+        import torch
+
+        from vaal_core.learn import vaal
+
+        d, eng = job.data, job.engine
+        vae_cfg = replace(eng.vae, cond_dim=1) if conditioned else eng.vae
+        models = vaal.build_vaal(vae_cfg, eng.train, job.device, job.seed)
+        state = job.models.load(name)
+        warm = state is not None and state.get("vae_config") == asdict(vae_cfg)
+        if warm:
+            for part in ("vae", "disc", "opt_vae", "opt_disc"):
+                getattr(models, part).load_state_dict(state[part])
+        ranker = None
+        if conditioned:  # TA-VAAL's r, by image row
+            ranker = np.zeros(len(d.images), dtype=np.float32)
+            ranker[d.rows] = values["pred_loss"]
+        iterations = eng.train.iterations(int((~d.labeled).sum()), warm)
+        t0 = time.perf_counter()
+        torch.manual_seed(job.seed)  # the VAE's reparameterisation noise
+        losses = vaal.train_vaal(models, d.images, d.rows[d.labeled], d.rows[~d.labeled], eng.train, iterations,
+                                 job.device, job.seed, job.progress, job.should_stop, ranker=ranker)
+        t1 = time.perf_counter()
+        latents = vaal.encode(models.vae, d.images, d.rows, job.device, progress=job.progress)
+        disc = (vaal.discriminate(models.disc, latents, job.device, None if ranker is None else ranker[d.rows])
+                if d.labeled.any() else None)  # nothing labeled: nothing to tell apart
+        t2 = time.perf_counter()
+        job.models.save(name, {**{part: getattr(models, part).state_dict()
+                                  for part in ("vae", "disc", "opt_vae", "opt_disc")},
+                               "vae_config": asdict(vae_cfg), "train_config": asdict(eng.train), **job.tag})
+        return _Made({f"{prefix}latents": latents, f"{prefix}disc_prob": disc},
+                     {"train_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)},
+                     {"device": str(job.device), "warm_start": warm, "iterations": iterations, "losses": losses})
+
+    return run
+
+
+# In the order they run: each producer's `requires` come from producers above it.
+PRODUCERS = (
+    Producer("task", ("task_probs", "task_mc", "pred_loss"), (), (Phase.TASK, Phase.PREDICT), _train_task_model,
+             varies_with=("task_mc", "pred_loss")),
+    Producer("vaal", ("latents", "disc_prob"), (), (Phase.TRAIN, Phase.SCORE), _vaal_game(conditioned=False)),
+    Producer("ta_vaal", ("ta_latents", "ta_disc_prob"), ("pred_loss",), (Phase.TRAIN, Phase.SCORE),
+             _vaal_game(conditioned=True)),
+)
+NEEDS: dict[str, Producer] = {need: p for p in PRODUCERS for need in p.provides}
+TASK_OUTPUTS = frozenset(need for need, p in NEEDS.items() if p.name == "task")
+# (latents, discriminator) pairs, in the order the map prefers them
+LATENT_SPACES = (("latents", "disc_prob"), ("ta_latents", "ta_disc_prob"))
+
+
+def plan(needs: Iterable[str]) -> list[tuple[Producer, frozenset[str]]]:
+    """The producers `needs` call for, in the order they run, each with the
+    needs wanted of it (its own outputs asked for, and those a later
+    producer reads)."""
+    wanted = set(needs)
+    unknown = wanted - NEEDS.keys()
+    if unknown:
+        raise ValueError(f"no producer computes {', '.join(sorted(unknown))}; the known inputs are "
+                         f"{', '.join(sorted(NEEDS))} (add a producer in vaal_core/learn/pipeline.py)")
+    for producer in reversed(PRODUCERS):  # dependencies only point up the list
+        if wanted & set(producer.provides):
+            wanted |= set(producer.requires)
+    return [(p, frozenset(wanted & set(p.provides))) for p in PRODUCERS if wanted & set(p.provides)]
+
+
+def uses_task_model(needs: Iterable[str]) -> bool:
+    """Whether these needs train the task model (so labels of 2 classes or
+    more must exist)."""
+    return any(p.name == "task" for p, _ in plan(needs))
+
+
+def trains_vae(needs: Iterable[str]) -> bool:
+    """Whether these needs train a VAE (so the round has a latent space to map)."""
+    latents = {name for name, _ in LATENT_SPACES}
+    return any(latents & set(p.provides) for p, _ in plan(needs))
+
+
+def phases(needs: Iterable[str]) -> list[Phase]:
+    """The progress phases `produce(needs, ...)` goes through, in order."""
+    return [phase for p, _ in plan(needs) for phase in p.phases]
+
+
+def produce(needs: Iterable[str], job: Job) -> Produced:
+    """Train and compute what `needs` call for; see the module docstring."""
+    out = Produced({}, {}, {})
+    for producer, wanted in plan(needs):
+        made = _shared_run(producer, wanted, job, out.values)
+        out.values.update(made.values)
+        out.timings.update(made.timings)
+        out.metrics.update(made.metrics)
+    return out
+
+
+def _shared_run(producer: Producer, wanted: frozenset[str], job: Job, values: dict[str, Any]) -> _Made:
+    """Run a producer, or, when it would start fresh on inputs a producer
+    run of this job's `shared` memo already saw, reuse that run."""
+    key = None
+    if job.shared is not None and not job.models.has(producer.name):
+        d = job.data
+        digest = hashlib.sha1()
+        for part in (d.rows[d.labeled], d.rows[d.task_train], d.targets[d.labeled], d.eval_rows):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        key = (producer.name, wanted & set(producer.varies_with), job.seed, digest.hexdigest())
+        if key in job.shared:
+            made = job.shared[key]
+            job.models.save(producer.name, made.state)
+            return made
+    made = producer.run(job, wanted, values)
+    if key is not None:
+        made.state = job.models.load(producer.name)
+        job.shared[key] = made
+    return made

@@ -1,0 +1,57 @@
+"""The Demo page's chart, as a Plotly figure and as a self-contained HTML
+file (plotly.js inlined, no CDN, so it opens offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vaal_core.files import atomic_write
+from vaal_core.loop.report import BASELINE
+
+if TYPE_CHECKING:  # plotly is imported only when a chart is drawn
+    import plotly.graph_objects as go
+
+
+def chart_figure(result: dict[str, Any]) -> "go.Figure":
+    """Accuracy (%) against labels, one line per sampler: the mean over seeds
+    and a band of ± std (min-max where a round has one seed so far). The one
+    place the chart is built, for the HTML file and the Demo page alike;
+    works on a partial result (any rounds so far, even none)."""
+    import plotly.graph_objects as go
+    from plotly.colors import hex_to_rgb, qualitative
+
+    palette = list(qualitative.Plotly)
+    fig = go.Figure()
+    for i, (name, rows) in enumerate(result.get("summary", {}).items()):
+        color = "#7f7f7f" if name == BASELINE else palette[i % len(palette)]
+        r, g, b = hex_to_rgb(color)
+        x = [row["labeled"] for row in rows]
+        mean = [100 * row["mean"] for row in rows]
+        lo = [100 * (row["mean"] - row["std"] if row["n_seeds"] > 1 else row["min"]) for row in rows]
+        hi = [100 * (row["mean"] + row["std"] if row["n_seeds"] > 1 else row["max"]) for row in rows]
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=f"rgba({r},{g},{b},0.15)",
+                                 line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=name))
+        hover = [f"{row['labeled']:,} labels: {100 * row['mean']:.1f}% ± {100 * row['std']:.1f} "
+                 f"(min {100 * row['min']:.1f}, max {100 * row['max']:.1f}, {row['n_seeds']} seeds)" for row in rows]
+        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name, legendgroup=name,
+                                 line={"color": color, "dash": "dash" if name == BASELINE else "solid"},
+                                 text=hover, hovertemplate="%{text}<extra>" + name + "</extra>"))
+    band = "± 1 std over seeds" if result["config"]["seeds"] > 1 else "min-max (one seed)"
+    title = (result.get("headline") or "no results yet").replace(" | ", "<br>")
+    progress = result.get("progress")
+    if not result.get("complete") and progress:
+        title = f"in progress ({progress['rounds_done']} of {progress['rounds_total']} rounds): {title}"
+    fig.update_layout(title={"text": f"<span style='font-size:13px'>{title}</span>", "x": 0.01},
+                      xaxis_title="labeled images", yaxis_title=f"test accuracy, % (band: {band})",
+                      template="plotly_white", hovermode="closest", margin={"t": 110})
+    return fig
+
+
+def write_chart(result: dict[str, Any], path: Path) -> Path:
+    """`chart_figure` as a self-contained HTML file (plotly.js inlined, no
+    CDN), so it opens offline."""
+    fig = chart_figure(result)
+    with atomic_write(path, "w") as fh:
+        fig.write_html(fh, include_plotlyjs=True, full_html=True)
+    return path

@@ -1,0 +1,270 @@
+"""One active-learning round on a project: train what the sampler needs,
+score the unlabeled pool, write the ranked queue and the task model's label
+suggestions.
+
+The learning itself is `learn.pipeline` (shared with the simulation); this
+module adds what a project has and a simulation has not: the store, the
+training lock, checkpoints on disk, a validation slice of the user's labels,
+live progress other processes can poll, and cancellation from the app.
+
+The task model (a classifier on the labeled set, warm-started from the last
+round) trains whenever the labels allow it (two classes or more), both for
+the task-aware samplers and for the Label page's suggestions; a fixed slice
+of the labels is held out of its training to estimate its accuracy.
+
+The queue only changes when a round finishes: scores and the 'done' mark are
+written in one transaction, so a failed, cancelled or crashed round leaves the
+previous queue in place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from vaal_core import samplers
+from vaal_core.config import EngineConfig, engine_config
+from vaal_core.errors import BadInput, RoundCancelled, TrainingDiverged
+from vaal_core.files import save_array_atomic
+from vaal_core.learn import pipeline
+from vaal_core.learn.devices import check_device_name, pick
+from vaal_core.progress import Event, Phase, Progress, Throttle, announce
+from vaal_core.store import Project
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    sampler: str = "vaal"
+    budget: int | None = None  # None: 5% of the items, as the VAAL paper's CIFAR budget
+    seed: int = 0
+    device: str = "auto"
+    fast: bool = False
+    fresh: bool = False  # ignore the previous round's weights
+    suggest: bool = True  # train the task model for label suggestions even when the sampler needs none
+    pretrained: str | None = None  # torchvision ResNet-18 weights for the task model's first (cold) start
+
+
+@dataclass
+class RoundResult:
+    round_id: int
+    sampler: str
+    budget: int
+    queue: list[dict[str, Any]]
+    timings: dict[str, float]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_budget(n_items: int) -> int:
+    return max(1, round(0.05 * n_items))
+
+
+def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | None = None) -> int:
+    """Everything about a round request that can be checked without training
+    (sampler, device, budget against the pool): raises UnknownSampler,
+    BadInput or BudgetTooLarge, else returns the budget the round will use.
+    The app calls it before starting a worker so mistakes show at once; it
+    passes `devices` (a `devices.probe` answer) to check the device without
+    loading PyTorch itself."""
+    sampler = samplers.get(cfg.sampler)
+    check_device_name(cfg.device)
+    if devices is not None:
+        pick(cfg.device, devices)
+    n_items, _ = project.item_count()
+    if not n_items:
+        raise BadInput(f"project {project.root} has no images; add some with "
+                       f"python -m vaal_core init {project.root} --images DIR")
+    n_pool = n_items - len(project.labeled_ids())
+    budget = cfg.budget if cfg.budget is not None else min(default_budget(n_items), n_pool)
+    samplers.check_budget(budget, n_pool)
+    if pipeline.uses_task_model(sampler.needs):
+        per_class = {c: n for c, n in project.status()["per_class"].items() if n}
+        if len(per_class) < 2:
+            have = ", ".join(f"{c} ({n})" for c, n in per_class.items()) or "none"
+            raise BadInput(f"sampler {cfg.sampler!r} ranks images with a task model, which needs labels of at "
+                           f"least 2 classes (labeled so far: {have}); label a few images of another class, "
+                           "or use vaal, coreset or random for this round")
+    if cfg.pretrained is not None:
+        if cfg.fast:
+            raise BadInput("--pretrained loads ResNet-18 weights, but --fast uses a small CNN; drop --fast")
+        if not Path(cfg.pretrained).expanduser().is_file():
+            raise BadInput(f"pretrained weights file {cfg.pretrained} does not exist; give the path of a "
+                           "torchvision ResNet-18 state dict (.pth) on this machine")
+    return budget
+
+
+def held_out(item_ids: np.ndarray, fraction: float) -> np.ndarray:
+    """Which items belong to the validation slice: a fixed hash of the item
+    id (Knuth's multiplicative hash), so the slice is the same every round
+    and an image once held out was never trained on by a warm-started model."""
+    h = (np.asarray(item_ids, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2 ** 32)
+    return h < np.uint64(int(fraction * 2 ** 32))
+
+
+def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = None,
+              should_stop: Callable[[], bool] | None = None) -> RoundResult:
+    """Run one round; raises WorkerBusy if another process is training this
+    project, BadInput/BudgetTooLarge/UnknownSampler before touching anything,
+    TrainingDiverged/RoundCancelled after marking the round failed/cancelled.
+    Besides `should_stop`, a cancel asked for through the store
+    (`Project.request_cancel`, e.g. by the app) stops the round."""
+    from vaal_core.data.cache import open_cache
+    from vaal_core.learn.checkpoints import CheckpointDir
+    from vaal_core.learn.devices import resolve_device
+
+    # 1. Check the request before any work.
+    budget = check_round(project, cfg)
+    sampler = samplers.get(cfg.sampler)
+    device = resolve_device(cfg.device)
+    engine = engine_config(project.image_size, cfg.fast)
+
+    with project.training_lock():
+        labels = project.labels()
+        needs = set(sampler.needs)
+        if cfg.suggest and len(set(labels.values())) >= 2:
+            needs.add("task_probs")  # the Label page's suggestions
+        data = _round_data(project, engine, labels, open_cache(project) if needs else None)
+        round_id = project.start_round(sampler.name, budget, cfg.seed, {
+            "round": asdict(cfg), "engine": asdict(engine), "needs": sorted(sampler.needs)})
+        reporter = RoundProgress(project, round_id, [*pipeline.phases(needs), Phase.SELECT], progress, should_stop)
+        try:
+            # 2. Train and compute what the sampler needs (the task model
+            #    first: TA-VAAL's VAE is conditioned on it), warm from the
+            #    last round's checkpoints.
+            job = pipeline.Job(data, engine, device, cfg.seed, CheckpointDir(project.checkpoint_dir, cfg.fresh),
+                               reporter, reporter.stop,
+                               Path(cfg.pretrained).expanduser() if cfg.pretrained else None,
+                               tag={"round_id": round_id})
+            made = pipeline.produce(needs, job)
+            metrics: dict[str, Any] = {"n_labeled": int(data.labeled.sum()), "n_pool": int((~data.labeled).sum()),
+                                       "class_counts": _class_counts(project, labels), **made.metrics}
+            if "task" in metrics:
+                metrics["task"]["how"] = _how_measured(metrics["task"], int(data.labeled.sum()), engine)
+            # 3. Score and select.
+            announce(reporter, Phase.SELECT)
+            t0 = time.perf_counter()
+            pool_ids, labeled_ids = data.item_ids[~data.labeled], data.item_ids[data.labeled]
+            sel = samplers.select(sampler.name, data.item_ids, made.values, pool_ids, labeled_ids, budget,
+                                  np.random.default_rng(cfg.seed))
+            timings = {**made.timings, "select_s": round(time.perf_counter() - t0, 3)}
+            timings["total_s"] = round(sum(timings.values()), 3)
+            metrics.update(sel.notes)
+            if reporter.curve:
+                metrics["curve"] = reporter.curve
+            # 4. Keep the latent space for the Explore page, then swap the queue in.
+            _save_latents(project.round_dir(round_id), data.item_ids, made.latent_space())
+            suggestions = None
+            if made.values.get("task_probs") is not None:
+                probs = made.values["task_probs"][~data.labeled]  # aligned with pool_ids = sel.pool_ids
+                suggestions = [(data.classes[int(k)], float(p)) for k, p in zip(probs.argmax(1), probs.max(1))]
+            project.finish_round(round_id, sel.pool_ids, sel.scores, [int(r) if r else None for r in sel.ranks],
+                                 int(len(labeled_ids)), timings, metrics, suggestions)
+        except RoundCancelled as err:
+            project.fail_round(round_id, str(err), status="cancelled")
+            raise
+        except TrainingDiverged as err:
+            project.fail_round(round_id, str(err))
+            raise
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from the app (see cli.main)
+            project.fail_round(round_id, "stopped: the training process was interrupted; the previous "
+                                         "queue is kept", status="cancelled")
+            raise
+        except BaseException as err:  # keep the old queue and say why, whatever broke
+            project.fail_round(round_id, f"{type(err).__name__}: {err}")
+            raise
+    project.log_event("round", {"round_id": round_id, "sampler": sampler.name, "budget": budget})
+    return RoundResult(round_id, sampler.name, budget, project.queue(), timings, metrics)
+
+
+def _round_data(project: Project, engine: EngineConfig, labels: dict[int, str],
+                images: np.ndarray | None) -> pipeline.RoundData:
+    """Every present item, with the labels as they are now and the
+    validation slice held out of the task model's training."""
+    items = project.items()
+    classes = project.classes()
+    index = {c: i for i, c in enumerate(classes)}
+    item_ids = np.array([it.id for it in items], dtype=np.int64)
+    rows = np.array([it.cache_index for it in items], dtype=np.int64)
+    targets = np.array([index[labels[it.id]] if it.id in labels else -1 for it in items], dtype=np.int64)
+    labeled = targets >= 0
+    val = labeled & held_out(item_ids, engine.task.val_fraction)
+    if (labeled.sum() < engine.task.min_labels_for_val or len(set(targets[labeled & ~val].tolist())) < 2
+            or not val.any()):
+        val[:] = False  # too few labels to spare some: all of them train the model
+    return pipeline.RoundData(images, item_ids, rows, labeled, targets, classes, task_train=labeled & ~val,
+                              eval_rows=rows[val], eval_targets=targets[val])
+
+
+def _how_measured(task: dict[str, Any], n_labels: int, engine: EngineConfig) -> str:
+    if task["n_val"]:
+        return (f"accuracy on {task['n_val']} of your {n_labels} labels, held out of training (a fixed "
+                f"{engine.task.val_fraction:.0%} slice, the same images every round); the samplers chose most of "
+                "them, so they are not a random sample of the folder and the estimate may be off either way")
+    return (f"no estimate: {n_labels} labels are too few to hold some out (it takes at least "
+            f"{engine.task.min_labels_for_val}, with 2 classes left to train on); all of them trained the model")
+
+
+def _save_latents(folder: Path, item_ids: np.ndarray, space: tuple[np.ndarray, np.ndarray | None] | None) -> None:
+    if space is None:
+        return
+    latents, disc_prob = space
+    save_array_atomic(folder / "item_ids.npy", item_ids)
+    if disc_prob is not None:
+        save_array_atomic(folder / "disc_prob.npy", disc_prob.astype(np.float32))
+    save_array_atomic(folder / "latents.npy", latents.astype(np.float32))  # last: the map looks for this one
+
+
+def _class_counts(project: Project, labels: dict[int, str]) -> dict[str, int]:
+    """Labels per class when the round started, for the round history."""
+    counts = {name: 0 for name in project.classes()}
+    for name in labels.values():
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+class RoundProgress:
+    """The round's progress: forwarded to the caller and, at most twice a
+    second (and at every phase's start and end), written to the round's row
+    for other processes (the app) to poll, as {"phase", "plan" (every phase
+    this round goes through, in order), "phases" (each one's latest event),
+    "curve"}. Keeps a thinned loss curve of the VAE/discriminator game (at
+    most CURVE_POINTS points) for the live chart and the round's history,
+    and reads the store's cancel flag at the same pace."""
+
+    CURVE_POINTS = 240
+
+    def __init__(self, project: Project, round_id: int, plan: list[Phase], progress: Progress | None,
+                 should_stop: Callable[[], bool] | None):
+        self.project, self.round_id, self.progress, self.should_stop = project, round_id, progress, should_stop
+        self.state: dict[str, Any] = {"phase": Phase.START.value, "plan": [p.value for p in plan], "phases": {}}
+        self.curve: list[dict[str, float]] = []
+        self._write, self._check = Throttle(0.5), Throttle(0.5)
+        self._cancelled = False
+
+    def __call__(self, event: Event) -> None:
+        if self.progress is not None:
+            self.progress(event)
+        new_phase = event.phase.value != self.state["phase"]
+        self.state["phase"] = event.phase.value
+        self.state["phases"][event.phase.value] = event.to_dict()
+        if event.phase is Phase.TRAIN and "vae_loss" in event.values:
+            self.curve.append({"iteration": event.done, **{k: event.values[k] for k in
+                                                           ("vae_loss", "disc_loss", "mse", "kl")
+                                                           if k in event.values}})
+            if len(self.curve) > self.CURVE_POINTS:  # keep every other point: even coverage, bounded size
+                self.curve = self.curve[::2]
+        if self._write.ready(force=new_phase or event.finished):
+            self.project.set_progress(self.round_id, {**self.state, "curve": self.curve})
+
+    def stop(self) -> bool:
+        if self.should_stop is not None and self.should_stop():
+            return True
+        if not self._cancelled and self._check.ready():
+            self._cancelled = self.project.cancel_requested(self.round_id)
+        return self._cancelled

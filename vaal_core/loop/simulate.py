@@ -1,0 +1,394 @@
+"""Simulation: play active-learning rounds with an oracle (the class folder
+names) and measure test accuracy per labeled-set size, for every sampler,
+over several seeds.
+
+This is the honest measure of whether a sampler saves labels: independent
+reproductions found VAAL close to random on CIFAR-10, so random is always
+run beside the others and every figure comes with its spread over seeds.
+Within a seed every sampler starts from the same initial set, and
+everything random in a round is seeded from (seed, round) only, so two
+samplers that hold the same labeled set get the same models and the curves
+differ only by what the samplers chose.
+
+Each round goes through the same pipeline as a project's round
+(`learn.pipeline`), with its models kept in memory per (seed, sampler) and
+warm-started across rounds. Producer runs that start fresh on the same
+labels (round 0 of every sampler of a seed) are shared, not repeated.
+
+The JSON is a live document: the Demo page runs `simulate` in a background
+process and polls the file, so it is rewritten (atomically) after every round
+and at every change of phase, with a "progress" object saying where the run
+is. The latent means behind the page's map go beside it as `.latents.npz`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import posixpath
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from vaal_core import samplers
+from vaal_core.config import IMAGE_SIZES, EngineConfig, engine_config
+from vaal_core.errors import BadImageFolder, BadInput, BudgetTooLarge
+from vaal_core.files import save_arrays_atomic, write_json_atomic
+from vaal_core.learn import pipeline
+from vaal_core.learn.checkpoints import InMemory
+from vaal_core.loop.chart import write_chart
+from vaal_core.loop.report import BASELINE, headline, overlap, summarize
+from vaal_core.progress import Event, Phase, Progress, announce
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    samplers: tuple[str, ...]
+    init: int
+    budget: int
+    rounds: int
+    seeds: int
+    fast: bool = False
+    device: str = "auto"
+    image_size: int = 32
+    test_fraction: float = 0.2
+    subset: int | None = None  # stratified subset of the folder (seeded, fixed) before the split
+    map: bool = False  # also compute the 2-D UMAP map of the saved latents (the Demo page's picks map)
+
+
+def _seed(seed: int, round_: int) -> int:
+    """Seed of everything random in one round: depends on the seed and the
+    round only, never on the sampler."""
+    return seed * 1000 + round_
+
+
+# -- checking and splitting ---------------------------------------------------
+
+def _sampler_list(names: tuple[str, ...]) -> tuple[list[str], bool]:
+    """Validated names in the given order, duplicates dropped, random added
+    (first) when missing. Returns (names, whether random was added)."""
+    out: list[str] = []
+    for name in names:
+        samplers.get(name)  # UnknownSampler lists the valid names
+        if name not in out:
+            out.append(name)
+    added = BASELINE not in out
+    return ([BASELINE] + out if added else out), added
+
+
+def _check_config(cfg: SimConfig) -> None:
+    for name in ("init", "budget", "rounds", "seeds"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise BadInput(f"--{name} must be a whole number of at least 1, got {value!r}")
+    if cfg.image_size not in IMAGE_SIZES:
+        raise BadInput(f"--image-size {cfg.image_size} is not supported; use one of {IMAGE_SIZES}")
+    if not 0.0 < cfg.test_fraction < 1.0:
+        raise BadInput(f"--test-fraction must be between 0 and 1 (exclusive), got {cfg.test_fraction}")
+    if cfg.subset is not None and cfg.subset < 2:
+        raise BadInput(f"--subset must be at least 2 images, got {cfg.subset}")
+
+
+def _classes(golds: list[str | None], image_root: Path) -> tuple[list[str], int]:
+    """Sorted class names among the files in class folders, and the number of
+    images at the root (no class folder: ignored)."""
+    at_root = sum(g is None for g in golds)
+    classes = sorted({g for g in golds if g is not None})
+    if not golds:
+        raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) in {image_root}")
+    if len(classes) < 2:
+        found = f"only the class folder {classes[0]!r}" if classes else "no class folders"
+        raise BadImageFolder(f"{image_root} has {found}; simulation needs at least 2 class subfolders "
+                             f"(one per class, images inside)")
+    return classes, at_root
+
+
+def _stratified(rows: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """`k` of `rows`, each class in proportion to its count (largest
+    remainder), random within a class. Sorted."""
+    classes, counts = np.unique(y, return_counts=True)
+    exact = k * counts / counts.sum()
+    quota = np.floor(exact).astype(np.int64)
+    quota[np.argsort(-(exact - quota), kind="stable")[:k - quota.sum()]] += 1
+    picks = [rng.permutation(rows[y == c])[:q] for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(picks))
+
+
+def _split(y: np.ndarray, cfg: SimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(pool rows, test rows) of the rows with a class (y >= 0): an optional
+    stratified subset, then a stratified test split, both seeded with 0 so
+    they are the same for every seed and sampler. Checks the sizes."""
+    rows = np.flatnonzero(y >= 0)
+    if cfg.subset is not None:
+        if cfg.subset > len(rows):
+            raise BadInput(f"--subset {cfg.subset} is larger than the {len(rows):,} usable images in class "
+                           f"folders; use --subset {len(rows)} or less")
+        rows = _stratified(rows, y[rows], cfg.subset, np.random.default_rng(0))
+    n_test = int(round(cfg.test_fraction * len(rows)))
+    if n_test < 1:
+        raise BadInput(f"a test fraction of {cfg.test_fraction} of {len(rows)} images leaves no test images; "
+                       "use more images or a larger --test-fraction")
+    test = _stratified(rows, y[rows], n_test, np.random.default_rng(0))
+    pool = np.setdiff1d(rows, test)
+    need = cfg.init + cfg.budget * cfg.rounds
+    if need > len(pool):
+        raise BudgetTooLarge(f"--init {cfg.init} + --budget {cfg.budget} x --rounds {cfg.rounds} = {need:,} labels "
+                             f"is more than the pool of {len(pool):,} images ({len(test):,} held out for test); "
+                             f"lower --init, --budget or --rounds")
+    return pool, test
+
+
+def _targets(golds: list[str | None], classes: list[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index.get(g, -1) if g is not None else -1 for g in golds], dtype=np.int64)
+
+
+# -- one run: a sampler on a seed ---------------------------------------------
+
+@dataclass
+class _Data:
+    images: np.ndarray  # (N, S, S, 3) uint8, row = item id
+    y: np.ndarray  # (N,) class index, -1 for images outside the experiment
+    pool: np.ndarray  # rows the samplers pick from (labeled or not)
+    test: np.ndarray  # rows held out for accuracy
+    classes: list[str]
+
+
+@dataclass
+class _Run:
+    """One (seed, sampler) run: its models live in memory across rounds."""
+
+    seed: int
+    sampler: samplers.Sampler
+    models: InMemory = field(default_factory=InMemory)
+    latents: np.ndarray | None = None  # the latent means its last VAE gave the pool rows
+
+
+def _round_data(data: _Data, labeled: np.ndarray) -> pipeline.RoundData:
+    """The pool as a round sees it: item id = row of the decoded folder; the
+    task model trains on every label and is measured on the test split."""
+    is_labeled = np.isin(data.pool, labeled)
+    return pipeline.RoundData(data.images, data.pool, data.pool, is_labeled,
+                              np.where(is_labeled, data.y[data.pool], -1), data.classes, task_train=is_labeled,
+                              eval_rows=data.test, eval_targets=data.y[data.test])
+
+
+def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: EngineConfig, device,
+          shared: dict, progress: Progress | None,
+          on_round: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Round r trains what the sampler needs on the labeled set (always the
+    task model: its test accuracy is what is measured), records that
+    accuracy, then, before the last round, picks the next batch and the
+    oracle reveals its classes. Returns one record per round; `on_round`
+    gets each as soon as it exists, so the caller can save it while later
+    rounds play. A record's timings are those of the round's own picks
+    (train_s, select_s) and of its classifier (task_s)."""
+    labeled, picked = np.sort(initial), np.sort(initial)
+    picking = {"train_s": 0.0, "select_s": 0.0}  # round 0's picks: the random initial set
+    # The last round only measures: its classifier trains as the sampler's
+    # own would (LL4AL's with its loss head), and nothing more is picked.
+    measure_only = (run.sampler.needs & pipeline.TASK_OUTPUTS) | {"task_probs"}
+    records = []
+    for r in range(cfg.rounds + 1):
+        def forward(event: Event, r: int = r) -> None:
+            if progress is not None:
+                progress(event.with_values(seed=run.seed, sampler=run.sampler.name, round=r))
+
+        rd = _round_data(data, labeled)
+        needs = (run.sampler.needs | {"task_probs"}) if r < cfg.rounds else measure_only
+        job = pipeline.Job(rd, engine, device, _seed(run.seed, r), run.models, forward, shared=shared)
+        made = pipeline.produce(needs, job)
+        acc = made.metrics["task"]["accuracy"]
+        counts = np.bincount(data.y[labeled], minlength=len(data.classes))
+        record = {"round": r, "labeled": int(len(labeled)), "accuracy": acc,
+                  "train_s": round(picking["train_s"], 3), "select_s": round(picking["select_s"], 3),
+                  "task_s": round(made.timings["task_s"] + made.timings["predict_s"], 3),
+                  "class_counts": dict(zip(data.classes, counts.tolist())), "picked": [int(i) for i in picked]}
+        if r < cfg.rounds:  # pick the next round's batch
+            announce(forward, Phase.SELECT)
+            t0 = time.perf_counter()
+            sel = samplers.select(run.sampler.name, rd.item_ids, made.values, rd.item_ids[~rd.labeled], labeled,
+                                  cfg.budget, np.random.default_rng(_seed(run.seed, r)))
+            picking = {"train_s": made.timings.get("train_s", 0.0),
+                       "select_s": made.timings.get("score_s", 0.0) + time.perf_counter() - t0}
+            picked = sel.ids  # best first
+            labeled = np.sort(np.concatenate([labeled, picked]))  # the oracle reveals data.y[picked]
+            space = made.latent_space()
+            if space is not None:
+                run.latents = space[0]
+        records.append(record)
+        if on_round is not None:
+            on_round(record)
+        forward(Event(Phase.TASK, values={"labeled": record["labeled"], "accuracy": acc, "done": True}))
+    return records
+
+
+def _write_latents(path: Path, rows: np.ndarray, latents: np.ndarray, y: np.ndarray) -> None:
+    save_arrays_atomic(path, rows=rows.astype(np.int64), latents=latents.astype(np.float32), y=y.astype(np.int64))
+
+
+def _progress_state(names: list[str], cfg: SimConfig, rounds_done: int, phase: Phase) -> dict[str, Any]:
+    """Where the run stands, from the number of rounds recorded: runs play in
+    a fixed order (seeds, then samplers, then rounds), so the round now
+    playing follows from the count."""
+    per_run = cfg.rounds + 1
+    runs_total = cfg.seeds * len(names)
+    current = None
+    if rounds_done < runs_total * per_run:
+        run_index, round_ = divmod(rounds_done, per_run)
+        seed, i = divmod(run_index, len(names))
+        current = {"seed": seed, "sampler": names[i], "round": round_}
+    return {"runs_done": rounds_done // per_run, "runs_total": runs_total, "rounds_done": rounds_done,
+            "rounds_total": runs_total * per_run, "current": current, "phase": phase}
+
+
+# -- the entry point ----------------------------------------------------------
+
+def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the simulation and write `out` (JSON), `out.with_suffix('.html')`
+    (chart) and, when a sampler uses latents, `out.with_suffix('.latents.npz')`.
+    The JSON first appears once the images are decoded, then is rewritten
+    after every round (and at each change of phase) with "complete": false
+    and a "progress" object, so a page polling it draws the curves as they
+    grow, and a run that stops leaves what it finished (and "error" when it
+    failed inside Python).
+    Raises BadInput, BudgetTooLarge, UnknownSampler or BadImageFolder before
+    any decoding or training when the request cannot work."""
+    from vaal_core.data.ingest import load_folder
+    from vaal_core.data.scan import scan
+    from vaal_core.learn.devices import resolve_device
+
+    t_start = time.perf_counter()
+    image_root, out = Path(image_root), Path(out)
+    # 1. Check everything that can be checked before decoding.
+    names, random_added = _sampler_list(tuple(cfg.samplers))
+    _check_config(cfg)
+    device = resolve_device(cfg.device)
+    scanned = [posixpath.basename(posixpath.dirname(rel)) or None for rel, _ in scan(image_root).files]
+    classes, _ = _classes(scanned, image_root)
+    _split(_targets(scanned, classes), cfg)  # sizes, with every scanned file counted
+    latents_path = out.with_suffix(".latents.npz")
+    # An earlier run's files must not pass for this one's while it decodes
+    # (a poller reads "no JSON yet" as "starting").
+    for stale in (out, out.with_suffix(".html"), latents_path):
+        stale.unlink(missing_ok=True)
+
+    # 2. Decode, then split for real (files may have been skipped).
+    images, paths, golds, skipped = load_folder(image_root, cfg.image_size, progress=progress)
+    classes, at_root = _classes(golds, image_root)
+    y = _targets(golds, classes)
+    pool, test = _split(y, cfg)
+    data = _Data(images, y, pool, test, classes)
+    engine = engine_config(cfg.image_size, cfg.fast)
+    # The map's latents: seed 0 of the first sampler that trains a VAE, at its last round.
+    map_sampler = next((n for n in names if pipeline.trains_vae(samplers.get(n).needs)), None)
+
+    result: dict[str, Any] = {
+        "complete": False, "error": None, "progress": _progress_state(names, cfg, 0, Phase.START),
+        "config": {**asdict(cfg), "samplers": names, "samplers_requested": list(cfg.samplers),
+                   "random_added": random_added,
+                   "seed_list": list(range(cfg.seeds)), "engine": asdict(engine)},
+        "device": str(device), "image_root": str(image_root.resolve()),
+        "n_images": len(paths), "n_pool": int(len(pool)), "n_test": int(len(test)), "classes": classes,
+        "test_class_counts": dict(zip(classes, np.bincount(y[test], minlength=len(classes)).tolist())),
+        "ignored_root_images": at_root, "skipped": len(skipped),
+        "notes": {"ids": "picked/test_rows are rows of the decoded folder: its image files in sorted path "
+                         "order, minus skipped files; paths[row] is the file of a row",
+                  "std": "sample standard deviation over seeds (ddof=1)",
+                  "round_0": "picked = the random initial set (same for every sampler of a seed)",
+                  "overlap": "share of picks two samplers have in common (first_batch: round 1, from the "
+                             "same labeled set; all_picks: everything after the initial set); two random "
+                             "batches share about overlap_by_chance of round 1",
+                  "timings": "train_s: VAE/discriminator training for the round's picks; select_s: the "
+                             "VAE's pass over the pool, scoring and selection of them; task_s: the round's "
+                             "classifier training (with LL4AL's loss head for the samplers that use it, "
+                             "warm-started from the run's previous round), its pass over the pool and its "
+                             "test evaluation",
+                  "progress": "current = the round playing now (null when all are done); phase: one of "
+                              "vaal_core.progress.Phase (start, task, predict, train, score, select, map, "
+                              "chart, done, stopped, failed)",
+                  "latents": "latents_file (beside this file, null until written): rows = pool rows, "
+                             "latents = VAE latent means (float32), y = class index, from latents_from"},
+        "paths": paths, "test_rows": test.tolist(),
+        "latents_file": None,
+        "latents_from": ({"seed": 0, "sampler": map_sampler, "round": cfg.rounds} if map_sampler else None),
+        "results": {name: {} for name in names}, "summary": {}, "overlap": [],
+        "overlap_by_chance": cfg.budget / max(len(pool) - cfg.init, 1),
+        "headline": "", "seconds": 0.0,
+    }
+    rounds_done = 0
+
+    def save(phase: Phase) -> None:
+        result["progress"] = _progress_state(names, cfg, rounds_done, phase)
+        result["seconds"] = round(time.perf_counter() - t_start, 2)
+        write_json_atomic(out, result, indent=1)
+
+    def tracked(event: Event) -> None:
+        # A new phase of the round playing now is worth a write (a poller
+        # shows "seed 1, vaal, round 3: training"); iteration ticks are not.
+        now, v = result["progress"]["current"], event.values
+        if (now and not v.get("done") and (v.get("seed"), v.get("sampler"), v.get("round"))
+                == (now["seed"], now["sampler"], now["round"]) and event.phase != result["progress"]["phase"]):
+            save(event.phase)
+        if progress is not None:
+            progress(event)
+
+    save(Phase.START)
+    # 3. Every seed: one initial set, then every sampler from it.
+    try:
+        for seed in range(cfg.seeds):
+            initial = np.random.default_rng(seed).choice(pool, cfg.init, replace=False)
+            shared: dict = {}  # fresh producer runs, shared by this seed's samplers
+            for name in names:
+                run = _Run(seed, samplers.get(name))
+
+                def on_round(record: dict[str, Any], run: _Run = run) -> None:
+                    nonlocal rounds_done
+                    result["results"][run.sampler.name].setdefault(str(run.seed), []).append(record)
+                    rounds_done += 1
+                    if (run.seed, run.sampler.name, record["round"]) == (0, map_sampler, cfg.rounds):
+                        _write_latents(latents_path, data.pool, run.latents, data.y[data.pool])
+                        result["latents_file"] = latents_path.name  # only once the file is there
+                    result["summary"] = summarize(result["results"])
+                    result["overlap"] = overlap(result["results"])
+                    result["headline"] = headline(result["summary"])
+                    save(Phase.START if rounds_done < result["progress"]["rounds_total"] else Phase.CHART)
+
+                _play(run, data, initial, cfg, engine, device, shared, tracked, on_round)
+    except KeyboardInterrupt:  # stopped by the user (Ctrl-C, or the app's Stop: SIGTERM): not a failure
+        result["stopped"] = True
+        with contextlib.suppress(OSError):
+            save(Phase.STOPPED)
+        raise
+    except BaseException as e:  # noqa: BLE001 - recorded for the poller, then re-raised
+        result["error"] = str(e) or type(e).__name__
+        with contextlib.suppress(OSError):  # a full disk must not hide the real error
+            save(Phase.FAILED)
+        raise
+
+    # 4. The map of the picks (in this worker, so the page never waits on
+    # UMAP), then the final write and chart.
+    if cfg.map and result["latents_file"]:
+        from vaal_core.maps.cache import cached_projection_of
+
+        save(Phase.MAP)
+        cached_projection_of(latents_path, seed=0)
+        result["map_ready"] = True
+    result["complete"] = True
+    write_chart(result, out.with_suffix(".html"))
+    save(Phase.DONE)
+    return result
+
+
+def read_result(out: Path) -> dict[str, Any] | None:
+    """The JSON a (possibly still running) simulation wrote, or None before
+    its first write. Writes are atomic, so a read never sees half a file."""
+    try:
+        return json.loads(Path(out).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise BadInput(f"cannot read simulation results {out}: {err}") from None

@@ -1,0 +1,137 @@
+"""The sampler registry: name -> strategy, and the one selector they share.
+
+A sampler only scores the candidate pool (higher = label sooner); `select`
+ranks, breaks ties with the seed and cuts the batch. A sampler declares the
+inputs it reads (`needs`, computed for it by `vaal_core.learn.pipeline`) and
+its settings (registry arguments, e.g. LL4AL's subset size). Its `Context`
+holds exactly the declared inputs: reading anything else is an error, so a
+sampler cannot quietly depend on an input the pipeline might not compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from vaal_core.errors import BadInput, BudgetTooLarge, UnknownSampler
+
+
+class UndeclaredNeed(RuntimeError):
+    """A sampler read an input it did not declare in its needs."""
+
+
+class Context:
+    """What a sampler may read: its declared inputs, arrays aligned with
+    `item_ids` (every item of the round, labeled or not; look rows up with
+    `rows(ids)`), the round's seeded generator, and `notes` to say what it
+    did (saved with the round)."""
+
+    def __init__(self, item_ids: np.ndarray, rng: np.random.Generator,
+                 inputs: Mapping[str, np.ndarray | None] | None = None):
+        self.item_ids = np.asarray(item_ids, dtype=np.int64)
+        self.rng = rng
+        self._inputs = dict(inputs or {})
+        self._index: dict[int, int] | None = None
+        self.notes: dict[str, Any] = {}
+
+    def __getitem__(self, need: str) -> np.ndarray:
+        if need not in self._inputs:
+            raise UndeclaredNeed(f"the sampler read {need!r} but declared only "
+                                 f"{', '.join(sorted(self._inputs)) or 'no inputs'}; add it to its needs")
+        value = self._inputs[need]
+        if value is None:
+            raise RuntimeError(f"{need!r} was not computed this round")
+        return value
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        if self._index is None:
+            self._index = {int(i): r for r, i in enumerate(self.item_ids)}
+        return np.fromiter((self._index[int(i)] for i in ids), dtype=np.int64, count=len(ids))
+
+
+ScoreFn = Callable[..., np.ndarray]  # (ctx, pool_ids, labeled_ids, budget, **settings) -> (P,) scores
+
+
+@dataclass(frozen=True)
+class Sampler:
+    name: str
+    score: ScoreFn
+    needs: frozenset[str]
+    description: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+REGISTRY: dict[str, Sampler] = {}
+
+
+def register(name: str, needs: tuple[str, ...] = (), description: str = "",
+             **settings: Any) -> Callable[[ScoreFn], ScoreFn]:
+    """Register a scoring function under `name`. `settings` are passed to it
+    as keyword arguments (a caller of `select` may override them)."""
+    def wrap(fn: ScoreFn) -> ScoreFn:
+        if name in REGISTRY:
+            raise ValueError(f"sampler {name!r} is registered twice")
+        REGISTRY[name] = Sampler(name, fn, frozenset(needs), description or (fn.__doc__ or "").strip(), settings)
+        return fn
+    return wrap
+
+
+def get(name: str) -> Sampler:
+    if name not in REGISTRY:
+        raise UnknownSampler(f"unknown sampler {name!r}; choose one of: {', '.join(names())}")
+    return REGISTRY[name]
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+@dataclass(frozen=True)
+class Selection:
+    ids: np.ndarray  # the batch, best first
+    pool_ids: np.ndarray  # every candidate
+    scores: np.ndarray  # aligned with pool_ids
+    ranks: np.ndarray  # aligned with pool_ids: 1..budget for the batch, 0 otherwise
+    notes: dict[str, Any] = field(default_factory=dict)  # what the sampler said it did
+
+
+def rank(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Positions of `scores` from highest to lowest; equal scores are ordered
+    by a seeded random key, so ties never favour ingest order."""
+    tiebreak = rng.random(len(scores))
+    return np.lexsort((tiebreak, -np.asarray(scores, dtype=np.float64)))
+
+
+def check_budget(budget: int, pool_size: int) -> None:
+    if budget < 1:
+        raise BadInput(f"budget must be at least 1, got {budget}")
+    if budget > pool_size:
+        raise BudgetTooLarge(f"budget {budget} is larger than the unlabeled pool ({pool_size} items); "
+                             f"use --budget {pool_size} or less")
+
+
+def select(name: str, item_ids: np.ndarray, inputs: Mapping[str, np.ndarray | None], pool_ids: np.ndarray,
+           labeled_ids: np.ndarray, budget: int, rng: np.random.Generator, **settings: Any) -> Selection:
+    """Score the pool with sampler `name` and take the best `budget` items.
+    `inputs` may hold more than the sampler needs; it sees only what it
+    declared."""
+    sampler = get(name)
+    unknown = set(settings) - set(sampler.settings)
+    if unknown:
+        raise BadInput(f"sampler {name!r} has no setting {', '.join(sorted(unknown))}; its settings are: "
+                       f"{', '.join(sampler.settings) or 'none'}")
+    pool_ids = np.asarray(pool_ids, dtype=np.int64)
+    labeled_ids = np.asarray(labeled_ids, dtype=np.int64)
+    check_budget(budget, len(pool_ids))
+    ctx = Context(item_ids, rng, {need: inputs.get(need) for need in sampler.needs})
+    scores = np.asarray(sampler.score(ctx, pool_ids, labeled_ids, budget, **{**sampler.settings, **settings}),
+                        dtype=np.float64)
+    if scores.shape != pool_ids.shape or not np.all(np.isfinite(scores)):
+        raise RuntimeError(f"sampler {name!r} returned {scores.shape} scores (finite: "
+                           f"{bool(np.all(np.isfinite(scores)))}) for {len(pool_ids)} candidates")
+    order = rank(scores, ctx.rng)[:budget]
+    ranks = np.zeros(len(pool_ids), dtype=np.int64)
+    ranks[order] = np.arange(1, budget + 1)
+    return Selection(ids=pool_ids[order], pool_ids=pool_ids, scores=scores, ranks=ranks, notes=ctx.notes)

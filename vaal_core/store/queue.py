@@ -1,0 +1,101 @@
+"""The labeling queue: the current round's scores and ranks, the task
+model's suggestions stored beside them, and the images the user pushed to
+the front.
+
+"Current round" is the latest finished one (`Rounds.current_id`); every
+read here is of that round, so a round that is still training (or failed)
+never changes what the Label page shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+from vaal_core.errors import UnknownItem
+from vaal_core.store.db import Database
+from vaal_core.store.items import now
+
+
+class Suggestion(NamedTuple):
+    """The task model's guess for one item: its top class and softmax
+    probability, from the round that made the current queue."""
+
+    label: str
+    confidence: float
+    round_id: int
+
+
+class Queue:
+    def __init__(self, db: Database, where: str, current_round: Callable[[], int | None]):
+        self.db, self.where, self.current_round = db, where, current_round
+
+    def items(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The current round's picks that are still unlabeled, in rank order:
+        [{item_id, path, score, rank}]."""
+        round_id = self.current_round()
+        if round_id is None:
+            return []
+        rows = self.db.rows(
+            "SELECT i.id AS item_id, i.path, s.score, s.rank FROM scores s JOIN items i ON i.id = s.item_id "
+            "WHERE s.round_id = ? AND s.rank IS NOT NULL AND i.label_class_id IS NULL AND i.status = 'ok' "
+            "ORDER BY s.rank" + ("" if limit is None else " LIMIT ?"),
+            (round_id,) if limit is None else (round_id, int(limit)))
+        return [{"item_id": r["item_id"], "path": r["path"], "score": r["score"], "rank": r["rank"]} for r in rows]
+
+    def length(self) -> int:
+        round_id = self.current_round()
+        if round_id is None:
+            return 0
+        return int(self.db.value(
+            "SELECT COUNT(*) FROM scores s JOIN items i ON i.id = s.item_id WHERE s.round_id = ? "
+            "AND s.rank IS NOT NULL AND i.label_class_id IS NULL AND i.status = 'ok'", (round_id,)))
+
+    def round_order(self) -> list[tuple[int, float, int | None]]:
+        """(item id, score, rank) of every present item the current round
+        scored, labeled or not: its batch by rank, then the rest by score."""
+        round_id = self.current_round()
+        if round_id is None:
+            return []
+        rows = self.db.rows(
+            "SELECT s.item_id, s.score, s.rank FROM scores s JOIN items i ON i.id = s.item_id "
+            "WHERE s.round_id = ? AND i.status = 'ok' "
+            "ORDER BY CASE WHEN s.rank IS NULL THEN 1 ELSE 0 END, s.rank, s.score DESC, s.item_id", (round_id,))
+        return [(r["item_id"], r["score"], r["rank"]) for r in rows]
+
+    def suggestions(self, item_ids: Sequence[int] | None = None) -> dict[int, Suggestion]:
+        """The current round's task-model suggestions by item id (all items
+        it scored, or just `item_ids`); empty when that round trained no task
+        model. A class removed since has no suggestion."""
+        round_id = self.current_round()
+        if round_id is None:
+            return {}
+        sql = ("SELECT s.item_id, c.name, s.confidence FROM scores s "
+               "JOIN classes c ON c.id = s.suggestion_class_id WHERE s.round_id = ?")
+        rows = (self.db.rows(sql, (round_id,)) if item_ids is None
+                else self.db.rows_in(sql + " AND s.item_id IN ({ids})", item_ids, (round_id,)))
+        return {r["item_id"]: Suggestion(r["name"], r["confidence"], round_id) for r in rows}
+
+    # -- pushed to the front ---------------------------------------------------------
+
+    def push_to_front(self, item_ids: Sequence[int]) -> int:
+        """Put items at the very front of the labeling order, in the given
+        order, ahead of earlier pushes. Returns how many were pushed."""
+        ids = list(dict.fromkeys(int(i) for i in item_ids))
+        with self.db.atomic():
+            known = {r["id"] for r in self.db.rows_in("SELECT id FROM items WHERE id IN ({ids})", ids)}
+            unknown = [i for i in ids if i not in known]
+            if unknown:
+                raise UnknownItem(f"no item with id {unknown[0]} in {self.where}")
+            first = self.db.value("SELECT COALESCE(MIN(position), 0) FROM priorities")
+            stamp = now()
+            self.db.executemany(
+                "INSERT INTO priorities(item_id, position, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(item_id) DO UPDATE SET position = excluded.position, created_at = excluded.created_at",
+                [(i, first - len(ids) + k, stamp) for k, i in enumerate(ids)])
+        return len(ids)
+
+    def pushed_ids(self) -> list[int]:
+        """Pushed items still unlabeled, front first."""
+        rows = self.db.rows("SELECT p.item_id FROM priorities p JOIN items i ON i.id = p.item_id "
+                            "WHERE i.label_class_id IS NULL AND i.status = 'ok' ORDER BY p.position")
+        return [r["item_id"] for r in rows]
