@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test test-fast bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The unit tier, for a fast inner loop (under 2 minutes on 2 CPU cores):
+# no model training, no whole rounds or simulations, no browser.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not browser"
 
 bench: $(STAMP)
 	$(PY) bench/engine.py

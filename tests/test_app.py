@@ -7,14 +7,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from vaal_core.services import workspace
 from vaal_core.data.ingest import init_project
+from vaal_core.loop.round import RoundConfig, run_round
+from vaal_core.progress import Phase
+from vaal_core.services import workspace
 from vaal_core.store import Project
 
 from conftest import ROOT, make_subset
@@ -348,6 +351,7 @@ def test_round_start_is_refused_while_one_trains(project):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_round_start_checks_the_budget_first(project):
     at = app(project, "views/train.py")
     assert at.number_input[0].max == 18  # the budget cannot exceed the unlabeled pool
@@ -387,6 +391,86 @@ def test_train_page_shows_the_task_models_accuracy_and_how_it_was_measured(proje
     assert at.dataframe[0].value["task acc %"].isna().tolist() == [False, True]
 
 
+@pytest.mark.slow
+def test_train_page_names_every_phase_of_a_live_round(project):
+    """A real round, paused while its task model trains: the Train page
+    draws one bar for each phase the round goes through, in order, named
+    (the task model's phase used to show as "starting" at 0%)."""
+    ids = [it.id for it in project.items()]
+    project.set_labels([(ids[k], CLASSES[k % 3]) for k in range(9)])  # 3 classes: a task model trains
+    slept, paused, resume, sent, failed = threading.Event(), threading.Event(), threading.Event(), [], []
+
+    def progress(event):  # called before the round writes the event to the store
+        sent.append(event.phase)
+        if event.phase is Phase.TASK and event.done and not paused.is_set():
+            if not slept.is_set():  # past the store's write throttle: this step gets written
+                time.sleep(0.6)
+                slept.set()
+            else:  # hold the round here, with a training step (and its loss) in the store
+                paused.set()
+                resume.wait(120)
+
+    def train():
+        try:
+            run_round(Project.open(project.root), RoundConfig(sampler="vaal", budget=3, fast=True, device="cpu"),
+                      progress=progress)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            failed.append(err)
+
+    worker = threading.Thread(target=train, daemon=True)
+    worker.start()
+    try:
+        assert paused.wait(180), failed
+        at = app(project, "views/train.py")
+        bars = [bar.text for bar in at.progress]
+        assert [text.split(":")[0] for text in bars] == [
+            "Training the task model", "Task model predictions", "Training the VAE and discriminator",
+            "Scoring the pool with the VAE", "Selecting the batch"]
+        assert bars[0].startswith("Training the task model: step ") and " of " in bars[0]
+        assert all(text.endswith(": waiting") for text in bars[1:])
+        assert "(vaal, budget 3): training the task model" in texts(at)
+        assert "Task loss" in [m.label for m in at.metric]
+    finally:
+        resume.set()
+        worker.join(180)
+    assert not failed and project.rounds()[-1]["status"] == "done"
+    engine_phases = set(sent)
+    assert engine_phases == {Phase.TASK, Phase.PREDICT, Phase.TRAIN, Phase.SCORE, Phase.SELECT}
+    assert set(project.rounds()[-1]["settings"]["needs"]) == {"latents", "disc_prob"}
+    at.run()
+    assert not at.progress and "Round 1 (vaal) finished" in texts(at)
+
+
+@pytest.mark.slow
+def test_the_app_server_never_loads_pytorch(project, home):
+    """The Train page describes the device and starts a round without
+    importing PyTorch into the server process: a probe process answers."""
+    code = textwrap.dedent(f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        from vaal_core.services import workspace
+        at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout=120)
+        at.query_params["project"] = workspace.remember({str(project.root)!r}).id
+        at.run()
+        at.switch_page("views/train.py").run()
+        at.number_input[0].set_value(2)
+        at.button[[b.label for b in at.button].index("Start round")].click().run()
+        assert not at.exception, at.exception
+        shown = "\\n".join(c.value for c in at.caption)
+        print("torch loaded:", "torch" in sys.modules)
+        print([line for line in shown.splitlines() if line.startswith("Trains on")][0])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "VAAL_HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    assert "torch loaded: False" in out.stdout
+    assert "Trains on: cpu (" in out.stdout  # described from the probe's answer
+    deadline = time.monotonic() + 240  # the round it started trains in its own process
+    while time.monotonic() < deadline and (not project.rounds() or project.rounds()[-1]["status"] == "running"):
+        time.sleep(0.5)
+    assert project.rounds()[-1]["status"] == "done"
+
+
 def test_task_model_samplers_need_two_classes(project):
     items = project.items()
     project.set_labels([(items[0].id, "cat"), (items[1].id, "cat")])
@@ -403,6 +487,7 @@ def test_task_model_samplers_need_two_classes(project):
 
 # -- demo ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_demo_page_shows_a_finished_run(home):
     from vaal_core.data.digits import write_digits
     from vaal_core.loop.simulate import SimConfig, simulate
@@ -421,6 +506,7 @@ def test_demo_page_shows_a_finished_run(home):
     assert "Picked per class" in texts(at)
 
 
+@pytest.mark.slow
 def test_demo_run_can_be_stopped_and_keeps_what_it_finished(home, tmp_path):
     from vaal_core.services import demo_runs
     from vaal_core.data.digits import write_digits

@@ -1,4 +1,4 @@
-"""The command-line contract of DESIGN.md, through the real entry point, on
+"""The command-line contract (README: "The engine from the command line"), through the real entry point, on
 real CIFAR-10 JPEGs, with `--fast` rounds end to end."""
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def test_init_status_and_gold_stays_hidden(project, small_folder):
     assert (again["added"], again["known"], again["created"]) == (0, 200, False)
 
 
+@pytest.mark.slow
 def test_rounds_end_to_end(project, tmp_path):
     # 1. cold start: no labels yet
     r1 = _json("round", project, "--sampler", "vaal", "--budget", "20", "--fast", "--device", "cpu")
@@ -103,6 +104,7 @@ def test_rounds_end_to_end(project, tmp_path):
     assert latents.shape == (200, 32) and np.isfinite(latents).all()
 
 
+@pytest.mark.slow
 def test_failed_and_cancelled_rounds_keep_the_queue(project):
     p = Project.open(project)
     run_round(p, RoundConfig(sampler="coreset", budget=10, fast=True, device="cpu"))

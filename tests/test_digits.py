@@ -141,6 +141,7 @@ def test_a_failed_creation_leaves_no_project(tmp_path):
         assert project.status()["items"] == N_DIGITS
 
 
+@pytest.mark.slow
 def test_simulate_on_the_digits(folder, tmp_path):
     """The Demo page's path: a small stratified subset of the digits through
     simulate, with the map's latents and every file named."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pytest
 
 from vaal_core.services import labeling
 from vaal_core.data.images import load_image, safe_path

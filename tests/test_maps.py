@@ -63,6 +63,7 @@ def test_import_stays_light():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_umap_separates_digit_classes(digits, digits_map):
     x, y = digits
     xy, _, _ = digits_map
@@ -72,6 +73,7 @@ def test_umap_separates_digit_classes(digits, digits_map):
     assert acc > 0.8, acc
 
 
+@pytest.mark.slow
 def test_same_seed_same_map(digits):
     x = digits[0][:400]
     a, b = umap_2d(x, seed=3), umap_2d(x, seed=3)
@@ -79,6 +81,7 @@ def test_same_seed_same_map(digits):
     assert not np.allclose(a, umap_2d(x, seed=4))
 
 
+@pytest.mark.slow
 def test_progress_reports_neighbors_then_layout(digits_map):
     _, events, seconds = digits_map
     phases = [e["phase"] for e in events]
@@ -211,6 +214,7 @@ def project(cifar_root, tmp_path_factory) -> Project:
     return p
 
 
+@pytest.mark.slow
 def test_latest_latent_round_skips_rounds_without_latents(project):
     vaal_round, random_round = [r["id"] for r in project.rounds()]
     assert latest_latent_round(project) == vaal_round
@@ -219,6 +223,7 @@ def test_latest_latent_round_skips_rounds_without_latents(project):
     assert isinstance(err.value, VaalError) and f"round {random_round}" in str(err.value)
 
 
+@pytest.mark.slow
 def test_round_projection_is_cached(project):
     round_id = latest_latent_round(project)
     folder = project.round_dir(round_id)
@@ -238,6 +243,7 @@ def test_round_projection_is_cached(project):
     assert np.array_equal(second.xy, first.xy) and np.array_equal(second.item_ids, first.item_ids)
 
 
+@pytest.mark.slow
 def test_projection_progress_only_while_someone_computes(project):
     round_id = latest_latent_round(project)
     folder = project.round_dir(round_id)
@@ -248,6 +254,7 @@ def test_projection_progress_only_while_someone_computes(project):
     (folder / "umap.progress.json").unlink()
 
 
+@pytest.mark.slow
 def test_concurrent_callers_compute_once(project, monkeypatch):
     round_id = latest_latent_round(project)
     for name in ("umap.npy", "umap_ids.npy"):

@@ -22,6 +22,8 @@ from vaal_core.loop.chart import chart_figure, write_chart
 from vaal_core.loop.report import CSV_COLUMNS, headline, summarize, summary_csv
 from vaal_core.loop.simulate import SimConfig, simulate
 
+pytestmark = pytest.mark.slow
+
 CLASSES3 = ["airplane", "cat", "ship"]
 TINY = SimConfig(samplers=("vaal", "coreset"), init=20, budget=10, rounds=2, seeds=2, fast=True, device="cpu")
 

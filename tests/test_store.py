@@ -275,3 +275,26 @@ def test_training_lock_is_exclusive_and_survives_a_crash(tmp_path):
         pass
     assert p.rounds()[-1]["status"] == "failed"
     assert "interrupted" in p.rounds()[-1]["error"]
+
+
+def test_lookups_by_many_ids_are_chunked(tmp_path):
+    """40,000 ids in one call: more than SQLite's 32,766 bound variables, so
+    each lookup by ids must split its IN list into chunks."""
+    p = Project.create(tmp_path / "proj", tmp_path, 32, ["a", "b"])
+    n = 40_000
+    p.add_items([{"path": f"x/{i}.jpg", "size_bytes": 1, "sha1": f"{i:040x}", "width": 8, "height": 8,
+                  "cache_index": i} for i in range(n)])
+    ids = [it.id for it in p.items()]
+    assert len(ids) == n
+    wanted = ids[::-1]  # the order asked for is the order returned
+    assert [it.id for it in p.items(wanted)] == wanted
+    assert p.set_labels([(i, "a" if i % 2 else "b") for i in ids], source="import") == n
+    assert len(p.labeled_ids()) == n and p.status()["per_class"] == {"a": n // 2, "b": n // 2}
+    assert p.push_to_front(ids[:35_000]) == 35_000
+    p.postpone(ids)
+    assert len(p.postponed_ids()) == n
+    round_id = p.start_round("random", 10, 0, {})
+    p.finish_round(round_id, ids, [0.5] * n, [None] * n, 0, {}, {}, [("a", 0.9)] * n)
+    assert len(p.suggestions(ids)) == n and p.suggestions(ids[:3])[ids[0]].label == "a"
+    with pytest.raises(UnknownItem, match="no item with id 999999"):
+        p.items([*ids, 999_999])

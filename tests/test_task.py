@@ -23,6 +23,8 @@ from vaal_core.loop.round import RoundConfig, held_out, run_round
 
 from conftest import make_subset, run_cli
 
+pytestmark = pytest.mark.slow
+
 CLASSES3 = ["cat", "ship", "truck"]
 
 

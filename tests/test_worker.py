@@ -16,6 +16,8 @@ from vaal_core.store import Project
 
 from conftest import make_subset
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def project(cifar_root, tmp_path) -> Project:

@@ -63,11 +63,11 @@ class TaskConfig:
     min_labels_for_val: int = 20
     # LL4AL (Yoo & Kweon 2019): margin ranking loss on pairs, weight 1,
     # margin 1, no gradient from the loss head into the backbone after 60% of
-    # the steps, and a random subset of the pool scored (10k in the paper).
+    # the steps. (The size of the pool subset it ranks is the ll4al
+    # sampler's setting.)
     loss_margin: float = 1.0
     loss_weight: float = 1.0
     loss_stop_fraction: float = 0.6
-    loss_subset: int = 10_000
 
 
 @dataclass(frozen=True)

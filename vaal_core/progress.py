@@ -110,26 +110,28 @@ class Event:
         return cls(Phase(data["phase"]), int(data.get("done") or 0), data.get("total"), data.get("elapsed_s"),
                    data.get("eta_s"), data.get("per_s"), dict(data.get("values") or {}))
 
-    def describe(self) -> str:
-        """'training the task model: step 120 of 600, about 14 s left'."""
+    def describe(self, sentence: bool = False) -> str:
+        """'training the task model: step 120 of 600, about 14 s left'
+        ('Training ...' with sentence=True)."""
         text = self.phase.label
         if self.total:
             text += f": {self.phase.unit} {self.done:,} of {self.total:,}"
         if self.eta_s is not None and not self.finished:
             text += f", about {self.eta_s:.0f} s left"
-        return text
+        return text[:1].upper() + text[1:] if sentence else text
 
 
 Progress = Callable[[Event], None]
 
 
-def phase_label(value: str | None) -> str:
+def phase_label(value: str | None, sentence: bool = False) -> str:
     """The label of a stored phase value ('task' -> 'training the task
     model'); a value from another version is shown as it is."""
     try:
-        return Phase(value).label
+        text = Phase(value).label
     except ValueError:
-        return str(value)
+        text = str(value)
+    return text[:1].upper() + text[1:] if sentence else text
 
 
 class Throttle:

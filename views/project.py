@@ -91,7 +91,7 @@ def create_section() -> None:
         bar = st.progress(0.0, text="Scanning...")
 
         def progress(event: Event) -> None:
-            bar.progress(event.fraction if event.total else 1.0, text=event.describe().capitalize())
+            bar.progress(event.fraction if event.total else 1.0, text=event.describe(sentence=True))
 
         _, report, _ = init_project(root, Path(images.strip()), parse_classes(classes), size,
                                           gold_from_folders=gold, progress=progress)

@@ -112,12 +112,12 @@ def phase_bars(prog: dict) -> None:
     at = order.index(current) if current in order else -1
     for k, value in enumerate(order):
         event = Event.from_dict(seen[value]) if value in seen else None
-        label = phase_label(value).capitalize()
+        label = phase_label(value, sentence=True)
         if k < at or (event is not None and event.finished and k == at):
             took = f" in {event.elapsed_s:.1f} s" if event is not None and event.elapsed_s else ""
             st.progress(1.0, text=f"{label}: done{took}")
         elif k == at and event is not None:
-            st.progress(event.fraction, text=event.describe().capitalize())
+            st.progress(event.fraction, text=event.describe(sentence=True))
         else:
             st.progress(0.0, text=f"{label}: waiting")
 

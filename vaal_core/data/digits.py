@@ -21,7 +21,7 @@ import numpy as np
 from vaal_core.files import atomic_dir, file_lock
 from vaal_core.progress import Phase, Progress, Steps
 
-# Number keys 1-9 pick the classes in listed order (DESIGN.md), so "1".."9"
+# Number keys 1-9 pick the classes in listed order (the Label page), so "1".."9"
 # come first and key 1 labels a 1; "0" is the tenth class.
 DIGIT_CLASSES = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
 DIGIT_SIZE = 32  # 8x8 upscaled 4x: big enough to see, and a model input size

@@ -25,6 +25,11 @@ class Suggestion(NamedTuple):
     round_id: int
 
 
+# The current round's ranked picks that are still to label.
+_QUEUED = ("FROM scores s JOIN items i ON i.id = s.item_id WHERE s.round_id = ? AND s.rank IS NOT NULL "
+           "AND i.label_class_id IS NULL AND i.status = 'ok'")
+
+
 class Queue:
     def __init__(self, db: Database, where: str, current_round: Callable[[], int | None]):
         self.db, self.where, self.current_round = db, where, current_round
@@ -35,20 +40,16 @@ class Queue:
         round_id = self.current_round()
         if round_id is None:
             return []
-        rows = self.db.rows(
-            "SELECT i.id AS item_id, i.path, s.score, s.rank FROM scores s JOIN items i ON i.id = s.item_id "
-            "WHERE s.round_id = ? AND s.rank IS NOT NULL AND i.label_class_id IS NULL AND i.status = 'ok' "
-            "ORDER BY s.rank" + ("" if limit is None else " LIMIT ?"),
-            (round_id,) if limit is None else (round_id, int(limit)))
+        rows = self.db.rows(f"SELECT i.id AS item_id, i.path, s.score, s.rank {_QUEUED} ORDER BY s.rank"
+                            + ("" if limit is None else " LIMIT ?"),
+                            (round_id,) if limit is None else (round_id, int(limit)))
         return [{"item_id": r["item_id"], "path": r["path"], "score": r["score"], "rank": r["rank"]} for r in rows]
 
     def length(self) -> int:
         round_id = self.current_round()
         if round_id is None:
             return 0
-        return int(self.db.value(
-            "SELECT COUNT(*) FROM scores s JOIN items i ON i.id = s.item_id WHERE s.round_id = ? "
-            "AND s.rank IS NOT NULL AND i.label_class_id IS NULL AND i.status = 'ok'", (round_id,)))
+        return int(self.db.value(f"SELECT COUNT(*) {_QUEUED}", (round_id,)))
 
     def round_order(self) -> list[tuple[int, float, int | None]]:
         """(item id, score, rank) of every present item the current round
