@@ -177,8 +177,9 @@ def live_panel() -> None:
         st.warning(f"Round {last['id']} was interrupted (its process ended). The previous queue is kept; "
                    "start a new round.")
     else:
-        st.error(f"Round {last['id']} {last['status']}: {last['error'] or 'no reason recorded'}. "
-                 "The previous queue is kept.")
+        reason = last["error"] or "no reason recorded"
+        st.error(f"Round {last['id']} {last['status']}: {reason}"
+                 + ("" if "queue is kept" in reason else ". The previous queue is kept."))
 
 
 # -- history ------------------------------------------------------------------

@@ -73,7 +73,7 @@ def train_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, targets: 
     weight = class_weights(targets, model.net.fc.out_features, device)
     by_row = dict(zip(np.asarray(rows).tolist(), np.asarray(targets).tolist()))
     stream = BatchStream(rows, cfg.batch_size, rng)
-    report = Steps(progress, Phase.TASK, steps, items_per_step=cfg.batch_size)
+    report = Steps(progress, Phase.TASK, steps, items_per_step=min(cfg.batch_size, len(rows)))
     report(0)
     model.net.train()
     if model.head is not None:

@@ -70,7 +70,8 @@ def train_vaal(m: VAALModels, images: np.ndarray, labeled: np.ndarray, unlabeled
     def r_of(rows: np.ndarray) -> torch.Tensor | None:
         return None if ranker is None else torch.from_numpy(ranker[rows]).float().to(device)[:, None]
 
-    report = Steps(progress, Phase.TRAIN, iterations, items_per_step=cfg.batch_size * len(streams) * cfg.vae_steps)
+    per_step = sum(min(cfg.batch_size, len(s.rows)) for s in streams) * cfg.vae_steps
+    report = Steps(progress, Phase.TRAIN, iterations, items_per_step=per_step)
     report(0)
     m.vae.train()
     m.disc.train()
