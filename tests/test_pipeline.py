@@ -82,6 +82,11 @@ def test_produces_only_what_is_needed_and_warm_starts_from_the_store(images):
     # the task model: trained on its share of the labels, measured on the held-out ones
     task = pipeline.produce({"task_probs", "task_mc"}, _job(data, models)).metrics["task"]
     assert task["n_train"] == 24 and task["n_val"] == 6 and 0 <= task["accuracy"] <= 1
+    # only measured (a simulation's accuracy): no pass over the round's items
+    events.clear()
+    measured = pipeline.produce({"task_model"}, _job(data, models, events=events))
+    assert measured.values == {} and measured.metrics["task"]["n_val"] == 6
+    assert {e.phase for e in events} == {Phase.TASK} and pipeline.phases({"task_model"}) == [Phase.TASK]
 
 
 def test_no_labels_means_no_discriminator(images):

@@ -23,7 +23,8 @@ def _inputs(n: int = N) -> dict[str, np.ndarray]:
     """A value for every need any producer of the pipeline provides, random
     but fixed (seed 123), shaped as the pipeline shapes it."""
     rng = np.random.default_rng(123)
-    shapes = {"task_probs": lambda: rng.dirichlet(np.ones(4), size=n),
+    shapes = {"task_model": lambda: None,  # the trained model itself: no per-item array
+              "task_probs": lambda: rng.dirichlet(np.ones(4), size=n),
               "task_mc": lambda: rng.dirichlet(np.ones(4), size=(6, n)),
               "pred_loss": lambda: rng.normal(size=n),
               "latents": lambda: rng.normal(size=(n, 8)).astype(np.float32),

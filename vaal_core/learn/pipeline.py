@@ -4,6 +4,9 @@ A sampler declares the inputs it reads (its `needs`); this module knows,
 for each input, the producer that trains or computes it:
 
     need           producer  what it is (aligned with the round's items)
+    task_model     task      the task classifier trained and measured on the
+                             evaluation rows, nothing predicted for the items
+                             (what a simulation's accuracy needs)
     task_probs     task      the task classifier's softmax, (N, C)
     task_mc        task      MC-dropout samples of that softmax, (T, N, C)
     pred_loss      task      LL4AL's loss head's predicted loss, (N,)
@@ -42,7 +45,7 @@ class RoundData:
     """What a round learns from: arrays aligned with `item_ids`, every item
     the round ranks or learns from (labeled or not)."""
 
-    images: np.ndarray  # (rows, S, S, 3) uint8: the decoded cache
+    images: np.ndarray | None  # (rows, S, S, 3) uint8: the decoded cache (None when no producer runs)
     item_ids: np.ndarray  # (N,) int64
     rows: np.ndarray  # (N,) each item's row of `images`
     labeled: np.ndarray  # (N,) bool: what the discriminator calls "labeled"
@@ -101,7 +104,7 @@ class Producer:
     name: str  # also the name its models are saved under
     provides: tuple[str, ...]
     requires: tuple[str, ...]  # needs it reads from producers that run before it
-    phases: tuple[Phase, ...]  # the progress phases it reports, in order
+    phases: Callable[[frozenset[str]], tuple[Phase, ...]]  # what it reports, in order, for the needs wanted
     run: Callable[[Job, frozenset[str], dict[str, Any]], _Made]
     varies_with: tuple[str, ...] = ()  # wanted needs that change what it trains or computes
 
@@ -135,8 +138,16 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
     last = task.train_task(model, d.images, d.rows[d.task_train], d.targets[d.task_train], cfg, job.device,
                            job.seed, job.progress, job.should_stop)
     t1 = time.perf_counter()
-    mc = cfg.mc_samples if "task_mc" in wanted else 0
-    out = task.run_task(model, d.images, d.rows, job.device, mc_samples=mc, seed=job.seed, progress=job.progress)
+    made: dict[str, Any] = {}
+    if wanted - {"task_model"}:  # outputs for the round's items
+        mc = cfg.mc_samples if "task_mc" in wanted else 0
+        out = task.run_task(model, d.images, d.rows, job.device, mc_samples=mc, seed=job.seed,
+                            progress=job.progress)
+        made["task_probs"] = out.probs
+        if out.pred_loss is not None:
+            made["pred_loss"] = out.pred_loss
+        if out.mc_probs is not None:
+            made["task_mc"] = out.mc_probs
     accuracy = None
     if len(d.eval_rows):
         pred = task.predict(model, d.images, d.eval_rows, job.device).argmax(1)
@@ -145,11 +156,6 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
     job.models.save("task", {"net": model.net.state_dict(),
                              "head": None if model.head is None else model.head.state_dict(),
                              "signature": signature, **job.tag})
-    made = {"task_probs": out.probs}
-    if out.pred_loss is not None:
-        made["pred_loss"] = out.pred_loss
-    if out.mc_probs is not None:
-        made["task_mc"] = out.mc_probs
     metrics = {"arch": cfg.arch, "accuracy": accuracy, "n_val": int(len(d.eval_rows)),
                "n_train": int(d.task_train.sum()), "warm_start": warm, "steps": last["steps"],
                "loss_head": loss_head, "train_s": round(t1 - t0, 3), "last_loss": last.get("task_loss"),
@@ -202,10 +208,12 @@ def _vaal_game(conditioned: bool) -> Callable[[Job, frozenset[str], dict[str, An
 
 # In the order they run: each producer's `requires` come from producers above it.
 PRODUCERS = (
-    Producer("task", ("task_probs", "task_mc", "pred_loss"), (), (Phase.TASK, Phase.PREDICT), _train_task_model,
-             varies_with=("task_mc", "pred_loss")),
-    Producer("vaal", ("latents", "disc_prob"), (), (Phase.TRAIN, Phase.SCORE), _vaal_game(conditioned=False)),
-    Producer("ta_vaal", ("ta_latents", "ta_disc_prob"), ("pred_loss",), (Phase.TRAIN, Phase.SCORE),
+    Producer("task", ("task_model", "task_probs", "task_mc", "pred_loss"), (),
+             lambda wanted: (Phase.TASK, Phase.PREDICT) if wanted - {"task_model"} else (Phase.TASK,),
+             _train_task_model, varies_with=("task_probs", "task_mc", "pred_loss")),
+    Producer("vaal", ("latents", "disc_prob"), (), lambda wanted: (Phase.TRAIN, Phase.SCORE),
+             _vaal_game(conditioned=False)),
+    Producer("ta_vaal", ("ta_latents", "ta_disc_prob"), ("pred_loss",), lambda wanted: (Phase.TRAIN, Phase.SCORE),
              _vaal_game(conditioned=True)),
 )
 NEEDS: dict[str, Producer] = {need: p for p in PRODUCERS for need in p.provides}
@@ -243,7 +251,7 @@ def trains_vae(needs: Iterable[str]) -> bool:
 
 def phases(needs: Iterable[str]) -> list[Phase]:
     """The progress phases `produce(needs, ...)` goes through, in order."""
-    return [phase for p, _ in plan(needs) for phase in p.phases]
+    return [phase for p, wanted in plan(needs) for phase in p.phases(wanted)]
 
 
 def produce(needs: Iterable[str], job: Job) -> Produced:

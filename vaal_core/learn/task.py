@@ -134,6 +134,7 @@ def run_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: tor
     probs, losses, mc = [], [], []
     starts = range(0, len(rows), batch_size)
     report = Steps(progress, Phase.PREDICT, len(starts), items_per_step=batch_size)
+    report(0)
     try:
         for k, i in enumerate(starts, start=1):
             feats = net.features(to_tensor(images, rows[i:i + batch_size], device))

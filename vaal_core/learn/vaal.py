@@ -123,6 +123,7 @@ def encode(vae: VAE, images: np.ndarray, rows: np.ndarray, device: torch.device,
     vae.eval()
     starts = range(0, len(rows), batch_size)
     report = Steps(progress, Phase.SCORE, len(starts), items_per_step=batch_size)
+    report(0)
     out = []
     try:
         for k, i in enumerate(starts, start=1):

@@ -188,9 +188,10 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
     (train_s, select_s) and of its classifier (task_s)."""
     labeled, picked = np.sort(initial), np.sort(initial)
     picking = {"train_s": 0.0, "select_s": 0.0}  # round 0's picks: the random initial set
-    # The last round only measures: its classifier trains as the sampler's
-    # own would (LL4AL's with its loss head), and nothing more is picked.
-    measure_only = (run.sampler.needs & pipeline.TASK_OUTPUTS) | {"task_probs"}
+    # The task model is what every round measures; the last round only
+    # measures: its classifier trains as the sampler's own would (LL4AL's
+    # with its loss head), and nothing more is picked.
+    measure_only = (run.sampler.needs & pipeline.TASK_OUTPUTS) | {"task_model"}
     records = []
     for r in range(cfg.rounds + 1):
         def forward(event: Event, r: int = r) -> None:
@@ -198,7 +199,7 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
                 progress(event.with_values(seed=run.seed, sampler=run.sampler.name, round=r))
 
         rd = _round_data(data, labeled)
-        needs = (run.sampler.needs | {"task_probs"}) if r < cfg.rounds else measure_only
+        needs = (run.sampler.needs | {"task_model"}) if r < cfg.rounds else measure_only
         job = pipeline.Job(rd, engine, device, _seed(run.seed, r), run.models, forward, shared=shared)
         made = pipeline.produce(needs, job)
         acc = made.metrics["task"]["accuracy"]
