@@ -317,7 +317,7 @@ def bench_label(browser, url: str, project: Project, classes: list[str], warmup:
     with Project.open(project.root) as p:
         labels = p.labels()
         by_path = {it.path: it for it in p.items()}
-        ui_rows = p.db.execute("SELECT COUNT(*) FROM labels WHERE source = 'ui' AND undone_at IS NULL").fetchone()[0]
+        ui_rows = p.db.value("SELECT COUNT(*) FROM labels WHERE source = 'ui' AND undone_at IS NULL")
     right = sum(labels.get(by_path[path].id) == path.split("/")[0] for path in pressed)
     out = {"warmup": warmup, "measured": n, "pause_s": pause, "first_load_s": round(first_load_s, 2),
            "labels_in_sqlite": len(labels), "label_rows_from_ui": ui_rows, "expected": warmup + n,

@@ -127,6 +127,16 @@ def test_failed_and_cancelled_rounds_keep_the_queue(project):
     # --fresh recovers
     run_round(p, RoundConfig(sampler="vaal", budget=10, fast=True, device="cpu", fresh=True))
     assert len(p.queue()) == 10 and p.rounds()[-1]["status"] == "done"
+    after = p.queue()
+
+    # The image cache cut short (a disk error, a stray edit): the round fails with a reason that says
+    # how to rebuild it, and the queue stays.
+    cache = p.cache_dir / "images_32.u8"
+    cache.write_bytes(cache.read_bytes()[:1000])
+    out = run_cli("round", project, "--sampler", "vaal", "--budget", "10", "--fast", check=False)
+    assert out.returncode == 2 and out.stderr.startswith("error: the image cache") and "init" in out.stderr
+    last = p.rounds()[-1]
+    assert last["status"] == "failed" and "image cache" in last["error"] and p.queue() == after
 
 
 def test_user_errors_are_one_line(project, small_folder, tmp_path):

@@ -57,6 +57,8 @@ def test_plan_follows_declared_needs_and_their_dependencies():
     assert names(["ta_disc_prob"]) == [("task", ["pred_loss"]), ("ta_vaal", ["ta_disc_prob"])]
     assert pipeline.phases(["ta_disc_prob"]) == [Phase.TASK, Phase.PREDICT, Phase.TRAIN, Phase.SCORE]
     assert pipeline.uses_task_model(samplers.get("ta_vaal").needs) and not pipeline.uses_task_model({"latents"})
+    assert pipeline.task_needs(samplers.get("ta_vaal").needs) == {"pred_loss"}  # its classifier has the loss head
+    assert pipeline.task_needs(samplers.get("vaal").needs) == frozenset()
     assert pipeline.trains_vae({"ta_disc_prob"}) and not pipeline.trains_vae({"task_probs"})
     with pytest.raises(ValueError, match="no producer computes gradients.*pipeline.py"):
         pipeline.plan(["gradients"])
@@ -109,11 +111,18 @@ def test_ta_vaal_is_conditioned_on_the_loss_head(images):
 def test_fresh_runs_on_the_same_labels_are_shared(images):
     data, shared = _data(images), {}
     first_store, second_store = InMemory(), InMemory()
-    first = pipeline.produce({"task_probs", "latents"}, _job(data, first_store, shared=shared))
-    second = pipeline.produce({"task_probs", "disc_prob"}, _job(data, second_store, shared=shared))
+    first = pipeline.produce({"task_model", "latents"}, _job(data, first_store, shared=shared))
+    # made for the memo: the predictions that do not change training, for whoever reads them next
+    assert set(first.values) >= {"task_probs", "task_mc", "latents", "disc_prob"}
+    second = pipeline.produce({"task_mc", "disc_prob"}, _job(data, second_store, shared=shared))
     assert second.values["latents"] is first.values["latents"]  # reused, not retrained
-    assert second.values["task_probs"] is first.values["task_probs"]
+    assert second.values["task_mc"] is first.values["task_mc"]
     assert second_store.has("vaal") and second_store.has("task")  # the next round can warm-start
+    # trained another way (LL4AL's loss head), or measured on other rows: not the same run
+    head = pipeline.produce({"pred_loss"}, _job(data, InMemory(), shared=shared))
+    assert head.metrics["task"]["loss_head"] and head.values["task_probs"] is not first.values["task_probs"]
+    other_eval = _data(images, held_out=3)
+    assert pipeline.produce({"task_model"}, _job(other_eval, InMemory(), shared=shared)).metrics["task"]["n_val"] == 3
     # a different seed, other labels, or a run that is no longer fresh: trained for itself
     other_seed = pipeline.produce({"task_probs"}, _job(data, InMemory(), seed=1, shared=shared))
     assert other_seed.values["task_probs"] is not first.values["task_probs"]

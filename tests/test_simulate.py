@@ -228,9 +228,11 @@ def test_json_shows_the_phase_in_progress(tiny):
     _, _, _, disk = tiny
     phases = disk["phases"]
     # every phase a round goes through (vaal's: the task model, the VAE game, its scoring, the
-    # selection), each shown on disk before its events reach the caller; no sampler of this run
-    # reads the task model's outputs, so it predicts nothing for the pool
-    assert {phase for _, phase, _ in phases} == {"task", "train", "score", "select"}
+    # selection), each shown on disk before its events reach the caller; the round-0 classifier
+    # the seed's samplers share predicts the pool once, for any sampler that reads it
+    assert {phase for _, phase, _ in phases} == {"task", "predict", "train", "score", "select"}
+    predicted = {key for key, phase, _ in phases if phase == "predict"}
+    assert predicted == {(0, "random", 0), (1, "random", 0)}  # nowhere else: no sampler here reads it
     for key, phase, on_disk in phases:  # written before the event reached the caller
         assert (on_disk["current"]["seed"], on_disk["current"]["sampler"], on_disk["current"]["round"]) == key
         assert on_disk["phase"] == phase
@@ -352,6 +354,9 @@ def test_every_sampler_simulates_with_identical_starts_and_overlap(folder, tmp_p
     assert len(set(plain.values())) == 1  # and the same round-0 model, except with LL4AL's joint loss head
     assert firsts["ll4al"]["accuracy"] == firsts["ta_vaal"]["accuracy"]
     for name in names:
+        # every round, the last one (which only measures) included, trains the sampler's own classifier
+        head = [rec["loss_head"] for rec in result["results"][name]["0"]]
+        assert head == [name in ("ll4al", "ta_vaal")] * 2, (name, head)
         last = result["results"][name]["0"][-1]
         assert len(last["picked"]) == 9 and last["labeled"] == 29
         assert not set(last["picked"]) & set(firsts[name]["picked"])
@@ -364,3 +369,15 @@ def test_every_sampler_simulates_with_identical_starts_and_overlap(folder, tmp_p
         assert o["first_batch"] == pytest.approx(len(pa & pb) / 9) and o["n_seeds"] == 1
         assert o["all_picks"] == o["first_batch"]  # one round: everything picked is round 1's batch
     assert result["overlap_by_chance"] == pytest.approx(9 / (result["n_pool"] - 20))
+
+
+def test_a_sampler_no_producer_serves_is_refused_before_any_work(tmp_path):
+    from vaal_core import samplers
+
+    samplers.register("_needs_gradients", needs=("gradients",))(lambda ctx, pool, labeled, budget: None)
+    try:
+        with pytest.raises(BadInput, match="cannot be simulated: no producer computes gradients"):
+            simulate(tmp_path / "no-such-folder", replace(TINY, samplers=("_needs_gradients",)), tmp_path / "x.json")
+    finally:
+        del samplers.REGISTRY["_needs_gradients"]
+    assert not (tmp_path / "x.json").exists()

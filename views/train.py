@@ -32,8 +32,17 @@ settings = project.settings()
 # -- start ------------------------------------------------------------------
 
 @st.cache_resource(show_spinner="Looking for GPUs (once per server start)...")
-def machine_devices() -> dict:
+def _probe() -> dict:
     return devices.probe_in_subprocess()
+
+
+def machine_devices() -> dict:
+    """What this machine offers PyTorch, asked once per server; a probe that
+    failed is not kept, so the next page run asks again."""
+    found = _probe()
+    if found.get("error"):
+        _probe.clear()
+    return found
 
 
 def sampler_help(names: list[str]) -> str:
@@ -83,7 +92,8 @@ def start_form() -> None:
             project.save_settings(sampler=sampler, budget=int(budget), fast=fast, device=device, seed=int(seed))
             try:
                 started = worker.start_round(project, sampler, int(budget), device=device, fast=fast,
-                                             seed=int(seed), fresh=fresh, devices=found)
+                                             seed=int(seed), fresh=fresh,
+                                             devices=None if found.get("error") else found)
             except VaalError as err:
                 show_error(err)
             else:

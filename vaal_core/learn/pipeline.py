@@ -70,9 +70,9 @@ class Job:
     should_stop: Callable[[], bool] | None = None
     pretrained: Path | None = None  # weights for the task model's cold start
     tag: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (the round id)
-    # Outputs of producers that started fresh, keyed by their inputs: a fresh
-    # start on the same labels with the same seed gives the same models, so a
-    # simulation shares them between the samplers of one seed.
+    # Runs of producers that started fresh, keyed by everything they depend
+    # on: a fresh start on the same data with the same seed gives the same
+    # models, so a simulation shares them between the samplers of one seed.
     shared: dict[tuple, "_Made"] | None = None
 
 
@@ -106,7 +106,7 @@ class Producer:
     requires: tuple[str, ...]  # needs it reads from producers that run before it
     phases: Callable[[frozenset[str]], tuple[Phase, ...]]  # what it reports, in order, for the needs wanted
     run: Callable[[Job, frozenset[str], dict[str, Any]], _Made]
-    varies_with: tuple[str, ...] = ()  # wanted needs that change what it trains or computes
+    varies_with: tuple[str, ...] = ()  # wanted needs that change how it trains
 
 
 # -- the producers ---------------------------------------------------------------
@@ -210,14 +210,13 @@ def _vaal_game(conditioned: bool) -> Callable[[Job, frozenset[str], dict[str, An
 PRODUCERS = (
     Producer("task", ("task_model", "task_probs", "task_mc", "pred_loss"), (),
              lambda wanted: (Phase.TASK, Phase.PREDICT) if wanted - {"task_model"} else (Phase.TASK,),
-             _train_task_model, varies_with=("task_probs", "task_mc", "pred_loss")),
+             _train_task_model, varies_with=("pred_loss",)),
     Producer("vaal", ("latents", "disc_prob"), (), lambda wanted: (Phase.TRAIN, Phase.SCORE),
              _vaal_game(conditioned=False)),
     Producer("ta_vaal", ("ta_latents", "ta_disc_prob"), ("pred_loss",), lambda wanted: (Phase.TRAIN, Phase.SCORE),
              _vaal_game(conditioned=True)),
 )
 NEEDS: dict[str, Producer] = {need: p for p in PRODUCERS for need in p.provides}
-TASK_OUTPUTS = frozenset(need for need, p in NEEDS.items() if p.name == "task")
 # (latents, discriminator) pairs, in the order the map prefers them
 LATENT_SPACES = (("latents", "disc_prob"), ("ta_latents", "ta_disc_prob"))
 
@@ -235,6 +234,13 @@ def plan(needs: Iterable[str]) -> list[tuple[Producer, frozenset[str]]]:
         if wanted & set(producer.provides):
             wanted |= set(producer.requires)
     return [(p, frozenset(wanted & set(p.provides))) for p in PRODUCERS if wanted & set(p.provides)]
+
+
+def task_needs(needs: Iterable[str]) -> frozenset[str]:
+    """What `needs` ask of the task model's producer: a round that only
+    measures asks for these (and `task_model`) to train the very same
+    classifier, LL4AL's loss head included."""
+    return next((wanted for p, wanted in plan(needs) if p.name == "task"), frozenset())
 
 
 def uses_task_model(needs: Iterable[str]) -> bool:
@@ -266,21 +272,38 @@ def produce(needs: Iterable[str], job: Job) -> Produced:
 
 
 def _shared_run(producer: Producer, wanted: frozenset[str], job: Job, values: dict[str, Any]) -> _Made:
-    """Run a producer, or, when it would start fresh on inputs a producer
-    run of this job's `shared` memo already saw, reuse that run."""
-    key = None
-    if job.shared is not None and not job.models.has(producer.name):
-        d = job.data
-        digest = hashlib.sha1()
-        for part in (d.rows[d.labeled], d.rows[d.task_train], d.targets[d.labeled], d.eval_rows):
-            digest.update(np.ascontiguousarray(part).tobytes())
-        key = (producer.name, wanted & set(producer.varies_with), job.seed, digest.hexdigest())
-        if key in job.shared:
-            made = job.shared[key]
-            job.models.save(producer.name, made.state)
-            return made
-    made = producer.run(job, wanted, values)
-    if key is not None:
+    """Run a producer; or, where it starts fresh and the job's `shared` memo
+    holds a fresh run of it on the same inputs, trained the same way, reuse
+    that run. A run made for the memo also computes the outputs that do not
+    change how it trains (the task model's predictions), so every sampler
+    after it finds what it reads."""
+    if job.shared is None or job.models.has(producer.name):
+        return producer.run(job, wanted, values)
+    key = (producer.name, wanted & set(producer.varies_with), _inputs_digest(job, producer, values))
+    made = job.shared.get(key)
+    if made is None:
+        made = producer.run(job, wanted | (set(producer.provides) - set(producer.varies_with)), values)
         made.state = job.models.load(producer.name)
         job.shared[key] = made
+    else:
+        job.models.save(producer.name, made.state)
     return made
+
+
+def _inputs_digest(job: Job, producer: Producer, values: dict[str, Any]) -> str:
+    """Everything a fresh producer run depends on: the data it learns from
+    and is measured on, the settings, device and seed, and what the
+    producers before it handed over."""
+    d = job.data
+    digest = hashlib.sha1()
+    parts = [d.images, d.item_ids, d.rows, d.labeled, d.targets, d.task_train, d.eval_rows, d.eval_targets,
+             d.classes, asdict(job.engine), str(job.device), job.seed, str(job.pretrained),
+             *(values.get(need) for need in producer.requires)]
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(repr((part.dtype.str, part.shape)).encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(repr(part).encode())
+        digest.update(b"\0")  # no two different inputs read the same
+    return digest.hexdigest()

@@ -119,9 +119,9 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
     from vaal_core.learn.devices import resolve_device
 
     # 1. Check the request before any work.
+    device = resolve_device(cfg.device)
     budget = check_round(project, cfg)
     sampler = samplers.get(cfg.sampler)
-    device = resolve_device(cfg.device)
     engine = engine_config(project.image_size, cfg.fast)
 
     with project.training_lock():
@@ -129,11 +129,11 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
         needs = set(sampler.needs)
         if cfg.suggest and len(set(labels.values())) >= 2:
             needs.add("task_probs")  # the Label page's suggestions
-        data = _round_data(project, engine, labels, open_cache(project) if needs else None)
         round_id = project.start_round(sampler.name, budget, cfg.seed, {
             "round": asdict(cfg), "engine": asdict(engine), "needs": sorted(sampler.needs)})
         reporter = RoundProgress(project, round_id, [*pipeline.phases(needs), Phase.SELECT], progress, should_stop)
         try:
+            data = _round_data(project, engine, labels, open_cache(project) if needs else None)
             # 2. Train and compute what the sampler needs (the task model
             #    first: TA-VAAL's VAE is conditioned on it), warm from the
             #    last round's checkpoints.

@@ -72,7 +72,11 @@ def _sampler_list(names: tuple[str, ...]) -> tuple[list[str], bool]:
     (first) when missing. Returns (names, whether random was added)."""
     out: list[str] = []
     for name in names:
-        samplers.get(name)  # UnknownSampler lists the valid names
+        sampler = samplers.get(name)  # UnknownSampler lists the valid names
+        try:
+            pipeline.plan(sampler.needs)
+        except ValueError as err:
+            raise BadInput(f"sampler {name!r} cannot be simulated: {err}") from None
         if name not in out:
             out.append(name)
     added = BASELINE not in out
@@ -191,7 +195,7 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
     # The task model is what every round measures; the last round only
     # measures: its classifier trains as the sampler's own would (LL4AL's
     # with its loss head), and nothing more is picked.
-    measure_only = (run.sampler.needs & pipeline.TASK_OUTPUTS) | {"task_model"}
+    measure_only = pipeline.task_needs(run.sampler.needs) | {"task_model"}
     records = []
     for r in range(cfg.rounds + 1):
         def forward(event: Event, r: int = r) -> None:
@@ -202,11 +206,11 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
         needs = (run.sampler.needs | {"task_model"}) if r < cfg.rounds else measure_only
         job = pipeline.Job(rd, engine, device, _seed(run.seed, r), run.models, forward, shared=shared)
         made = pipeline.produce(needs, job)
-        acc = made.metrics["task"]["accuracy"]
+        acc, loss_head = made.metrics["task"]["accuracy"], made.metrics["task"]["loss_head"]
         counts = np.bincount(data.y[labeled], minlength=len(data.classes))
         record = {"round": r, "labeled": int(len(labeled)), "accuracy": acc,
                   "train_s": round(picking["train_s"], 3), "select_s": round(picking["select_s"], 3),
-                  "task_s": round(made.timings["task_s"] + made.timings["predict_s"], 3),
+                  "task_s": round(made.timings["task_s"] + made.timings["predict_s"], 3), "loss_head": loss_head,
                   "class_counts": dict(zip(data.classes, counts.tolist())), "picked": [int(i) for i in picked]}
         if r < cfg.rounds:  # pick the next round's batch
             announce(forward, Phase.SELECT)

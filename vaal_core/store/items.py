@@ -105,8 +105,9 @@ class Items:
         with self.db.atomic():
             self.db.executemany(
                 "INSERT INTO items(path, size_bytes, sha1, width, height, cache_index, gold, added_at) "
-                "VALUES (:path, :size_bytes, :sha1, :width, :height, :cache_index, :gold, :added_at)",
-                [{"gold": None, **r, "added_at": stamp} for r in rows])
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r["path"], r["size_bytes"], r["sha1"], r["width"], r["height"], r["cache_index"], r.get("gold"),
+                  stamp) for r in rows])
 
     def known_files(self) -> tuple[dict[str, int], dict[str, str]]:
         """({path: item id}, {sha1: path}) of every item, for incremental ingest."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -41,18 +41,18 @@ class Rounds:
     def training_lock(self) -> Iterator[None]:
         """Held by the one process training this project. An OS file lock, so
         a crashed worker can never leave the project locked."""
-        try:
-            with file_lock(self.lock_path, wait=False):
-                # With the lock held, a round still 'running' is an orphan.
-                self.db.execute("UPDATE rounds SET status = 'failed', finished_at = ?, error = 'interrupted: the "
-                                "training process ended before the round finished' WHERE status = 'running'",
-                                (now(),))
-                yield
-        except LockBusy:
-            running = self.db.one("SELECT id, pid FROM rounds WHERE status = 'running' ORDER BY id DESC")
-            who = f" (round {running['id']}, process {running['pid']})" if running else ""
-            raise WorkerBusy(f"project {self.where} is already being trained{who}; "
-                             "wait for that round to finish or cancel it") from None
+        with ExitStack() as held:
+            try:
+                held.enter_context(file_lock(self.lock_path, wait=False))
+            except LockBusy:
+                running = self.db.one("SELECT id, pid FROM rounds WHERE status = 'running' ORDER BY id DESC")
+                who = f" (round {running['id']}, process {running['pid']})" if running else ""
+                raise WorkerBusy(f"project {self.where} is already being trained{who}; "
+                                 "wait for that round to finish or cancel it") from None
+            # With the lock held, a round still 'running' is an orphan.
+            self.db.execute("UPDATE rounds SET status = 'failed', finished_at = ?, error = 'interrupted: the "
+                            "training process ended before the round finished' WHERE status = 'running'", (now(),))
+            yield
 
     def is_training(self) -> bool:
         return is_locked(self.lock_path)
