@@ -11,9 +11,8 @@ least_confidence, bald, ll4al). Importing this package registers them all.
 """
 
 from vaal_core.samplers import adversarial, baselines, uncertainty  # noqa: F401 - registers the strategies
-from vaal_core.samplers.baselines import kcenter_scores
 from vaal_core.samplers.registry import (REGISTRY, Context, Sampler, Selection, UndeclaredNeed, check_budget, get,
                                          names, rank, register, select)
 
 __all__ = ["REGISTRY", "Context", "Sampler", "Selection", "UndeclaredNeed", "check_budget", "get",
-           "kcenter_scores", "names", "rank", "register", "select"]
+           "names", "rank", "register", "select"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, ContextManager, Iterable, Sequence
 
 from vaal_core.errors import ProjectExists, ProjectNotFound
 from vaal_core.store.classes import Classes
@@ -82,7 +82,7 @@ class Project:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def atomic(self) -> Iterator[None]:
+    def atomic(self) -> ContextManager[None]:
         """One transaction around several calls (nested ones join it)."""
         return self.db.atomic()
 
