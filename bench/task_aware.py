@@ -11,7 +11,8 @@ initial set per seed. Prints accuracy (mean ± sample std over seeds) per
 round per sampler, selection time per round, and the overlap of the samplers'
 picks; writes bench/results/task-aware-cifar10k-<fast|full>-<device>.json
 (the simulation's JSON without its per-file and per-pick lists) and a .md
-beside it.
+beside it; a run of other --samplers writes task-aware-<their names>-cifar10k-...
+instead, so it never replaces the default run's files.
 """
 
 from __future__ import annotations
@@ -60,15 +61,31 @@ def tables(result: dict) -> str:
     return "\n".join(acc + sel + ov)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def slim(result: dict, wall: float) -> dict:
+    """The simulation's JSON without the per-file lists and every round's
+    picked rows (those are for the Demo page's map; the overlap table sums
+    the picks up), with the wall time and machine."""
+    out = {k: v for k, v in result.items() if k not in ("paths", "test_rows")}
+    out["results"] = {name: {seed: [{k: v for k, v in rec.items() if k != "picked"} for rec in records]
+                             for seed, records in by_seed.items()} for name, by_seed in result["results"].items()}
+    out["bench"] = {"wall_s": round(wall, 1), "cpu_cores": os.cpu_count(), "machine": platform.machine()}
+    return out
+
+
+def parse_args(doc: str, samplers: str) -> argparse.Namespace:
+    """The options every CIFAR-10 simulation benchmark takes."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--cifar", help="extracted CIFAR-10 JPEG folder (train/<class>/*.jpg)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--full", action="store_true", help="default-size models instead of --fast (for a GPU)")
-    ap.add_argument("--samplers", default=SAMPLERS)
+    ap.add_argument("--samplers", default=samplers)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--from-json", help="print the tables of an existing simulation JSON instead of running")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args(__doc__, SAMPLERS)
 
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())
@@ -85,14 +102,10 @@ def main() -> None:
     print(f"\n{result['headline']}\n\nwall time: {wall / 60:.1f} min on {result['device']}, "
           f"{os.cpu_count()} CPU cores ({platform.machine()})")
     kind = "fast" if result["config"]["fast"] else "full"
-    dest = ROOT / "bench" / "results" / f"task-aware-cifar10k-{kind}-{result['device'].split(':')[0]}"
-    # the per-file lists and every round's picked rows are for the Demo page's map; the overlap
-    # table above already sums the picks up
-    slim = {k: v for k, v in result.items() if k not in ("paths", "test_rows")}
-    slim["results"] = {name: {seed: [{k: v for k, v in rec.items() if k != "picked"} for rec in records]
-                              for seed, records in by_seed.items()} for name, by_seed in result["results"].items()}
-    slim["bench"] = {"wall_s": round(wall, 1), "cpu_cores": os.cpu_count(), "machine": platform.machine()}
-    dest.with_suffix(".json").write_text(json.dumps(slim, indent=1))
+    # a run of other samplers than the default set gets its own files, beside the default run's
+    named = "" if result["config"]["samplers"] == SAMPLERS.split(",") else "-" + "-".join(result["config"]["samplers"])
+    dest = ROOT / "bench" / "results" / f"task-aware{named}-cifar10k-{kind}-{result['device'].split(':')[0]}"
+    dest.with_suffix(".json").write_text(json.dumps(slim(result, wall), indent=1))
     dest.with_suffix(".md").write_text(text + f"\n\n{result['headline']}\n\nwall time {wall / 60:.1f} min\n")
     print(f"wrote {dest.with_suffix('.json')} and .md")
 

@@ -63,3 +63,18 @@ def run_cli(*args: str, check: bool = True, cwd: Path | None = None,
         raise AssertionError(f"vaal_core {' '.join(map(str, args))} exited {proc.returncode}:\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def open_page(project_root: Path, page: str, timeout: float = 90):
+    """The app (Streamlit's AppTest: the real script, no browser) on this
+    project, switched to `page` ("views/train.py"), checked for exceptions."""
+    from streamlit.testing.v1 import AppTest
+
+    from vaal_core.services import workspace
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    at.query_params["project"] = workspace.remember(project_root).id
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at

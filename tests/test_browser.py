@@ -201,8 +201,12 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
     page.get_by_text(re.compile(r"iteration \d+ of \d+|training|scoring|selecting|Starting the training worker")) \
         .first.wait_for(timeout=120_000)
     _shot(page, "05-train-progress")
-    page.get_by_text(re.compile(r"Round 1 \(vaal\) finished")).wait_for(timeout=300_000)
+    # auto, the default, with 9 labels (under 100 per class): typiclust, and the page says so and why
+    page.get_by_text(re.compile(r"Round 1 \(typiclust\) finished")).wait_for(timeout=300_000)
     _ready(page)
+    page.get_by_text(re.compile(r"auto used typiclust this round\. Why:")).wait_for()
+    page.get_by_text(re.compile(r"Feature space: self-supervised SimCLR features trained on this project's 30 images")) \
+        .wait_for()
     page.get_by_text("Task model of round 1:").wait_for()  # 9 labels of 3 classes: a task model trained
     _shot(page, "06-train-done")
     assert project.rounds()[-1]["status"] == "done"
@@ -222,7 +226,8 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
     counts = page.evaluate("() => { const d = document.querySelector('.js-plotly-plot')._fullData;"
                            " return d.filter(t => t.name !== 'next batch').map(t => t._length); }")
     assert sum(counts) == 30, counts
-    assert "30 images on the map of round 1" in page.locator('[data-testid="stMain"]').inner_text()
+    # round 1 was typiclust's: no VAE, so the map is of the feature space it picked in, and says so
+    assert "30 images on the map of round 1 (the feature space)" in page.locator('[data-testid="stMain"]').inner_text()
     _shot(page, "08-explore")
 
     # 8. Lasso every point, push them to the front of the queue, then label them in one action.

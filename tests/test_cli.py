@@ -88,8 +88,9 @@ def test_rounds_end_to_end(project, tmp_path):
     q2 = _json("queue", project, "--limit", "50")["items"]
     labeled = {p for p, _ in rows}
     assert len(q2) == 20 and not labeled & {it["path"] for it in q2}
-    scores = [it["score"] for it in q2]
+    scores = [it["score"] for it in q2 if not it["audit"]]  # the random audit pick is not in score order
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert sum(it["audit"] for it in q2) == 1  # 5% of 20
     assert len(_json("queue", project, "--limit", "5")["items"]) == 5
 
     # 4. the other samplers, and the round history

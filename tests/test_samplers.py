@@ -30,9 +30,19 @@ def _inputs(n: int = N) -> dict[str, np.ndarray]:
               "latents": lambda: rng.normal(size=(n, 8)).astype(np.float32),
               "disc_prob": lambda: rng.random(n),
               "ta_latents": lambda: rng.normal(size=(n, 8)).astype(np.float32),
-              "ta_disc_prob": lambda: rng.random(n)}
+              "ta_disc_prob": lambda: rng.random(n),
+              "task_embed": lambda: rng.normal(size=(n, 16)).astype(np.float32),  # last: the others' draws stay
+              "features": lambda: _unit(rng.normal(size=(n, 16)))}
     assert set(shapes) == set(pipeline.NEEDS), "a producer was added: give the contract a value for its need"
     return {need: make() for need, make in shapes.items()}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+SCORERS = [name for name in samplers.names() if not samplers.get(name).is_policy]
+POLICIES = [name for name in samplers.names() if samplers.get(name).is_policy]
 
 
 def _select(name, pool, labeled, budget, seed=0, inputs=None, **settings):
@@ -40,7 +50,7 @@ def _select(name, pool, labeled, budget, seed=0, inputs=None, **settings):
                            np.random.default_rng(seed), **settings)
 
 
-@pytest.mark.parametrize("name", samplers.names())
+@pytest.mark.parametrize("name", SCORERS)
 @pytest.mark.parametrize("n_labeled", [0, 30])
 def test_sampler_contract(name, n_labeled):
     sampler = samplers.get(name)
@@ -66,13 +76,33 @@ def test_sampler_contract(name, n_labeled):
         _select(name, pool, labeled, 5, no_such_setting=1)
 
 
-@pytest.mark.parametrize("name", samplers.names())
+@pytest.mark.parametrize("name", SCORERS)
 def test_each_sampler_runs_on_its_declared_needs_alone(name):
     """Only the declared inputs, nothing else: what the round pipeline
     produces for that sampler (plus the task model's, for suggestions)."""
     declared = {need: value for need, value in _inputs().items() if need in samplers.get(name).needs}
     sel = _select(name, IDS[30:], IDS[:30], 10, inputs=declared)
     assert len(sel.ids) == 10
+
+
+@pytest.mark.parametrize("name", POLICIES)
+@pytest.mark.parametrize("n_labeled, classes_labeled", [(0, 0), (10, 1), (50, 4), (5_000, 10), (200_000, 10)])
+def test_policy_contract(name, n_labeled, classes_labeled):
+    """A policy resolves to a registered sampler the pipeline can serve,
+    says why in words, and is never scored directly."""
+    chosen = samplers.resolve(name, n_labeled, 10, classes_labeled)
+    assert not chosen.sampler.is_policy and chosen.asked == name
+    pipeline.plan(chosen.sampler.needs)
+    assert chosen.why and chosen.sampler.name in chosen.why
+    if classes_labeled < 2:  # no classifier can be trained: nothing that reads one
+        assert not pipeline.uses_task_model(chosen.sampler.needs)
+    with pytest.raises(ValueError, match="resolve"):
+        _select(name, IDS[30:], IDS[:30], 5)
+
+
+def test_a_plain_sampler_resolves_to_itself():
+    chosen = samplers.resolve("entropy", 100, 10, 10)
+    assert chosen.sampler.name == "entropy" and chosen.why is None
 
 
 def test_reading_an_undeclared_input_fails():

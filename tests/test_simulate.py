@@ -105,6 +105,12 @@ def test_structure_and_values(tiny):
                 assert not set(picks) & seen and not set(picks) & test_rows  # new, from the pool
                 seen |= set(picks)
             assert (records[1]["train_s"] > 0) == (name != "random")
+            # the record says whether VAAL's ranking was worth anything; only samplers that rank with it carry it
+            for r in records[1:]:
+                assert ("discriminator" in r) == (name == "vaal")
+                if name == "vaal":
+                    d = r["discriminator"]
+                    assert 0 <= d["auc"] <= 1 and d["top_k"] >= 1 and isinstance(d["near_chance"], bool)
     # vaal and coreset start from the same fresh models on the same set: the
     # first VAAL round is shared, so it cost (and recorded) the same
     assert result["results"]["vaal"]["0"][1]["train_s"] == result["results"]["coreset"]["0"][1]["train_s"]
@@ -166,7 +172,8 @@ def test_images_at_the_root_are_left_out_and_counted(cifar_root, tmp_path):
 @pytest.mark.parametrize("change, error, words", [
     ({"samplers": ("vaal", "nope")}, UnknownSampler, "'nope'"),
     ({"init": 50, "budget": 20, "rounds": 3}, BudgetTooLarge, "110"),
-    ({"init": 0}, BadInput, "--init"),
+    ({"init": -1}, BadInput, "--init"),
+    ({"evaluate": "mine"}, BadInput, "--evaluate"),
     ({"test_fraction": 1.5}, BadInput, "1.5"),
     ({"image_size": 48}, BadInput, "48"),
     ({"subset": 500}, BadInput, "500"),
@@ -369,6 +376,43 @@ def test_every_sampler_simulates_with_identical_starts_and_overlap(folder, tmp_p
         assert o["first_batch"] == pytest.approx(len(pa & pb) / 9) and o["n_seeds"] == 1
         assert o["all_picks"] == o["first_batch"]  # one round: everything picked is round 1's batch
     assert result["overlap_by_chance"] == pytest.approx(9 / (result["n_pool"] - 20))
+
+
+def test_cold_start_common_classifier_auto_and_label_efficiency(folder, tmp_path):
+    """--init 0: round 0 measures nothing and every sampler picks the first
+    batch (one that needs a classifier picks at random, and says so); auto
+    names the sampler it used each round; with evaluate="both" a common
+    classifier, trained fresh, scores every labeled set."""
+    cfg = replace(TINY, samplers=("auto", "entropy"), init=0, budget=9, rounds=2, seeds=2, evaluate="both")
+    result = simulate(folder, cfg, tmp_path / "cold.json")
+    res = result["results"]
+    for name in ("random", "auto", "entropy"):
+        for seed in ("0", "1"):
+            recs = res[name][seed]
+            assert (recs[0]["labeled"], recs[0]["accuracy"], recs[0]["picked"]) == (0, None, [])
+            assert [rec["labeled"] for rec in recs] == [0, 9, 18]
+            assert all(0 <= rec["common_accuracy"] <= 1 and 0 <= rec["accuracy"] <= 1 for rec in recs[1:])
+    assert {rec["sampler_used"] for by in res["auto"].values() for rec in by[1:]} == {"typiclust"}
+    assert "classes are labeled" in res["auto"]["0"][1]["why"]
+    for seed in ("0", "1"):
+        first = res["entropy"][seed][1]
+        assert first["sampler_used"] == "random" and "needs labels of 2 classes" in first["cold_start"]
+        # a random first batch from the same seeded generator: random's own, so the same models
+        assert first["picked"] == res["random"][seed][1]["picked"]
+        assert first["common_accuracy"] == res["random"][seed][1]["common_accuracy"]
+        assert res["entropy"][seed][2]["sampler_used"] == "entropy"
+    # the summaries skip the unmeasured round 0
+    assert [row["labeled"] for row in result["summary"]["auto"]] == [9, 18]
+    assert [row["labeled"] for row in result["summary_common"]["entropy"]] == [9, 18]
+    eff = result["efficiency"]
+    assert eff["random"]["target"] == pytest.approx(result["summary"]["random"][-1]["mean"])
+    for name, e in eff.items():
+        reached = [v for v in e["per_seed"].values() if v is not None]
+        assert e["reached"] == len(reached) and (e["mean"] is None) == (not reached)
+        if reached:
+            assert e["mean"] == pytest.approx(np.mean(reached))
+    on_disk = json.loads((tmp_path / "cold.json").read_text())
+    assert on_disk["efficiency"] == json.loads(json.dumps(eff))
 
 
 def test_a_sampler_no_producer_serves_is_refused_before_any_work(tmp_path):

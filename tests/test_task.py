@@ -192,7 +192,7 @@ def test_cifar_resnet18_and_pretrained_weights(tmp_path):
 
 def test_pretrained_file_errors_name_the_file(ingested, tmp_path):
     project = _project(ingested, tmp_path)
-    with pytest.raises(BadInput, match="drop --fast"):
+    with pytest.raises(BadInput, match="w.pth does not exist"):
         run_round(project, RoundConfig(sampler="entropy", budget=3, fast=True, pretrained=str(tmp_path / "w.pth")))
     with pytest.raises(BadInput, match="w.pth does not exist"):
         run_round(project, RoundConfig(sampler="entropy", budget=3, pretrained=str(tmp_path / "w.pth")))
@@ -233,3 +233,29 @@ def test_cli_round_and_suggest(ingested, tmp_path):
                              "--json").stdout)
     assert "task" not in out["metrics"]
     assert "trained no task model" in run_cli("suggest", root).stdout
+
+
+def test_auto_round_says_what_it_chose_and_keeps_its_feature_space(ingested, tmp_path):
+    """The default round (auto) on a project with no labels: typiclust in a
+    SimCLR space trained on the project's images, recorded with the round;
+    the next round, with the same images, reuses the space without training."""
+    project = _project(ingested, tmp_path, n_labeled=0)
+    first = run_round(project, RoundConfig(budget=6, fast=True, device="cpu"))
+    assert first.sampler == "typiclust" and len(first.queue) == 6
+    policy, space = first.metrics["policy"], first.metrics["features"]
+    assert policy["name"] == "auto" and policy["chose"] == "typiclust" and "fewer than 2 classes" in policy["why"]
+    assert space["source"] == "simclr" and space["images"] == len(project.items()) and not space.get("reused")
+    assert first.metrics["typiclust"]["clusters"] == 6
+    assert (project.checkpoint_dir / "features.pt").is_file()
+    # no VAE trained: the Explore page maps the feature space instead, one unit-length row per item
+    assert first.metrics["map_space"] == "features"
+    mapped = np.load(project.round_dir(first.round_id) / "latents.npy")
+    assert mapped.shape[0] == len(project.items()) and np.allclose(np.linalg.norm(mapped, axis=1), 1, atol=1e-4)
+    # the first batch covers the classes better than one class would: typical images of several clusters
+    gold = {it.id: it.gold for it in project.items()}
+    assert len({gold[q["item_id"]] for q in first.queue}) >= 2
+    project.set_labels([(q["item_id"], gold[q["item_id"]]) for q in first.queue])
+    second = run_round(project, RoundConfig(budget=6, fast=True, device="cpu"))
+    assert second.metrics["features"]["reused"] and second.metrics["features"]["seconds"] == 0.0
+    assert second.metrics["policy"]["chose"] == "typiclust"  # 6 labels over 3 classes: a low budget
+    assert not {q["item_id"] for q in second.queue} & project.labeled_ids()

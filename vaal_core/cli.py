@@ -104,7 +104,8 @@ def cmd_round(args: argparse.Namespace) -> None:
     quiet = args.json
     progress = _progress_printer(quiet, describe=_with_losses)
     cfg = RoundConfig(sampler=args.sampler, budget=args.budget, seed=args.seed, device=args.device,
-                      fast=args.fast, fresh=args.fresh, suggest=not args.no_suggest, pretrained=args.pretrained)
+                      fast=args.fast, fresh=args.fresh, suggest=not args.no_suggest, pretrained=args.pretrained,
+                      audit=args.audit)
     _warn_if_slow(cfg, quiet)
     result = run_round(project, cfg, progress=progress)
     m, t = result.metrics, result.timings
@@ -142,8 +143,10 @@ def cmd_queue(args: argparse.Namespace) -> None:
     if args.limit is not None and args.limit < 0:
         raise BadInput(f"--limit must be 0 or more, got {args.limit}")
     queue = project.queue(args.limit)
-    rows = [{"rank": q["rank"], "path": q["path"], "score": q["score"], "item_id": q["item_id"]} for q in queue]
-    text = "\n".join(f"{r['rank']:>5}  {r['score']:.4f}  {r['path']}" for r in rows) or \
+    rows = [{"rank": q["rank"], "path": q["path"], "score": q["score"], "item_id": q["item_id"],
+             "audit": q["audit"]} for q in queue]
+    text = "\n".join(f"{r['rank']:>5}  {r['score']:.4f}  {r['path']}" + ("  (random audit pick)" if r["audit"] else "")
+                     for r in rows) or \
         "the queue is empty: run a round (python -m vaal_core round PROJECT)"
     _emit(args, {"round": project.current_round_id(), "items": rows}, text)
 
@@ -199,21 +202,31 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     def progress(event: Event) -> None:
         v = event.values
-        if not quiet and "accuracy" in v:
+        if not quiet and v.get("accuracy") is not None:
             print(f"seed {v.get('seed')} {v.get('sampler')} round {v.get('round')}: "
                   f"{v.get('labeled')} labels, accuracy {100 * v['accuracy']:.1f}%", file=sys.stderr, flush=True)
 
     names = [s.strip() for s in args.samplers.split(",") if s.strip()]
     cfg = SimConfig(samplers=tuple(names), init=args.init, budget=args.budget, rounds=args.rounds,
                     seeds=args.seeds, fast=args.fast, device=args.device, image_size=args.image_size,
-                    test_fraction=args.test_fraction, subset=args.subset, map=args.map)
+                    test_fraction=args.test_fraction, subset=args.subset, map=args.map, evaluate=args.evaluate,
+                    pretrained=args.pretrained)
     result = simulate(Path(args.images), cfg, Path(args.out), progress=progress)
     lines = [result["headline"], ""]
     for name, rows in result["summary"].items():
-        lines.append(f"{name:>10}: " + "  ".join(f"{r['labeled']}:{100 * r['mean']:.1f}±{100 * r['std']:.1f}"
+        lines.append(f"{name:>12}: " + "  ".join(f"{r['labeled']}:{100 * r['mean']:.1f}±{100 * r['std']:.1f}"
                                                  for r in rows))
+    eff = result.get("efficiency") or {}
+    if eff:
+        target = next(iter(eff.values()))
+        lines.append(f"\nlabels needed to reach random's final accuracy ({100 * target['target']:.1f}% at "
+                     f"{target['target_labeled']:,}), mean ± std over the seeds that reached it:")
+        for name, e in eff.items():
+            lines.append(f"{name:>12}: " + ("not reached" if e["mean"] is None else
+                                             f"{e['mean']:,.0f} ± {e['std']:,.0f} ({e['reached']}/{e['seeds']} seeds)"))
     lines.append(f"\nwrote {args.out} and {Path(args.out).with_suffix('.html')}")
-    _emit(args, {"out": str(args.out), "headline": result["headline"], "summary": result["summary"]},
+    _emit(args, {"out": str(args.out), "headline": result["headline"], "summary": result["summary"],
+                 "efficiency": eff},
           "\n".join(lines))
 
 
@@ -245,9 +258,9 @@ def cmd_devices(args: argparse.Namespace) -> None:
 def cmd_samplers(args: argparse.Namespace) -> None:
     from vaal_core import samplers
 
-    rows = [{"name": s.name, "needs": sorted(s.needs), "description": s.description}
+    rows = [{"name": s.name, "needs": sorted(s.needs), "description": s.description, "policy": s.is_policy}
             for s in (samplers.get(n) for n in samplers.names())]
-    _emit(args, {"samplers": rows}, "\n".join(f"{r['name']:<10} {r['description']}" for r in rows))
+    _emit(args, {"samplers": rows}, "\n".join(f"{r['name']:<17} {r['description']}" for r in rows))
 
 
 # -- parser -----------------------------------------------------------------
@@ -274,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", cmd_status, "counts of items, labels, skipped files and rounds")
 
     sp = command("round", cmd_round, "train and write a new ranked labeling queue")
-    sp.add_argument("--sampler", default="vaal", help="sampler name (see: python -m vaal_core samplers)")
+    sp.add_argument("--sampler", default="auto",
+                    help="sampler name, or auto (the default: chosen by the labels so far; see: python -m vaal_core samplers)")
     sp.add_argument("--budget", type=int, help="queue length (default: 5%% of the items)")
     sp.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     sp.add_argument("--fast", action="store_true", help="small models, few iterations (seconds on a CPU)")
@@ -283,7 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-suggest", action="store_true",
                     help="skip the task model unless the sampler needs it (no label suggestions this round)")
     sp.add_argument("--pretrained", metavar="FILE",
-                    help="torchvision ResNet-18 weights (.pth, local file) to start the task model from")
+                    help="ImageNet ResNet-18/50 weights (torchvision .pth, local file): the feature space of "
+                         "typiclust, probcover and auto, and (ResNet-18, without --fast) the task model's start")
+    sp.add_argument("--audit", type=float, default=0.05, metavar="FRACTION",
+                    help="share of the batch drawn at random instead of by the sampler, to estimate the task "
+                         "model's accuracy honestly (default 0.05; 0: none; batches under 10 get none)")
 
     sp = command("queue", cmd_queue, "the current labeling queue, best first")
     sp.add_argument("--limit", type=int)
@@ -302,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
                  project=False)
     sp.add_argument("--images", required=True, help="folder with one subfolder per class (the oracle)")
     sp.add_argument("--samplers", required=True, help="comma-separated sampler names; random is always added")
-    sp.add_argument("--init", type=int, required=True, help="size of the random initial labeled set")
+    sp.add_argument("--init", type=int, required=True,
+                    help="size of the random initial labeled set (0: the sampler picks the first batch too)")
     sp.add_argument("--budget", type=int, required=True, help="labels added per round")
     sp.add_argument("--rounds", type=int, required=True)
     sp.add_argument("--seeds", type=int, required=True)
@@ -314,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--subset", type=int, help="use a stratified random subset of this many images")
     sp.add_argument("--map", action="store_true",
                     help="also compute the 2-D UMAP map of the picks (saved beside --out)")
+    sp.add_argument("--evaluate", default="own", choices=["own", "common", "both"],
+                    help="whose classifier is measured: each sampler's own, one plain classifier trained fresh "
+                         "on every labeled set (common), or both")
+    sp.add_argument("--pretrained", metavar="FILE",
+                    help="ImageNet ResNet-18/50 weights (local .pth) for the feature space of typiclust, "
+                         "probcover and auto (default: self-supervised SimCLR on the images)")
 
     sp = command("embed", cmd_embed, "compute (and cache) the 2-D UMAP map of a round's VAE latents")
     sp.add_argument("--round", type=int, help="round id (default: the latest with latents)")

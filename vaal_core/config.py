@@ -27,6 +27,13 @@ class TrainConfig:
     adversary_weight: float = 1.0
     vae_steps: int = 2  # per iteration, as the reference
     disc_steps: int = 1
+    # The discriminator that ranks the pool (`vaal.fit_ranker`): the mean of
+    # rank_members fresh ones fit to the final latent means, each without
+    # one fold of the items, with batches of up to rank_batch items a side.
+    rank_members: int = 4
+    rank_steps: int = 100
+    rank_lr: float = 5e-3
+    rank_batch: int = 4096
     # The iteration budget follows the pool instead of the reference's fixed
     # ~39k iterations per round: passes over the unlabeled pool, clamped.
     epochs_fresh: float = 20.0
@@ -71,10 +78,44 @@ class TaskConfig:
 
 
 @dataclass(frozen=True)
+class FeatureConfig:
+    """The feature space the typicality and coverage samplers (and `auto`)
+    work in: self-supervised on the project's own images (SimCLR, Chen et
+    al. 2020: two augmented views of each image must find each other in the
+    batch), unless the user has pretrained ImageNet weights. VAE latents
+    carry little class meaning; these features do (see README, "Samplers").
+
+    Default: the CIFAR-style ResNet-18 (for a GPU). `--fast`: the small CNN,
+    sized so a 10,000-image pool trains in a few minutes on 2 CPU cores."""
+
+    arch: str = "resnet18"  # backbone: "resnet18" (CIFAR-style) or "cnn" (the task model's small CNN)
+    width: int = 64  # cnn only
+    proj_dim: int = 128  # SimCLR's projection head output
+    temperature: float = 0.5  # NT-Xent; SimCLR's CIFAR setting
+    batch_size: int = 512
+    lr: float = 1e-3  # AdamW with cosine decay: stable at small batch sizes, unlike LARS
+    weight_decay: float = 1e-6
+    epochs_fresh: float = 200.0  # passes over the images on a first training
+    epochs_warm: float = 20.0  # when images were added since the last one
+    min_steps: int = 100  # a 300-image folder still gets trained
+    crop_scale: float = 0.2  # RandomResizedCrop's smallest area (CIFAR SimCLR setting)
+    seed: int = 0  # the space belongs to the images, not to a round: one seed for every round
+    pretrained_size: int = 224  # images are resized to this for an ImageNet backbone
+
+
+def feature_config(fast: bool = False) -> FeatureConfig:
+    if not fast:
+        return FeatureConfig()
+    return FeatureConfig(arch="cnn", width=16, batch_size=256, lr=2e-3, epochs_fresh=20.0, epochs_warm=3.0,
+                         min_steps=60, pretrained_size=112)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
     fast: bool = False
 
 
@@ -92,5 +133,7 @@ def engine_config(image_size: int = 32, fast: bool = False) -> EngineConfig:
                       min_iters=30, max_iters=150),
         task=TaskConfig(arch="cnn", width=16, epochs=15, batch_size=64, optimizer="adamw", lr=3e-3,
                         min_steps=60),
+        features=feature_config(fast=True),
         fast=True,
     )
+

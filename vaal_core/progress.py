@@ -37,6 +37,8 @@ class Phase(StrEnum):
     DONE = "done"
     STOPPED = "stopped"
     FAILED = "failed"
+    FEATURES = "features"
+    EMBED = "embed"
 
     @property
     def label(self) -> str:
@@ -65,8 +67,11 @@ _LABELS = {
     Phase.DONE: "done",
     Phase.STOPPED: "stopped",
     Phase.FAILED: "failed",
+    Phase.FEATURES: "training the feature space (self-supervised)",
+    Phase.EMBED: "embedding the images",
 }
 _UNITS = {Phase.WRITE: "image", Phase.DECODE: "image", Phase.TRAIN: "iteration", Phase.PREDICT: "batch", Phase.SCORE: "batch",
+          Phase.EMBED: "batch",
           Phase.NEIGHBORS: "point", Phase.LAYOUT: "epoch"}
 
 

@@ -43,11 +43,13 @@ def new_run_form() -> None:
         folder = st.text_input("Folder (for the second choice)", placeholder="/data/cifar10/train")
         names = [n for n in samplers.names() if n != "random"]
         chosen = st.multiselect("Samplers (random always runs beside them)", names,
-                                default=[n for n in ("vaal", "coreset") if n in names])
+                                default=[n for n in ("auto", "vaal") if n in names])
         a, b, c, d, e = st.columns(5)
         subset = a.number_input("Images used", min_value=0, value=600, step=100,
                                 help="a stratified subset (0 = all); 20% of it is held out for testing")
-        init = b.number_input("Initial labels", min_value=1, value=50, step=10)
+        init = b.number_input("Initial labels", min_value=0, value=50, step=10,
+                              help="random labels every sampler starts from; 0: each sampler picks the first "
+                                   "batch too (a cold start)")
         budget = c.number_input("Labels per round", min_value=1, value=50, step=10)
         rounds = d.number_input("Rounds", min_value=1, value=4, step=1)
         seeds = e.number_input("Seeds", min_value=1, value=3, step=1, help="repeats with other random starts: "

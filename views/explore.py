@@ -1,4 +1,5 @@
-"""Explore: the VAE's latent space in 2-D (UMAP), coloured by labeled /
+"""Explore: a round's VAE latent space (or, for a round that trained no
+VAE, the feature space its sampler picked in) in 2-D (UMAP), coloured by labeled /
 unlabeled, class or discriminator score, with the next batch ringed.
 Select points with a click, a box or the lasso to see them, label them in
 one action, or push them to the front of the queue.
@@ -15,6 +16,7 @@ import streamlit as st
 
 from views.common import picture, plain, require_project, show_error
 from vaal_core.errors import VaalError
+from vaal_core.learn import disc_quality
 from vaal_core.maps import cache as maps
 from vaal_core.maps import explore
 from vaal_core.services import worker
@@ -26,8 +28,8 @@ st.title("Explore")
 
 rounds = explore.latent_rounds(project)
 if not rounds:
-    st.info("No map yet: the map shows the latents of a trained VAE. Train a round with the vaal or coreset "
-            "sampler (random trains no VAE).")
+    st.info("No map yet: the map shows a round's VAE latents (vaal, coreset) or the feature space its images "
+            "were picked in (auto, typiclust, probcover). Train a round with one of those samplers.")
     st.page_link("views/train.py", label="Train a round", icon=":material/model_training:")
     st.stop()
 
@@ -127,8 +129,14 @@ fig.update_layout(height=620, margin={"t": 40, "b": 10, "l": 10, "r": 10}, dragm
                   uirevision=f"map-{round_id}")  # keep zoom while colours change
 
 if colour == "Discriminator" and m.disc_prob is None:
-    st.caption("This round had no discriminator (a cold start or coreset round): colouring by labels instead.")
-note = f"{len(m.ids):,} images on the map of round {round_id}"
+    st.caption("This round had no discriminator (a cold start, coreset or feature-space round): colouring by "
+               "labels instead.")
+round_metrics = project.round(round_id)["metrics"] or {}
+quality = disc_quality.of_round(round_metrics)
+if quality is not None and quality["near_chance"]:
+    st.warning(f"Round {round_id}: {quality['verdict']}", icon=":material/casino:")
+space = "the feature space" if round_metrics.get("map_space") == "features" else "the VAE's latent space"
+note = f"{len(m.ids):,} images on the map of round {round_id} ({space})"
 if len(rows) < len(m.ids):
     note += (f"; drawing {len(rows):,}: every labeled and queued image plus a fixed random sample of the rest "
              f"(the browser stays fast)")

@@ -15,6 +15,7 @@ import streamlit as st
 from views.common import class_keys, picture, plain, require_project
 from vaal_core.data.images import image_root_problem
 from vaal_core.errors import VaalError
+from vaal_core.learn import disc_quality
 from vaal_core.progress import Event, phase_label
 from vaal_core.services import labeling
 from vaal_core.store import Project, Suggestion
@@ -44,6 +45,27 @@ def current_order() -> labeling.LabelOrder:
     return _order(str(project.root), labeling.order_version(project), project)
 
 
+def audit_marker(order: labeling.LabelOrder) -> str:
+    """The plain note an audit pick carries (loop/audit.py)."""
+    return (f"random audit pick ({order.audit_fraction:.0%} of this batch is drawn at random, so the accuracy "
+            "estimate is honest)")
+
+
+def queue_note(order: labeling.LabelOrder) -> None:
+    """Says so when the queue's round ranked with a discriminator that is
+    near chance (disc_quality): then 'rank 1' means little."""
+    if order.round_id is None:
+        return
+    d = disc_quality.of_round(project.round(order.round_id)["metrics"])
+    if d is not None and d["near_chance"]:
+        st.warning(d["verdict"], icon=":material/casino:")
+
+
+# Each sampler scores on its own scale (VAAL: 1 - P(labeled); typiclust: its pick order); only the order is
+# comparable, so the page never lets a score pass for a confidence.
+SCORE_MEANS = "(the sampler's ranking score: higher comes first; not a probability)"
+
+
 def where(order: labeling.LabelOrder, item_id: int) -> str:
     """Why this image is here, in words."""
     if item_id in order.pushed:
@@ -52,9 +74,9 @@ def where(order: labeling.LabelOrder, item_id: int) -> str:
         return "no round trained yet: images in random order (train a round for a ranked queue)"
     if item_id in order.ranks:
         return (f"rank {order.ranks[item_id]:,} of {len(order.ranks):,} in round {order.round_id}'s batch · "
-                f"score {order.scores[item_id]:.3f}")
+                f"score {order.scores[item_id]:.3f} {SCORE_MEANS}")
     if item_id in order.scores:
-        return f"beyond round {order.round_id}'s batch · score {order.scores[item_id]:.3f}"
+        return f"beyond round {order.round_id}'s batch · score {order.scores[item_id]:.3f} {SCORE_MEANS}"
     return "added after the last round (not scored yet)"
 
 
@@ -198,6 +220,8 @@ def single_view() -> None:
         st.text(item.path)
         st.caption(f"Image {pos + 1:,} of {len(order.ids):,} · {where(order, item_id)}"
                    + (" · skipped earlier" if item_id in postponed else ""))
+        if item_id in order.audit:
+            st.caption(f":material/casino: {audit_marker(order)}")
         if note:
             st.caption(f":material/warning: {plain(note)}")
     with right:
@@ -266,6 +290,8 @@ def grid_view() -> None:
                 img, _ = picture(project, item_id, 160)
                 st.image(img, width="stretch")
                 st.checkbox(plain(project.item(item_id).path), key=f"sel_{item_id}")
+                if item_id in order.audit:
+                    st.caption(":material/casino: random audit pick", help=audit_marker(order))
                 if item_id in suggestions:
                     st.caption(f"Suggested: {suggestion_text(suggestions[item_id])}")
 
@@ -293,6 +319,7 @@ def training_strip() -> None:
 
 
 training_strip()
+queue_note(current_order())
 view = st.segmented_control("View", ["Single", "Grid"], default="Single", key="label_view",
                             label_visibility="collapsed")
 if view == "Grid":

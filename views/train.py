@@ -11,6 +11,8 @@ probe process, asked once per server.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -18,6 +20,7 @@ from views.common import plain, require_project, show_error
 from vaal_core import samplers
 from vaal_core.errors import VaalError
 from vaal_core.learn import devices, pipeline
+from vaal_core.loop.audit import DEFAULT_FRACTION, compare
 from vaal_core.loop.report import history
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event, Phase, phase_label
@@ -57,7 +60,7 @@ def sampler_help(names: list[str]) -> str:
 
 def start_form() -> None:
     names = samplers.names()
-    default_sampler = settings.get("sampler", "vaal")
+    default_sampler = settings.get("sampler", "auto")
     pool = status["unlabeled"]
     if pool == 0:
         st.success("Every image is labeled: there is nothing left to queue.")
@@ -80,6 +83,11 @@ def start_form() -> None:
                                  index=["auto", "cpu", "cuda", "mps"].index(settings.get("device", "auto")))
             seed = d.number_input("Seed", min_value=0, value=int(settings.get("seed", 0)), step=1)
             fresh = e.checkbox("Train from scratch", help="ignore the last round's weights (warm start is the default)")
+            audit = st.number_input("Random audit share of the batch", min_value=0.0, max_value=0.45,
+                                    value=float(settings.get("audit", DEFAULT_FRACTION)), step=0.01, format="%.2f",
+                                    help="drawn at random instead of by the sampler, so the suggestions' accuracy "
+                                         "can be estimated honestly (see 'Sampler picks vs random audit picks' "
+                                         "below); 0 turns it off; batches under 10 images get none")
         found = machine_devices()
         try:
             where = devices.describe(device, found)
@@ -89,11 +97,12 @@ def start_form() -> None:
             where += f" ({found['error']})"
         st.caption(f"Trains on: {where}. Labeled now: {status['labeled']:,}; unlabeled pool: {pool:,}.")
         if st.form_submit_button("Start round", type="primary", icon=":material/play_arrow:"):
-            project.save_settings(sampler=sampler, budget=int(budget), fast=fast, device=device, seed=int(seed))
+            project.save_settings(sampler=sampler, budget=int(budget), fast=fast, device=device, seed=int(seed),
+                                  audit=float(audit))
             try:
                 started = worker.start_round(project, sampler, int(budget), device=device, fast=fast,
                                              seed=int(seed), fresh=fresh,
-                                             devices=None if found.get("error") else found)
+                                             devices=None if found.get("error") else found, audit=float(audit))
             except VaalError as err:
                 show_error(err)
             else:
@@ -173,8 +182,9 @@ def live_panel() -> None:
         if job is not None and job.error:
             st.error(f"The round could not start: {job.error}")
         else:
-            st.info("No round yet. Label a few images, or start a round now: with no labels the first batch "
-                    "covers the latent space (k-center on the VAE's latents).")
+            st.info("No round yet. Start one now: with no labels, auto (the default) picks the most typical "
+                    "image of each region of a feature space it learns from your images (TypiClust), so the "
+                    "first batch covers the data.")
         return
     if job is not None and job.error and job.started_at > (last["created_at"] or ""):
         st.error(f"The last round could not start: {job.error}")
@@ -182,6 +192,8 @@ def live_panel() -> None:
         took = (last["timings"] or {}).get("total_s")
         st.success(f"Round {last['id']} ({last['sampler']}) finished" + (f" in {took:.1f} s" if took else "")
                    + f": its queue has {status['queue']:,} unlabeled images left.", icon=":material/check_circle:")
+        for line in round_choices(last["metrics"] or {}):
+            st.caption(line)
         st.page_link("views/label.py", label="Label the new queue", icon=":material/label:")
     elif last["status"] == "running":
         st.warning(f"Round {last['id']} was interrupted (its process ended). The previous queue is kept; "
@@ -190,6 +202,27 @@ def live_panel() -> None:
         reason = last["error"] or "no reason recorded"
         st.error(f"Round {last['id']} {last['status']}: {reason}"
                  + ("" if "queue is kept" in reason else ". The previous queue is kept."))
+
+
+def round_choices(metrics: dict) -> list[str]:
+    """What the round chose, in words: the sampler `auto` used and why, and
+    the feature space the typicality and coverage samplers picked in."""
+    lines = []
+    policy = metrics.get("policy")
+    if policy:
+        lines.append(f"**{plain(policy['name'])}** used **{plain(policy['chose'])}** this round. Why: "
+                     f"{plain(policy['why'].split(': ', 1)[-1])}.")
+    space = metrics.get("features")
+    if space:
+        if space.get("source") == "pretrained":
+            what = f"ImageNet {space.get('arch')} features (weights: {Path(space['file']).name})"
+        else:
+            what = (f"self-supervised SimCLR features trained on this project's {space.get('images', 0):,} "
+                    f"images ({space.get('arch')}, {space.get('epochs') or 0:g} epochs"
+                    f"{', warm-started' if space.get('warm_start') else ''})")
+        lines.append(f"Feature space: {what}" + (", kept from an earlier round (no image added since)."
+                                                 if space.get("reused") else "."))
+    return lines
 
 
 # -- history ------------------------------------------------------------------
@@ -209,22 +242,45 @@ def task_estimate(row: dict) -> None:
     st.caption(head + f"**{what}**" + (f" — {plain(how)}" if how else ""))
 
 
+def discriminator_note(done: list[dict]) -> None:
+    """What the discriminator figures of the history mean, and the verdict
+    on the last round's queue when a discriminator ranked it (a warning
+    when it is close to a random order: disc_quality.near_chance)."""
+    if not any(r.get("disc_verdict") for r in done):
+        return
+    last = done[-1]
+    if last.get("disc_verdict"):
+        text = f"Round {last['round']} ({plain(last['sampler'])}): {last['disc_verdict']}"  # our words and figures
+        if last["disc_near_chance"]:
+            st.warning(text, icon=":material/casino:")
+        else:
+            st.caption(f":material/insights: {text}")
+    st.caption("**disc AUC**: how well the round's discriminator tells the labeled images from the unlabeled "
+               "ones it learnt from (0.5 is a coin toss, 1 is perfect; below 0.6 the queue is close to random "
+               "order). **top batch × chance**: how many times more of the top 5% of the queue two seeds of the "
+               "discriminator agree on than two random orders would (below 2x the order is mostly noise; a "
+               "VAE trained again with another seed agrees less, most in a first round).")
+
+
 def history_section() -> None:
     rows = history(project)
     if not rows:
         return
     st.subheader("Round history")
     table = [{**{k: r[k] for k in ("round", "sampler", "budget", "status", "labeled", "device", "iterations",
-                                   "warm_start", "train_s", "score_s", "select_s", "total_s", "vae_loss",
+                                   "warm_start", "features_s", "train_s", "score_s", "select_s", "total_s",
+                                   "vae_loss",
                                    "disc_loss")},
               "task acc %": None if r.get("task_accuracy") is None else round(100 * r["task_accuracy"], 1),
               "task val n": r.get("task_n_val"),
+              "disc AUC": r.get("disc_auc"), "top batch × chance": r.get("disc_overlap_x"),
               **{k: r[k] for k in ("started", "error")}} for r in rows]
     st.dataframe(table, hide_index=True, width="stretch")
     done = [r for r in rows if r["status"] == "done"]
     if not done:
         return
     task_estimate(done[-1])
+    discriminator_note(done)
     ids = [f"#{r['round']}" for r in done]
     left, right = st.columns(2)
     with left:
@@ -237,7 +293,8 @@ def history_section() -> None:
         st.plotly_chart(fig, key="class_counts")
     with right:
         fig = go.Figure()
-        for key, name in (("task_s", "task model"), ("predict_s", "task predictions"), ("train_s", "VAE training"),
+        for key, name in (("features_s", "feature space"), ("task_s", "task model"), ("predict_s", "task predictions"),
+                          ("train_s", "VAE training"),
                           ("score_s", "scoring"), ("select_s", "selection")):
             fig.add_trace(go.Bar(x=ids, y=[r.get(key) or 0 for r in done], name=name))
         fig.update_layout(barmode="stack", title="Time per round (s)", height=320, margin={"t": 40, "b": 30},
@@ -252,6 +309,34 @@ def history_section() -> None:
             st.caption(plain(chosen["cold_start"]))
 
 
+def _acc(a: dict) -> str | None:
+    """'80% (49–94%)': the suggestions' accuracy with its 95% interval."""
+    if not a["n"]:
+        return None
+    return f"{a['accuracy']:.0%} ({a['low']:.0%}–{a['high']:.0%})"
+
+
+def audit_section() -> None:
+    """The suggestions' accuracy on each round's random audit picks (an
+    honest estimate) beside that on its sampler's picks (vaal_core.loop.audit)."""
+    rows = [r for r in compare(project) if r["audit"]["n"]]
+    if not rows:
+        return
+    st.subheader("Sampler picks vs random audit picks")
+    st.dataframe([{"round": r["round"], "sampler": r["sampler"], "audit labels": r["audit"]["n"],
+                   "audit picks": r["picks"], "accuracy on audit picks (95% CI)": _acc(r["audit"]),
+                   "sampler labels": r["sampler_picks"]["n"],
+                   "accuracy on sampler picks (95% CI)": _acc(r["sampler_picks"]),
+                   "audit labels given by accepting": None if r["audit"]["accepted"] is None
+                   else f"{r['audit']['accepted']:.0%}"} for r in rows], hide_index=True, width="stretch")
+    st.caption("How often each round's task-model suggestion matched the label you gave. The audit picks are "
+               "drawn at random from the unlabeled pool, so their row is an honest estimate of how often the "
+               "suggestions are right on images you have not labeled; the sampler picks hard images on purpose, "
+               "so its row is lower by design. With few audit labels the interval is wide (5 of 5 right still "
+               "means 57% to 100%); it also assumes you label the audit picks you are shown rather than skip them.")
+
+
 start_form()
 live_panel()
 history_section()
+audit_section()

@@ -73,3 +73,23 @@ class InMemory:
 
     def has(self, name: str) -> bool:
         return name in self._states
+
+
+def read_user_weights(path: Path, what: str) -> dict[str, Any]:
+    """A state dict from a user's weights file (`--pretrained`): a bare one
+    or one under "state_dict" (as training scripts often save them), loaded
+    with weights_only (a file never runs code). Anything else raises
+    BadInput naming the file and `what` it should hold."""
+    import torch
+
+    from vaal_core.errors import BadInput
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise BadInput(f"cannot read pretrained weights {path}: {err}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise BadInput(f"{path} is not a state dict of {what}")
+    return state

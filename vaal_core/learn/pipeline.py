@@ -10,10 +10,13 @@ for each input, the producer that trains or computes it:
     task_probs     task      the task classifier's softmax, (N, C)
     task_mc        task      MC-dropout samples of that softmax, (T, N, C)
     pred_loss      task      LL4AL's loss head's predicted loss, (N,)
+    task_embed     task      the task classifier's pooled penultimate features, (N, D)
     latents        vaal      VAAL's VAE latent means, (N, Z)
     disc_prob      vaal      VAAL's discriminator P(labeled), (N,); None with no labels
     ta_latents     ta_vaal   TA-VAAL's VAE latent means (conditioned on pred_loss)
     ta_disc_prob   ta_vaal   TA-VAAL's discriminator P(labeled)
+    features       features  the project's feature space: SimCLR on its own images, or an
+                             ImageNet backbone when weights are at hand; L2-normalised (N, D)
 
 `produce(needs, job)` runs exactly the producers those needs call for (and
 the ones those depend on: TA-VAAL's reads pred_loss), in order, and returns
@@ -69,6 +72,7 @@ class Job:
     progress: Progress | None = None
     should_stop: Callable[[], bool] | None = None
     pretrained: Path | None = None  # weights for the task model's cold start
+    feature_weights: Path | None = None  # ImageNet ResNet weights for the feature space (else SimCLR or the hub cache)
     tag: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (the round id)
     # Runs of producers that started fresh, keyed by everything they depend
     # on: a fresh start on the same data with the same seed gives the same
@@ -107,6 +111,7 @@ class Producer:
     phases: Callable[[frozenset[str]], tuple[Phase, ...]]  # what it reports, in order, for the needs wanted
     run: Callable[[Job, frozenset[str], dict[str, Any]], _Made]
     varies_with: tuple[str, ...] = ()  # wanted needs that change how it trains
+    label_free: bool = False  # reads no label and no round seed: one run serves every round of every seed
 
 
 # -- the producers ---------------------------------------------------------------
@@ -144,6 +149,7 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
         out = task.run_task(model, d.images, d.rows, job.device, mc_samples=mc, seed=job.seed,
                             progress=job.progress)
         made["task_probs"] = out.probs
+        made["task_embed"] = out.embed
         if out.pred_loss is not None:
             made["pred_loss"] = out.pred_loss
         if out.mc_probs is not None:
@@ -193,22 +199,45 @@ def _vaal_game(conditioned: bool) -> Callable[[Job, frozenset[str], dict[str, An
                                  job.device, job.seed, job.progress, job.should_stop, ranker=ranker)
         t1 = time.perf_counter()
         latents = vaal.encode(models.vae, d.images, d.rows, job.device, progress=job.progress)
-        disc = (vaal.discriminate(models.disc, latents, job.device, None if ranker is None else ranker[d.rows])
+        cond = None if ranker is None else ranker[d.rows]
+        disc = (vaal.discriminate(models.disc, latents, job.device, cond)
                 if d.labeled.any() else None)  # nothing labeled: nothing to tell apart
+        quality = None
+        if disc is not None and not d.labeled.all():  # rank with a best response, and measure it (disc_quality)
+            tq = time.perf_counter()
+            disc, quality = vaal.rank_and_measure(vae_cfg, eng.train, latents, d.labeled, job.device, job.seed,
+                                                  cond, game_prob=disc)
+            quality["seconds"] = round(time.perf_counter() - tq, 3)
         t2 = time.perf_counter()
         job.models.save(name, {**{part: getattr(models, part).state_dict()
                                   for part in ("vae", "disc", "opt_vae", "opt_disc")},
                                "vae_config": asdict(vae_cfg), "train_config": asdict(eng.train), **job.tag})
         return _Made({f"{prefix}latents": latents, f"{prefix}disc_prob": disc},
                      {"train_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)},
-                     {"device": str(job.device), "warm_start": warm, "iterations": iterations, "losses": losses})
+                     {"device": str(job.device), "warm_start": warm, "iterations": iterations, "losses": losses,
+                      **({"discriminator": quality} if quality is not None else {})})
 
     return run
 
 
+def _feature_space(job: Job, wanted: frozenset[str], values: dict[str, Any]) -> _Made:
+    """The feature space of every image of the round: trained once, warm
+    when images were added, reused while they stay the same. It reads no
+    label, so it is the same for every sampler and every seed."""
+    from vaal_core.learn import features
+
+    d = job.data
+    space = features.feature_space(d.images, d.rows, d.item_ids, job.engine.features, job.device,
+                                   job.models.load("features"), job.feature_weights, job.progress, job.should_stop)
+    job.models.save("features", {**space.state, **job.tag})
+    return _Made({"features": space.embed}, {"features_s": space.info["seconds"]}, {"features": space.info})
+
+
 # In the order they run: each producer's `requires` come from producers above it.
 PRODUCERS = (
-    Producer("task", ("task_model", "task_probs", "task_mc", "pred_loss"), (),
+    Producer("features", ("features",), (), lambda wanted: (Phase.FEATURES, Phase.EMBED), _feature_space,
+             label_free=True),
+    Producer("task", ("task_model", "task_probs", "task_mc", "pred_loss", "task_embed"), (),
              lambda wanted: (Phase.TASK, Phase.PREDICT) if wanted - {"task_model"} else (Phase.TASK,),
              _train_task_model, varies_with=("pred_loss",)),
     Producer("vaal", ("latents", "disc_prob"), (), lambda wanted: (Phase.TRAIN, Phase.SCORE),
@@ -296,9 +325,12 @@ def _inputs_digest(job: Job, producer: Producer, values: dict[str, Any]) -> str:
     producers before it handed over."""
     d = job.data
     digest = hashlib.sha1()
-    parts = [d.images, d.item_ids, d.rows, d.labeled, d.targets, d.task_train, d.eval_rows, d.eval_targets,
-             d.classes, asdict(job.engine), str(job.device), job.seed, str(job.pretrained),
-             *(values.get(need) for need in producer.requires)]
+    if producer.label_free:
+        parts = [d.images, d.item_ids, d.rows, asdict(job.engine), str(job.device), str(job.feature_weights)]
+    else:
+        parts = [d.images, d.item_ids, d.rows, d.labeled, d.targets, d.task_train, d.eval_rows, d.eval_targets,
+                 d.classes, asdict(job.engine), str(job.device), job.seed, str(job.pretrained),
+                 *(values.get(need) for need in producer.requires)]
     for part in parts:
         if isinstance(part, np.ndarray):
             digest.update(repr((part.dtype.str, part.shape)).encode())

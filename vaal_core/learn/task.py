@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from vaal_core.config import TaskConfig
 from vaal_core.errors import BadInput, RoundCancelled
 from vaal_core.learn.batches import BatchStream, check_finite, random_crop, random_flip, to_tensor
+from vaal_core.learn.checkpoints import read_user_weights
 from vaal_core.learn.models import LossHead, TaskNet, build_task_net
 from vaal_core.progress import Phase, Progress, Steps
 
@@ -115,6 +116,7 @@ class TaskOutputs:
     probs: np.ndarray  # (N, C) softmax
     pred_loss: np.ndarray | None = None  # (N,) the loss head's prediction
     mc_probs: np.ndarray | None = None  # (T, N, C) softmax under sampled dropout
+    embed: np.ndarray | None = None  # (N, D) pooled penultimate features (what the last layer reads)
 
 
 @torch.no_grad()
@@ -131,7 +133,7 @@ def run_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: tor
         head.eval()
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)  # the dropout masks
-    probs, losses, mc = [], [], []
+    probs, losses, mc, embed = [], [], [], []
     starts = range(0, len(rows), batch_size)
     report = Steps(progress, Phase.PREDICT, len(starts), items_per_step=batch_size)
     report(0)
@@ -140,6 +142,7 @@ def run_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: tor
             feats = net.features(to_tensor(images, rows[i:i + batch_size], device))
             pooled = net.pooled(feats)
             probs.append(torch.softmax(net.classify(pooled).float(), 1).cpu())
+            embed.append(pooled.float().cpu())
             if head is not None:
                 losses.append(head(feats).float().cpu())
             if mc_samples:
@@ -156,7 +159,8 @@ def run_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: tor
         probs=torch.cat(probs).numpy() if probs else np.zeros((0, n_classes), np.float32),
         pred_loss=(torch.cat(losses).numpy() if losses else np.zeros(0, np.float32)) if head is not None else None,
         mc_probs=(torch.cat(mc, 1).numpy() if mc else np.zeros((mc_samples, 0, n_classes), np.float32))
-        if mc_samples else None)
+        if mc_samples else None,
+        embed=torch.cat(embed).numpy() if embed else np.zeros((0, net.fc.in_features), np.float32))
 
 
 def predict(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: torch.device) -> np.ndarray:
@@ -167,13 +171,8 @@ def predict(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: torc
 def load_pretrained(model: TaskModel, path: Path) -> dict[str, Any]:
     """A user's torchvision ResNet-18 weights (e.g. ImageNet) as the task
     model's starting point, from a local file only."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise BadInput(f"cannot read pretrained weights {path}: {err}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not hasattr(model.net, "load_backbone"):
+    state = read_user_weights(path, "a torchvision ResNet-18")
+    if not hasattr(model.net, "load_backbone"):
         raise BadInput(f"{path} is not a ResNet-18 state dict")
     loaded, left = model.net.load_backbone(state)
     if loaded == 0:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vaal_core.learn import disc_quality
 from vaal_core.store import Project
 
 BASELINE = "random"
@@ -35,10 +36,25 @@ def history(project: Project) -> list[dict[str, Any]]:
             "class_counts": m.get("class_counts") or {}, "curve": m.get("curve") or [],
             "cold_start": m.get("cold_start"), "task_accuracy": (m.get("task") or {}).get("accuracy"),
             "task_n_val": (m.get("task") or {}).get("n_val"), "task_how": (m.get("task") or {}).get("how"),
-            "task_s": t.get("task_s"), "predict_s": t.get("predict_s"), "started": r["created_at"], "finished": r["finished_at"],
-            "error": r["error"],
+            "task_s": t.get("task_s"), "predict_s": t.get("predict_s"), "features_s": t.get("features_s"),
+            "started": r["created_at"], "finished": r["finished_at"],
+            "error": r["error"], **_discriminator(m),
         })
     return rows
+
+
+def _discriminator(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A VAAL or TA-VAAL round's discriminator figures (learn.disc_quality):
+    its AUC, its held-out AUC, the top batch's seed-to-seed overlap in
+    multiples of chance, whether that is near chance, and the sentence."""
+    d = disc_quality.of_round(metrics)
+    if d is None:
+        return {"disc_auc": None, "disc_heldout_auc": None, "disc_overlap_x": None, "disc_near_chance": None,
+                "disc_verdict": None}
+    ratio = disc_quality.overlap_ratio(d)
+    return {"disc_auc": d.get("auc"), "disc_heldout_auc": d.get("heldout_auc"),
+            "disc_overlap_x": None if ratio is None else round(ratio, 1), "disc_near_chance": d.get("near_chance"),
+            "disc_verdict": d.get("verdict")}
 
 
 # -- simulations ------------------------------------------------------------------
@@ -46,9 +62,10 @@ def history(project: Project) -> list[dict[str, Any]]:
 CSV_COLUMNS = ("sampler", "labeled", "round", "mean", "std", "min", "max", "n_seeds")
 
 
-def summarize(results: dict[str, dict[str, list[dict]]]) -> dict[str, list[dict[str, Any]]]:
+def summarize(results: dict[str, dict[str, list[dict]]], key: str = "accuracy") -> dict[str, list[dict[str, Any]]]:
     """Per sampler and round: mean, sample std (ddof=1; 0 with one seed),
-    min and max of the accuracy over the seeds that reached that round.
+    min and max of the accuracy (`key`) over the seeds that reached that
+    round. Rounds with nothing measured (no labels yet) are left out.
 
     Works on partial results (the JSON is summarised after every round, so a
     seed may be mid-run or not started): each row says in n_seeds how many
@@ -58,18 +75,41 @@ def summarize(results: dict[str, dict[str, list[dict]]]) -> dict[str, list[dict[
         by_round: dict[int, list[dict]] = {}
         for records in by_seed.values():
             for rec in records:
-                by_round.setdefault(rec["round"], []).append(rec)
+                if rec.get(key) is not None:
+                    by_round.setdefault(rec["round"], []).append(rec)
         if not by_round:
             continue
         rows = []
         for r in sorted(by_round):
-            acc = np.array([rec["accuracy"] for rec in by_round[r]])
+            acc = np.array([rec[key] for rec in by_round[r]], dtype=np.float64)
             rows.append({"round": r, "labeled": by_round[r][0]["labeled"], "mean": float(acc.mean()),
                          "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                          "min": float(acc.min()), "max": float(acc.max()), "n_seeds": int(len(acc)),
                          "select_s": float(np.mean([rec.get("select_s", 0.0) for rec in by_round[r]])),
                          "train_s": float(np.mean([rec.get("train_s", 0.0) for rec in by_round[r]]))})
         out[name] = rows
+    return out
+
+
+def label_efficiency(results: dict[str, dict[str, list[dict]]], key: str = "accuracy") -> dict[str, dict[str, Any]]:
+    """Labels each sampler needed to reach random's final mean accuracy:
+    per seed, the first labeled-set size whose accuracy reaches it (None
+    when no round did), and the mean and sample std over the seeds that
+    reached it. The target is random's mean over its seeds at its last
+    round, so random itself needs about its final size."""
+    base = summarize({BASELINE: results.get(BASELINE, {})}, key).get(BASELINE)
+    if not base:
+        return {}
+    target = base[-1]["mean"]
+    out = {}
+    for name, by_seed in results.items():
+        per_seed = {seed: next((rec["labeled"] for rec in records if rec.get(key) is not None
+                                and rec[key] >= target), None) for seed, records in by_seed.items()}
+        reached = np.array([v for v in per_seed.values() if v is not None], dtype=np.float64)
+        out[name] = {"target": target, "target_labeled": base[-1]["labeled"], "per_seed": per_seed,
+                     "mean": float(reached.mean()) if len(reached) else None,
+                     "std": float(reached.std(ddof=1)) if len(reached) > 1 else 0.0 if len(reached) else None,
+                     "reached": int(len(reached)), "seeds": len(per_seed)}
     return out
 
 

@@ -12,6 +12,10 @@ round) trains whenever the labels allow it (two classes or more), both for
 the task-aware samplers and for the Label page's suggestions; a fixed slice
 of the labels is held out of its training to estimate its accuracy.
 
+A small share of each batch (`RoundConfig.audit`, 5% by default) is drawn
+at random instead of by the sampler, so the suggestions' accuracy can be
+estimated honestly on the user's own labels (`loop/audit.py`).
+
 The queue only changes when a round finishes: scores and the 'done' mark are
 written in one transaction, so a failed, cancelled or crashed round leaves the
 previous queue in place.
@@ -32,20 +36,24 @@ from vaal_core.errors import BadInput, RoundCancelled, TrainingDiverged
 from vaal_core.files import save_array_atomic
 from vaal_core.learn import pipeline
 from vaal_core.learn.devices import check_device_name, pick
+from vaal_core.loop.audit import DEFAULT_FRACTION, audit_rng, swap_in_audit
 from vaal_core.progress import Event, Phase, Progress, Throttle, announce
 from vaal_core.store import Project
 
 
 @dataclass(frozen=True)
 class RoundConfig:
-    sampler: str = "vaal"
+    sampler: str = "auto"  # a sampler, or a policy that picks one each round
     budget: int | None = None  # None: 5% of the items, as the VAAL paper's CIFAR budget
     seed: int = 0
     device: str = "auto"
     fast: bool = False
     fresh: bool = False  # ignore the previous round's weights
     suggest: bool = True  # train the task model for label suggestions even when the sampler needs none
-    pretrained: str | None = None  # torchvision ResNet-18 weights for the task model's first (cold) start
+    # ImageNet ResNet-18/50 weights (torchvision): the feature space of typiclust/probcover/auto, and,
+    # for a ResNet-18 file and full-size models, the task model's first (cold) start
+    pretrained: str | None = None
+    audit: float = DEFAULT_FRACTION  # share of the batch drawn at random instead (loop/audit.py); 0: none
 
 
 @dataclass
@@ -72,7 +80,7 @@ def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | No
     The app calls it before starting a worker so mistakes show at once; it
     passes `devices` (a `devices.probe` answer) to check the device without
     loading PyTorch itself."""
-    sampler = samplers.get(cfg.sampler)
+    sampler = choose_sampler(project, cfg).sampler
     check_device_name(cfg.device)
     if devices is not None:
         pick(cfg.device, devices)
@@ -90,13 +98,21 @@ def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | No
             raise BadInput(f"sampler {cfg.sampler!r} ranks images with a task model, which needs labels of at "
                            f"least 2 classes (labeled so far: {have}); label a few images of another class, "
                            "or use vaal, coreset or random for this round")
-    if cfg.pretrained is not None:
-        if cfg.fast:
-            raise BadInput("--pretrained loads ResNet-18 weights, but --fast uses a small CNN; drop --fast")
-        if not Path(cfg.pretrained).expanduser().is_file():
-            raise BadInput(f"pretrained weights file {cfg.pretrained} does not exist; give the path of a "
-                           "torchvision ResNet-18 state dict (.pth) on this machine")
+    if cfg.pretrained is not None and not Path(cfg.pretrained).expanduser().is_file():
+        raise BadInput(f"pretrained weights file {cfg.pretrained} does not exist; give the path of a "
+                       "torchvision ResNet-18 or ResNet-50 state dict (.pth) on this machine")
+    if not 0 <= cfg.audit < 0.5:  # also refuses NaN
+        raise BadInput(f"audit fraction must be at least 0 and below 0.5, got {cfg.audit}; "
+                       "use e.g. --audit 0.05 (5% of the batch), or 0 for no random audit picks")
     return budget
+
+
+def choose_sampler(project: Project, cfg: RoundConfig) -> samplers.Resolved:
+    """The sampler this round runs: `cfg.sampler` itself, or the one a policy
+    (`auto`) chooses for the project's labels now."""
+    per_class = project.status()["per_class"]
+    n_labeled = sum(per_class.values())
+    return samplers.resolve(cfg.sampler, n_labeled, len(per_class), sum(1 for n in per_class.values() if n))
 
 
 def held_out(item_ids: np.ndarray, fraction: float) -> np.ndarray:
@@ -121,7 +137,8 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
     # 1. Check the request before any work.
     device = resolve_device(cfg.device)
     budget = check_round(project, cfg)
-    sampler = samplers.get(cfg.sampler)
+    chosen = choose_sampler(project, cfg)
+    sampler = chosen.sampler
     engine = engine_config(project.image_size, cfg.fast)
 
     with project.training_lock():
@@ -131,6 +148,7 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
             needs.add("task_probs")  # the Label page's suggestions
         round_id = project.start_round(sampler.name, budget, cfg.seed, {
             "round": asdict(cfg), "engine": asdict(engine), "needs": sorted(sampler.needs)})
+        weights = Path(cfg.pretrained).expanduser() if cfg.pretrained else None
         reporter = RoundProgress(project, round_id, [*pipeline.phases(needs), Phase.SELECT], progress, should_stop)
         try:
             data = _round_data(project, engine, labels, open_cache(project) if needs else None)
@@ -138,12 +156,14 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
             #    first: TA-VAAL's VAE is conditioned on it), warm from the
             #    last round's checkpoints.
             job = pipeline.Job(data, engine, device, cfg.seed, CheckpointDir(project.checkpoint_dir, cfg.fresh),
-                               reporter, reporter.stop,
-                               Path(cfg.pretrained).expanduser() if cfg.pretrained else None,
-                               tag={"round_id": round_id})
+                               reporter, reporter.stop, weights if engine.task.arch == "resnet18" else None,
+                               feature_weights=weights, tag={"round_id": round_id})
             made = pipeline.produce(needs, job)
             metrics: dict[str, Any] = {"n_labeled": int(data.labeled.sum()), "n_pool": int((~data.labeled).sum()),
                                        "class_counts": _class_counts(project, labels), **made.metrics}
+            metrics.setdefault("device", str(device))  # the VAE game records its own; say it for every round
+            if chosen.why:  # a policy chose the sampler: which, and why, for the Train page
+                metrics["policy"] = {"name": chosen.asked, "chose": sampler.name, "why": chosen.why}
             if "task" in metrics:
                 metrics["task"]["how"] = _how_measured(metrics["task"], int(data.labeled.sum()), engine)
             # 3. Score and select.
@@ -151,20 +171,31 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
             t0 = time.perf_counter()
             pool_ids, labeled_ids = data.item_ids[~data.labeled], data.item_ids[data.labeled]
             sel = samplers.select(sampler.name, data.item_ids, made.values, pool_ids, labeled_ids, budget,
-                                  np.random.default_rng(cfg.seed))
+                                  np.random.default_rng(cfg.seed), n_classes=len(data.classes))
             timings = {**made.timings, "select_s": round(time.perf_counter() - t0, 3)}
             timings["total_s"] = round(sum(timings.values()), 3)
             metrics.update(sel.notes)
+            # The audit: the sampler's last picks give way to uniformly random ones from the rest of
+            # the pool, spread through the batch (none for batches under audit.MIN_BATCH).
+            batch, audit_ids = swap_in_audit(sel.ids, sel.pool_ids, cfg.audit, audit_rng(cfg.seed, round_id))
+            ranks = {item: k for k, item in enumerate(batch, start=1)}
+            metrics["audit"] = {"fraction": cfg.audit, "n": len(audit_ids), "ids": audit_ids}
             if reporter.curve:
                 metrics["curve"] = reporter.curve
-            # 4. Keep the latent space for the Explore page, then swap the queue in.
-            _save_latents(project.round_dir(round_id), data.item_ids, made.latent_space())
+            # 4. Keep a space to map for the Explore page (the VAE's latents; else the feature space
+            # typiclust and probcover picked in), then swap the queue in.
+            space = made.latent_space()
+            if space is None and made.values.get("features") is not None:
+                space = (made.values["features"], None)
+            if space is not None:
+                metrics["map_space"] = "vae" if made.latent_space() is not None else "features"
+            _save_latents(project.round_dir(round_id), data.item_ids, space)
             suggestions = None
             if made.values.get("task_probs") is not None:
                 probs = made.values["task_probs"][~data.labeled]  # aligned with pool_ids = sel.pool_ids
                 suggestions = [(data.classes[int(k)], float(p)) for k, p in zip(probs.argmax(1), probs.max(1))]
-            project.finish_round(round_id, sel.pool_ids, sel.scores, [int(r) if r else None for r in sel.ranks],
-                                 int(len(labeled_ids)), timings, metrics, suggestions)
+            project.finish_round(round_id, sel.pool_ids, sel.scores, [ranks.get(int(i)) for i in sel.pool_ids],
+                                 int(len(labeled_ids)), timings, metrics, suggestions, audit=audit_ids)
         except RoundCancelled as err:
             project.fail_round(round_id, str(err), status="cancelled")
             raise

@@ -40,7 +40,7 @@ from vaal_core.files import save_arrays_atomic, write_json_atomic
 from vaal_core.learn import pipeline
 from vaal_core.learn.checkpoints import InMemory
 from vaal_core.loop.chart import write_chart
-from vaal_core.loop.report import BASELINE, headline, overlap, summarize
+from vaal_core.loop.report import BASELINE, headline, label_efficiency, overlap, summarize
 from vaal_core.progress import Event, Phase, Progress, announce
 
 
@@ -57,6 +57,14 @@ class SimConfig:
     test_fraction: float = 0.2
     subset: int | None = None  # stratified subset of the folder (seeded, fixed) before the split
     map: bool = False  # also compute the 2-D UMAP map of the saved latents (the Demo page's picks map)
+    # Whose classifier is measured: "own" (the sampler's, warm across rounds, LL4AL's with its loss
+    # head), "common" (one plain classifier trained fresh on each labeled set, the same for every
+    # sampler: pick quality apart from a sampler's training objective) or "both".
+    evaluate: str = "own"
+    pretrained: str | None = None  # ImageNet ResNet weights for the feature space (else SimCLR or the hub cache)
+
+
+EVALUATIONS = ("own", "common", "both")
 
 
 def _seed(seed: int, round_: int) -> int:
@@ -74,7 +82,7 @@ def _sampler_list(names: tuple[str, ...]) -> tuple[list[str], bool]:
     for name in names:
         sampler = samplers.get(name)  # UnknownSampler lists the valid names
         try:
-            pipeline.plan(sampler.needs)
+            pipeline.plan(sampler.needs)  # a policy needs nothing itself; what it chooses is checked here too
         except ValueError as err:
             raise BadInput(f"sampler {name!r} cannot be simulated: {err}") from None
         if name not in out:
@@ -85,9 +93,14 @@ def _sampler_list(names: tuple[str, ...]) -> tuple[list[str], bool]:
 
 def _check_config(cfg: SimConfig) -> None:
     for name in ("init", "budget", "rounds", "seeds"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value < 1:
-            raise BadInput(f"--{name} must be a whole number of at least 1, got {value!r}")
+        value, least = getattr(cfg, name), 0 if name == "init" else 1  # --init 0: the sampler picks the first batch
+        if not isinstance(value, int) or value < least:
+            raise BadInput(f"--{name} must be a whole number of at least {least}, got {value!r}")
+    if cfg.evaluate not in EVALUATIONS:
+        raise BadInput(f"--evaluate must be one of {', '.join(EVALUATIONS)}, got {cfg.evaluate!r}")
+    if cfg.pretrained is not None and not Path(cfg.pretrained).expanduser().is_file():
+        raise BadInput(f"pretrained weights file {cfg.pretrained} does not exist; give the path of a torchvision "
+                       "ResNet-18 or ResNet-50 state dict")
     if cfg.image_size not in IMAGE_SIZES:
         raise BadInput(f"--image-size {cfg.image_size} is not supported; use one of {IMAGE_SIZES}")
     if not 0.0 < cfg.test_fraction < 1.0:
@@ -183,19 +196,20 @@ def _round_data(data: _Data, labeled: np.ndarray) -> pipeline.RoundData:
 def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: EngineConfig, device,
           shared: dict, progress: Progress | None,
           on_round: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Round r trains what the sampler needs on the labeled set (always the
-    task model: its test accuracy is what is measured), records that
-    accuracy, then, before the last round, picks the next batch and the
-    oracle reveals its classes. Returns one record per round; `on_round`
-    gets each as soon as it exists, so the caller can save it while later
-    rounds play. A record's timings are those of the round's own picks
-    (train_s, select_s) and of its classifier (task_s)."""
+    """Round r trains what the sampler needs on the labeled set, measures a
+    classifier's test accuracy (the sampler's own, a common fresh one, or
+    both: `cfg.evaluate`), then, before the last round, picks the next batch
+    and the oracle reveals its classes. A policy (`auto`) is resolved every
+    round; the record says which sampler ran and why. With no labels
+    (`--init 0`) round 0 measures nothing and the sampler picks the first
+    batch; a sampler that needs a classifier picks it at random then.
+    Returns one record per round; `on_round` gets each as soon as it exists,
+    so the caller can save it while later rounds play. A record's timings
+    are those of the round's own picks (train_s, select_s) and of its
+    classifiers (task_s)."""
     labeled, picked = np.sort(initial), np.sort(initial)
-    picking = {"train_s": 0.0, "select_s": 0.0}  # round 0's picks: the random initial set
-    # The task model is what every round measures; the last round only
-    # measures: its classifier trains as the sampler's own would (LL4AL's
-    # with its loss head), and nothing more is picked.
-    measure_only = pipeline.task_needs(run.sampler.needs) | {"task_model"}
+    picking: dict[str, Any] = {"train_s": 0.0, "select_s": 0.0}  # round 0's picks: the random initial set
+    own, common = cfg.evaluate in ("own", "both"), cfg.evaluate in ("common", "both")
     records = []
     for r in range(cfg.rounds + 1):
         def forward(event: Event, r: int = r) -> None:
@@ -203,22 +217,50 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
                 progress(event.with_values(seed=run.seed, sampler=run.sampler.name, round=r))
 
         rd = _round_data(data, labeled)
-        needs = (run.sampler.needs | {"task_model"}) if r < cfg.rounds else measure_only
-        job = pipeline.Job(rd, engine, device, _seed(run.seed, r), run.models, forward, shared=shared)
+        classes_labeled = int(len(np.unique(data.y[labeled])))
+        chosen = samplers.resolve(run.sampler.name, len(labeled), len(data.classes), classes_labeled)
+        sampler, cold = chosen.sampler, None
+        if pipeline.uses_task_model(sampler.needs) and classes_labeled < 2:
+            sampler, cold = samplers.get(BASELINE), f"random: {sampler.name} needs labels of 2 classes or more"
+        picks_now = r < cfg.rounds
+        # The last round only measures: its classifier trains as the sampler's own would (LL4AL's
+        # with its loss head), and nothing more is picked.
+        needs = set(sampler.needs) if picks_now else set(pipeline.task_needs(sampler.needs))
+        if own and len(labeled):
+            needs |= {"task_model"}
+        job = pipeline.Job(rd, engine, device, _seed(run.seed, r), run.models, forward, shared=shared,
+                           feature_weights=Path(cfg.pretrained).expanduser() if cfg.pretrained else None)
         made = pipeline.produce(needs, job)
-        acc, loss_head = made.metrics["task"]["accuracy"], made.metrics["task"]["loss_head"]
+        task = made.metrics.get("task", {})
         counts = np.bincount(data.y[labeled], minlength=len(data.classes))
-        record = {"round": r, "labeled": int(len(labeled)), "accuracy": acc,
+        record = {"round": r, "labeled": int(len(labeled)), "accuracy": task.get("accuracy") if own else None,
                   "train_s": round(picking["train_s"], 3), "select_s": round(picking["select_s"], 3),
-                  "task_s": round(made.timings["task_s"] + made.timings["predict_s"], 3), "loss_head": loss_head,
-                  "class_counts": dict(zip(data.classes, counts.tolist())), "picked": [int(i) for i in picked]}
-        if r < cfg.rounds:  # pick the next round's batch
+                  "task_s": round(made.timings.get("task_s", 0.0) + made.timings.get("predict_s", 0.0), 3),
+                  "loss_head": task.get("loss_head", False),
+                  "class_counts": dict(zip(data.classes, counts.tolist())), "picked": [int(i) for i in picked],
+                  **{k: v for k, v in picking.items() if k in ("sampler_used", "why", "cold_start", "notes", "discriminator")}}
+        if common and len(labeled):
+            # Not shared: the memo keeps a run's every output, and this one is asked only for its accuracy.
+            fresh = pipeline.Job(rd, engine, device, _seed(run.seed, r), InMemory(), forward)
+            measured = pipeline.produce({"task_model"}, fresh)
+            record["common_accuracy"] = measured.metrics["task"]["accuracy"]
+            record["task_s"] = round(record["task_s"] + measured.timings["task_s"] + measured.timings["predict_s"], 3)
+            if not own:
+                record["accuracy"] = record["common_accuracy"]
+        if picks_now:  # pick the next round's batch
             announce(forward, Phase.SELECT)
             t0 = time.perf_counter()
-            sel = samplers.select(run.sampler.name, rd.item_ids, made.values, rd.item_ids[~rd.labeled], labeled,
-                                  cfg.budget, np.random.default_rng(_seed(run.seed, r)))
-            picking = {"train_s": made.timings.get("train_s", 0.0),
-                       "select_s": made.timings.get("score_s", 0.0) + time.perf_counter() - t0}
+            sel = samplers.select(sampler.name, rd.item_ids, made.values, rd.item_ids[~rd.labeled], labeled,
+                                  cfg.budget, np.random.default_rng(_seed(run.seed, r)), n_classes=len(data.classes))
+            picking = {"train_s": made.timings.get("train_s", 0.0) + made.timings.get("features_s", 0.0),
+                       "select_s": made.timings.get("score_s", 0.0) + time.perf_counter() - t0,
+                       "sampler_used": sampler.name, "why": chosen.why, "cold_start": cold or sel.notes.get("cold_start"),
+                       "notes": _plain(sel.notes)}
+            if made.metrics.get("discriminator") and {"disc_prob", "ta_disc_prob"} & set(sampler.needs):
+                # Is the ranking worth anything (learn.disc_quality); its timing stays out, as every timing
+                # but the round's own does, so that a record is the same on every run.
+                picking["discriminator"] = _plain({k: v for k, v in made.metrics["discriminator"].items()
+                                                   if k != "seconds"})
             picked = sel.ids  # best first
             labeled = np.sort(np.concatenate([labeled, picked]))  # the oracle reveals data.y[picked]
             space = made.latent_space()
@@ -227,8 +269,14 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
         records.append(record)
         if on_round is not None:
             on_round(record)
-        forward(Event(Phase.TASK, values={"labeled": record["labeled"], "accuracy": acc, "done": True}))
+        forward(Event(Phase.TASK, values={"labeled": record["labeled"], "accuracy": record["accuracy"],
+                                          "done": True}))
     return records
+
+
+def _plain(notes: dict[str, Any]) -> dict[str, Any]:
+    """A sampler's notes as JSON-ready values."""
+    return json.loads(json.dumps(notes, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
 def _write_latents(path: Path, rows: np.ndarray, latents: np.ndarray, y: np.ndarray) -> None:
@@ -303,7 +351,16 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
         "notes": {"ids": "picked/test_rows are rows of the decoded folder: its image files in sorted path "
                          "order, minus skipped files; paths[row] is the file of a row",
                   "std": "sample standard deviation over seeds (ddof=1)",
-                  "round_0": "picked = the random initial set (same for every sampler of a seed)",
+                  "round_0": "picked = the random initial set (same for every sampler of a seed); with init 0 it is "
+                             "empty, accuracy is null, and the sampler picks round 1's labels",
+                  "accuracy": "accuracy = the classifier config.evaluate names: own (the sampler's own, warm "
+                              "across rounds) or common (a plain classifier trained fresh on the labeled set, "
+                              "the same for every sampler); with 'both', accuracy is own and common_accuracy "
+                              "the common one, summarised in summary_common",
+                  "efficiency": "labels each sampler needed to reach random's final mean accuracy, per seed "
+                                "(null: not reached), with mean and std over the seeds that reached it",
+                  "sampler_used": "the sampler that picked this round's batch (a policy such as auto names "
+                                  "another each round, with why); cold_start says when a fallback picked",
                   "overlap": "share of picks two samplers have in common (first_batch: round 1, from the "
                              "same labeled set; all_picks: everything after the initial set); two random "
                              "batches share about overlap_by_chance of round 1",
@@ -342,11 +399,13 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
             progress(event)
 
     save(Phase.START)
+    # Fresh producer runs on the same inputs, shared by every sampler (and, for the feature
+    # space, which reads no label, by every seed).
+    shared: dict = {}
     # 3. Every seed: one initial set, then every sampler from it.
     try:
         for seed in range(cfg.seeds):
             initial = np.random.default_rng(seed).choice(pool, cfg.init, replace=False)
-            shared: dict = {}  # fresh producer runs, shared by this seed's samplers
             for name in names:
                 run = _Run(seed, samplers.get(name))
 
@@ -358,6 +417,9 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
                         _write_latents(latents_path, data.pool, run.latents, data.y[data.pool])
                         result["latents_file"] = latents_path.name  # only once the file is there
                     result["summary"] = summarize(result["results"])
+                    if cfg.evaluate == "both":
+                        result["summary_common"] = summarize(result["results"], key="common_accuracy")
+                    result["efficiency"] = label_efficiency(result["results"])
                     result["overlap"] = overlap(result["results"])
                     result["headline"] = headline(result["summary"])
                     save(Phase.START if rounds_done < result["progress"]["rounds_total"] else Phase.CHART)

@@ -7,12 +7,15 @@
 registry.py holds the registry, `Context` and the shared selector; the
 strategies are grouped by what they read: baselines.py (random, coreset),
 adversarial.py (vaal, ta_vaal), uncertainty.py (entropy, margin,
-least_confidence, bald, ll4al). Importing this package registers them all.
+least_confidence, bald, ll4al), typical.py (typiclust, probcover: the
+project's feature space), batch_aware.py (badge, vaal_diverse). auto.py
+holds the policy `auto`, which picks one of them by the labels at hand
+(`resolve`). Importing this package registers them all.
 """
 
-from vaal_core.samplers import adversarial, baselines, uncertainty  # noqa: F401 - registers the strategies
-from vaal_core.samplers.registry import (REGISTRY, Context, Sampler, Selection, UndeclaredNeed, check_budget, get,
-                                         names, rank, register, select)
+from vaal_core.samplers import adversarial, auto, baselines, batch_aware, typical, uncertainty  # noqa: F401 - registers them
+from vaal_core.samplers.registry import (REGISTRY, Context, Resolved, Sampler, Selection, UndeclaredNeed, check_budget, get,
+                                         names, rank, register, register_policy, resolve, select)
 
-__all__ = ["REGISTRY", "Context", "Sampler", "Selection", "UndeclaredNeed", "check_budget", "get",
-           "names", "rank", "register", "select"]
+__all__ = ["REGISTRY", "Context", "Resolved", "Sampler", "Selection", "UndeclaredNeed", "check_budget", "get",
+           "names", "rank", "register", "register_policy", "resolve", "select"]

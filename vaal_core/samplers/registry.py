@@ -29,9 +29,10 @@ class Context:
     did (saved with the round)."""
 
     def __init__(self, item_ids: np.ndarray, rng: np.random.Generator,
-                 inputs: Mapping[str, np.ndarray | None] | None = None):
+                 inputs: Mapping[str, np.ndarray | None] | None = None, n_classes: int | None = None):
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
         self.rng = rng
+        self.n_classes = n_classes  # the project's class count, when the caller knows it
         self._inputs = dict(inputs or {})
         self._index: dict[int, int] | None = None
         self.notes: dict[str, Any] = {}
@@ -54,13 +55,21 @@ class Context:
 ScoreFn = Callable[..., np.ndarray]  # (ctx, pool_ids, labeled_ids, budget, **settings) -> (P,) scores
 
 
+ChooseFn = Callable[..., tuple[str, str]]  # (n_labeled, n_classes, classes_labeled, **settings) -> (name, why)
+
+
 @dataclass(frozen=True)
 class Sampler:
     name: str
-    score: ScoreFn
+    score: ScoreFn | None  # None for a policy
     needs: frozenset[str]
     description: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+    choose: ChooseFn | None = None  # a policy (`auto`) picks another sampler each round
+
+    @property
+    def is_policy(self) -> bool:
+        return self.choose is not None
 
 
 REGISTRY: dict[str, Sampler] = {}
@@ -76,6 +85,35 @@ def register(name: str, needs: tuple[str, ...] = (), description: str = "",
         REGISTRY[name] = Sampler(name, fn, frozenset(needs), description or (fn.__doc__ or "").strip(), settings)
         return fn
     return wrap
+
+
+def register_policy(name: str, description: str, **settings: Any) -> Callable[[ChooseFn], ChooseFn]:
+    """Register a policy: a name that stands for another sampler chosen
+    each round from the state of the labels (`resolve`)."""
+    def wrap(fn: ChooseFn) -> ChooseFn:
+        if name in REGISTRY:
+            raise ValueError(f"sampler {name!r} is registered twice")
+        REGISTRY[name] = Sampler(name, None, frozenset(), description, settings, choose=fn)
+        return fn
+    return wrap
+
+
+@dataclass(frozen=True)
+class Resolved:
+    sampler: Sampler  # the sampler that scores this round
+    asked: str  # the name the user chose (a policy's name, or the sampler's own)
+    why: str | None = None  # a policy's reason, in words
+
+
+def resolve(name: str, n_labeled: int, n_classes: int, classes_labeled: int) -> Resolved:
+    """The sampler that runs this round for `name`: itself, or the one a
+    policy chooses for a labeled set of `n_labeled` images covering
+    `classes_labeled` of `n_classes` classes."""
+    sampler = get(name)
+    if not sampler.is_policy:
+        return Resolved(sampler, name)
+    chosen, why = sampler.choose(n_labeled, n_classes, classes_labeled, **sampler.settings)
+    return Resolved(get(chosen), name, why)
 
 
 def get(name: str) -> Sampler:
@@ -113,11 +151,14 @@ def check_budget(budget: int, pool_size: int) -> None:
 
 
 def select(name: str, item_ids: np.ndarray, inputs: Mapping[str, np.ndarray | None], pool_ids: np.ndarray,
-           labeled_ids: np.ndarray, budget: int, rng: np.random.Generator, **settings: Any) -> Selection:
+           labeled_ids: np.ndarray, budget: int, rng: np.random.Generator, n_classes: int | None = None,
+           **settings: Any) -> Selection:
     """Score the pool with sampler `name` and take the best `budget` items.
     `inputs` may hold more than the sampler needs; it sees only what it
-    declared."""
+    declared. A policy must be resolved first (`resolve`)."""
     sampler = get(name)
+    if sampler.is_policy:
+        raise ValueError(f"{name!r} chooses another sampler each round; call resolve() first")
     unknown = set(settings) - set(sampler.settings)
     if unknown:
         raise BadInput(f"sampler {name!r} has no setting {', '.join(sorted(unknown))}; its settings are: "
@@ -125,7 +166,7 @@ def select(name: str, item_ids: np.ndarray, inputs: Mapping[str, np.ndarray | No
     pool_ids = np.asarray(pool_ids, dtype=np.int64)
     labeled_ids = np.asarray(labeled_ids, dtype=np.int64)
     check_budget(budget, len(pool_ids))
-    ctx = Context(item_ids, rng, {need: inputs.get(need) for need in sampler.needs})
+    ctx = Context(item_ids, rng, {need: inputs.get(need) for need in sampler.needs}, n_classes)
     scores = np.asarray(sampler.score(ctx, pool_ids, labeled_ids, budget, **{**sampler.settings, **settings}),
                         dtype=np.float64)
     if scores.shape != pool_ids.shape or not np.all(np.isfinite(scores)):

@@ -34,6 +34,8 @@ class LabelOrder:
     ranks: dict[int, int]  # item id -> rank in the round's batch
     scores: dict[int, float]  # item id -> the round's score
     pushed: frozenset[int]
+    audit: frozenset[int] = frozenset()  # the batch's random audit picks (loop/audit.py)
+    audit_fraction: float = 0.0  # the share of the batch the round drew at random
 
     def position(self, item_id: int) -> int | None:
         try:
@@ -71,7 +73,11 @@ def label_order(project: Project) -> LabelOrder:
     rest = np.array([i for i in present if i not in seen], dtype=np.int64)
     ids.extend(np.random.default_rng(ORDER_SEED).permutation(rest).tolist())
     batch = len(set(pushed) | set(ranks))
-    return LabelOrder(tuple(ids), project.current_round_id(), batch, ranks, scores, frozenset(pushed))
+    round_id = project.current_round_id()
+    audit = project.audit_ids()
+    fraction = ((project.round(round_id)["metrics"] or {}).get("audit") or {}).get("fraction", 0.0) if audit else 0.0
+    return LabelOrder(tuple(ids), round_id, batch, ranks, scores, frozenset(pushed), frozenset(audit),
+                      float(fraction))
 
 
 def next_to_label(order: LabelOrder, labeled: set[int], postponed: set[int], start: int = 0) -> int | None:
@@ -116,7 +122,7 @@ def queue_suggestions(project: Project, limit: int | None = None) -> dict:
     task = None
     if round_id is not None:
         task = (project.round(round_id)["metrics"] or {}).get("task")
-    items = [{"rank": q["rank"], "path": q["path"], "item_id": q["item_id"], "score": q["score"],
+    items = [{"rank": q["rank"], "path": q["path"], "item_id": q["item_id"], "score": q["score"], "audit": q["audit"],
               "suggestion": guesses[q["item_id"]].label if q["item_id"] in guesses else None,
               "confidence": guesses[q["item_id"]].confidence if q["item_id"] in guesses else None}
              for q in queue]

@@ -155,20 +155,21 @@ def stop(folder: Path, name: str) -> bool:
 
 def start_round(project: Project, sampler: str, budget: int | None, device: str = "auto",
                 fast: bool = False, seed: int = 0, fresh: bool = False,
-                devices: dict[str, Any] | None = None) -> WorkerState:
+                devices: dict[str, Any] | None = None, audit: float = 0.05) -> WorkerState:
     """Check the request, then train the round in a background process.
     Raises WorkerBusy when a round of this project is training already (in
     this app or from the command line), and the checks' BadInput errors.
     `devices` (a `learn.devices.probe` answer) lets the check refuse a
-    device the machine lacks without loading PyTorch here."""
+    device the machine lacks without loading PyTorch here. `audit`: the
+    share of the batch drawn at random (`loop/audit.py`)."""
     from vaal_core.loop.round import RoundConfig, check_round
 
     if project.is_training():
         raise WorkerBusy(f"a round of {project.root.name} is training already; wait for it or cancel it")
-    cfg = RoundConfig(sampler=sampler, budget=budget, seed=seed, device=device, fast=fast, fresh=fresh)
+    cfg = RoundConfig(sampler=sampler, budget=budget, seed=seed, device=device, fast=fast, fresh=fresh, audit=audit)
     budget = check_round(project, cfg, devices)
     args = ["round", str(project.root), "--sampler", sampler, "--budget", str(budget), "--device", device,
-            "--seed", str(seed), "--json"]
+            "--seed", str(seed), "--audit", repr(float(audit)), "--json"]
     args += ["--fast"] if fast else []
     args += ["--fresh"] if fresh else []
     return launch(project.root, "round", args)

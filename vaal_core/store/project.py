@@ -230,8 +230,9 @@ class Project:
 
     def finish_round(self, round_id: int, item_ids: Sequence[int], scores: Sequence[float],
                      ranks: Sequence[int | None], n_labeled: int, timings: dict[str, float], metrics: dict[str, Any],
-                     suggestions: Sequence[tuple[str, float] | None] | None = None) -> None:
-        self._rounds.finish(round_id, item_ids, scores, ranks, n_labeled, timings, metrics, suggestions)
+                     suggestions: Sequence[tuple[str, float] | None] | None = None,
+                     audit: Sequence[int] = ()) -> None:
+        self._rounds.finish(round_id, item_ids, scores, ranks, n_labeled, timings, metrics, suggestions, audit)
 
     def fail_round(self, round_id: int, error: str, status: str = "failed") -> None:
         self._rounds.fail(round_id, error, status)
@@ -264,6 +265,12 @@ class Project:
 
     def suggestions(self, item_ids: Sequence[int] | None = None) -> dict[int, Suggestion]:
         return self._queue.suggestions(item_ids)
+
+    def audit_ids(self) -> set[int]:
+        return self._queue.audit_ids()
+
+    def round_batches(self) -> list[dict[str, Any]]:
+        return self._queue.batches()
 
     def push_to_front(self, item_ids: Sequence[int]) -> int:
         return self._queue.push_to_front(item_ids)

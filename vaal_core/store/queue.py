@@ -36,14 +36,42 @@ class Queue:
 
     def items(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The current round's picks that are still unlabeled, in rank order:
-        [{item_id, path, score, rank}]."""
+        [{item_id, path, score, rank, audit}] (`audit`: a random audit pick,
+        not the sampler's)."""
         round_id = self.current_round()
         if round_id is None:
             return []
-        rows = self.db.rows(f"SELECT i.id AS item_id, i.path, s.score, s.rank {_QUEUED} ORDER BY s.rank"
+        rows = self.db.rows(f"SELECT i.id AS item_id, i.path, s.score, s.rank, s.audit {_QUEUED} ORDER BY s.rank"
                             + ("" if limit is None else " LIMIT ?"),
                             (round_id,) if limit is None else (round_id, int(limit)))
-        return [{"item_id": r["item_id"], "path": r["path"], "score": r["score"], "rank": r["rank"]} for r in rows]
+        return [{"item_id": r["item_id"], "path": r["path"], "score": r["score"], "rank": r["rank"],
+                 "audit": bool(r["audit"])} for r in rows]
+
+    def audit_ids(self) -> set[int]:
+        """The current round's random audit picks, labeled or not."""
+        round_id = self.current_round()
+        if round_id is None:
+            return set()
+        return {r["item_id"] for r in self.db.rows(
+            "SELECT item_id FROM scores WHERE round_id = ? AND audit = 1 AND rank IS NOT NULL", (round_id,))}
+
+    def batches(self) -> list[dict[str, Any]]:
+        """Every finished round's batch as it was made, with what became of
+        it: [{round_id, item_id, rank, audit, suggestion, label, source}] by
+        round and rank. `suggestion`: that round's task-model guess (None when
+        it trained none, or its class was removed); `label`: the item's label
+        now (None: unlabeled); `source`: how that label was given ('ui',
+        'grid', 'suggestion' for an accepted guess, 'import', ...)."""
+        rows = self.db.rows(
+            "SELECT s.round_id, s.item_id, s.rank, s.audit, sc.name AS suggestion, lc.name AS label, "
+            "(SELECT l.source FROM labels l WHERE l.item_id = s.item_id AND l.undone_at IS NULL "
+            " ORDER BY l.id DESC LIMIT 1) AS source "
+            "FROM scores s JOIN rounds r ON r.id = s.round_id JOIN items i ON i.id = s.item_id "
+            "LEFT JOIN classes sc ON sc.id = s.suggestion_class_id LEFT JOIN classes lc ON lc.id = i.label_class_id "
+            "WHERE r.status = 'done' AND s.rank IS NOT NULL ORDER BY s.round_id, s.rank")
+        return [{"round_id": r["round_id"], "item_id": r["item_id"], "rank": r["rank"], "audit": bool(r["audit"]),
+                 "suggestion": r["suggestion"], "label": r["label"],
+                 "source": r["source"] if r["label"] is not None else None} for r in rows]
 
     def length(self) -> int:
         round_id = self.current_round()

@@ -13,7 +13,7 @@ import json
 import os
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Collection, Iterator, Sequence
 
 from vaal_core.errors import BadInput, WorkerBusy
 from vaal_core.files import LockBusy, file_lock, is_locked
@@ -69,20 +69,27 @@ class Rounds:
 
     def finish(self, round_id: int, item_ids: Sequence[int], scores: Sequence[float], ranks: Sequence[int | None],
                n_labeled: int, timings: dict[str, float], metrics: dict[str, Any],
-               suggestions: Sequence[tuple[str, float] | None] | None = None) -> None:
+               suggestions: Sequence[tuple[str, float] | None] | None = None,
+               audit: Collection[int] = ()) -> None:
         """Write the round's scores (and the task model's suggestions, aligned
         with `item_ids`, when it trained one) and mark it done in one
-        transaction: the new queue replaces the old one atomically."""
+        transaction: the new queue replaces the old one atomically. `audit`:
+        the ids of the batch's random audit picks (they must have a rank)."""
         guesses = suggestions if suggestions is not None else [None] * len(item_ids)
         if len(guesses) != len(item_ids):
             raise ValueError(f"{len(guesses)} suggestions for {len(item_ids)} items")
+        audit = {int(i) for i in audit}
+        ranked = {int(i) for i, r in zip(item_ids, ranks) if r is not None}
+        if not audit <= ranked:
+            raise ValueError(f"audit picks {sorted(audit - ranked)[:5]} are not in the round's batch")
         with self.db.atomic():
             class_ids = self.classes.ids()
             self.db.executemany(
-                "INSERT INTO scores(round_id, item_id, score, rank, suggestion_class_id, confidence) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO scores(round_id, item_id, score, rank, suggestion_class_id, confidence, audit) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(round_id, int(i), float(s), None if r is None else int(r),
-                  None if g is None else class_ids.get(g[0]), None if g is None else float(g[1]))
+                  None if g is None else class_ids.get(g[0]), None if g is None else float(g[1]),
+                  int(int(i) in audit))
                  for i, s, r, g in zip(item_ids, scores, ranks, guesses)])
             self.db.execute(
                 "UPDATE rounds SET status = 'done', n_labeled = ?, n_pool = ?, timings = ?, metrics = ?, "

@@ -112,5 +112,12 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE scores ADD COLUMN suggestion_class_id INTEGER;
     ALTER TABLE scores ADD COLUMN confidence REAL;
     """,
+    # 4: the audit. A few picks of each batch are drawn uniformly at random
+    # from the pool instead of by the sampler (loop/audit.py), so the task
+    # model's accuracy can be estimated honestly on the user's own labels.
+    # Rows of earlier rounds are sampler picks (0).
+    4: """
+    ALTER TABLE scores ADD COLUMN audit INTEGER NOT NULL DEFAULT 0;
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
