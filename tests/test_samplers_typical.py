@@ -82,6 +82,19 @@ def test_probcover_skips_covered_balls_and_reports_its_radius():
     assert notes["coverage"] > 0.9
 
 
+def test_probcover_breaks_ties_at_random_not_in_pool_order():
+    """Scattered points (every ball holds only itself, so every degree
+    ties at 1), stored sorted by class as a folder scan stores them: taking
+    the first tie would pick only the first class (measured on CIFAR-10)."""
+    rng = np.random.default_rng(0)
+    feats = _unit(rng.normal(size=(300, 64)))  # in 64-D, random unit vectors are about sqrt(2) apart
+    owner = np.repeat(np.arange(3), 100)  # rows 0-99: class 0, ...
+    picks, sel = _select("probcover", feats, np.array([], dtype=np.int64), 30)
+    assert sel.notes["probcover"]["random_after"] == 30  # every pick came from the greedy loop
+    counts = np.bincount(owner[picks], minlength=3)
+    assert counts.min() >= 3, counts  # first-index ties would give [30, 0, 0]
+
+
 def test_probcover_purity_radius_is_the_largest_pure_one():
     feats, owner, _ = _planted(outliers=0)
     delta, purity = purity_radius(feats, 3, np.random.default_rng(0), alpha=0.95)

@@ -159,9 +159,13 @@ def probcover_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray
     picks: list[int] = []
     while len(picks) < budget:
         candidates = np.flatnonzero(free)
-        best = candidates[np.argmax(degree[candidates])]
-        if degree[best] == 0:
+        top = degree[candidates].max()
+        if top == 0:
             break
+        # Ties at random: with a small radius most balls hold one uncovered point, and taking the first
+        # of them would follow the pool's order (a folder sorted by class: measured, every pick one class).
+        ties = candidates[degree[candidates] == top]
+        best = int(ties[ctx.rng.integers(len(ties))])
         newly = balls[best][~covered[balls[best]]]
         covered[newly] = True
         for m in newly:  # every ball holding a newly covered point covers one fewer
