@@ -16,7 +16,8 @@ Prints accuracy (mean ± std over seeds) per round, each sampler's mean gap
 to random over the rounds and its worst round, the labels each needs to
 reach random's final accuracy, and whether `auto` met the targets (at least
 5 points above random on average, never more than 0.5 below); writes
-bench/results/low-budget-cifar10k-<fast|full>-<device>.json and a .md.
+bench/results/low-budget-cifar10k-<fast|full>-<device>.json and a .md (a run
+of other --samplers: low-budget-<their names>-cifar10k-...).
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ def main() -> None:
     if args.from_json:
         return
     kind = "fast" if result["config"]["fast"] else "full"
-    dest = ROOT / "bench" / "results" / f"low-budget-cifar10k-{kind}-{result['device'].split(':')[0]}"
+    # a run of other samplers than the default set gets its own files, beside the default run's
+    named = "" if result["config"]["samplers"] == SAMPLERS.split(",") else "-" + "-".join(result["config"]["samplers"])
+    dest = ROOT / "bench" / "results" / f"low-budget{named}-cifar10k-{kind}-{result['device'].split(':')[0]}"
     small = slim(result, wall)
     dest.with_suffix(".json").write_text(json.dumps(small, indent=1))
     dest.with_suffix(".md").write_text(text + f"\n\n{result['headline']}\n\nwall time {wall / 60:.1f} min\n")
