@@ -78,3 +78,14 @@ def open_page(project_root: Path, page: str, timeout: float = 90):
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
+
+
+def tiny_store(tmp_path: Path, classes: list[str], n: int):
+    """A real project store with n placeholder items (no images decoded):
+    for tests of the store and the services above it."""
+    from vaal_core.store import Project
+
+    p = Project.create(tmp_path / "proj", tmp_path, 32, classes)
+    p.add_items([dict(path=f"{i}.jpg", size_bytes=1, sha1=str(i), width=32, height=32, cache_index=i)
+                 for i in range(n)])
+    return p

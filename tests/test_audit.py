@@ -23,7 +23,7 @@ from vaal_core.services import labeling
 from vaal_core.store import Project
 from vaal_core.store.schema import SCHEMA_VERSION
 
-from conftest import make_subset, open_page, run_cli
+from conftest import make_subset, open_page, run_cli, tiny_store
 
 CLASSES3 = ["cat", "dog", "ship"]
 
@@ -108,10 +108,7 @@ def test_agreement_counts_only_labeled_items_with_a_suggestion():
 
 
 def _store(tmp_path, n: int = 60) -> Project:
-    p = Project.create(tmp_path / "proj", tmp_path, 32, ["cat", "dog"])
-    p.add_items([dict(path=f"{i}.jpg", size_bytes=1, sha1=str(i), width=32, height=32, cache_index=i)
-                 for i in range(n)])
-    return p
+    return tiny_store(tmp_path, ["cat", "dog"], n)
 
 
 def test_compare_on_planted_labels(tmp_path):

@@ -12,14 +12,11 @@ from vaal_core.data.images import load_image, safe_path
 from vaal_core.data.ingest import init_project
 from vaal_core.store import Project
 
-from conftest import make_subset
+from conftest import make_subset, tiny_store
 
 
 def _store(tmp_path, n: int = 8) -> Project:
-    p = Project.create(tmp_path / "proj", tmp_path, 32, ["a", "b"])
-    p.add_items([dict(path=f"{i}.jpg", size_bytes=1, sha1=str(i), width=32, height=32, cache_index=i)
-                 for i in range(n)])
-    return p
+    return tiny_store(tmp_path, ["a", "b"], n)
 
 
 def test_order_before_any_round_is_a_fixed_shuffle(tmp_path):
