@@ -35,11 +35,12 @@ import numpy as np
 
 from vaal_core import samplers
 from vaal_core.config import IMAGE_SIZES, EngineConfig, engine_config
-from vaal_core.errors import BadImageFolder, BadInput, BudgetTooLarge
+from vaal_core.errors import BadInput
 from vaal_core.files import save_arrays_atomic, write_json_atomic
 from vaal_core.learn import pipeline
 from vaal_core.learn.checkpoints import InMemory
 from vaal_core.loop.chart import write_chart
+from vaal_core.loop.split import class_names, class_targets, split_rows
 from vaal_core.loop.report import BASELINE, headline, label_efficiency, overlap, summarize
 from vaal_core.progress import Event, Phase, Progress, announce
 
@@ -107,60 +108,6 @@ def _check_config(cfg: SimConfig) -> None:
         raise BadInput(f"--test-fraction must be between 0 and 1 (exclusive), got {cfg.test_fraction}")
     if cfg.subset is not None and cfg.subset < 2:
         raise BadInput(f"--subset must be at least 2 images, got {cfg.subset}")
-
-
-def _classes(golds: list[str | None], image_root: Path) -> tuple[list[str], int]:
-    """Sorted class names among the files in class folders, and the number of
-    images at the root (no class folder: ignored)."""
-    at_root = sum(g is None for g in golds)
-    classes = sorted({g for g in golds if g is not None})
-    if not golds:
-        raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) in {image_root}")
-    if len(classes) < 2:
-        found = f"only the class folder {classes[0]!r}" if classes else "no class folders"
-        raise BadImageFolder(f"{image_root} has {found}; simulation needs at least 2 class subfolders "
-                             f"(one per class, images inside)")
-    return classes, at_root
-
-
-def _stratified(rows: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """`k` of `rows`, each class in proportion to its count (largest
-    remainder), random within a class. Sorted."""
-    classes, counts = np.unique(y, return_counts=True)
-    exact = k * counts / counts.sum()
-    quota = np.floor(exact).astype(np.int64)
-    quota[np.argsort(-(exact - quota), kind="stable")[:k - quota.sum()]] += 1
-    picks = [rng.permutation(rows[y == c])[:q] for c, q in zip(classes, quota)]
-    return np.sort(np.concatenate(picks))
-
-
-def _split(y: np.ndarray, cfg: SimConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(pool rows, test rows) of the rows with a class (y >= 0): an optional
-    stratified subset, then a stratified test split, both seeded with 0 so
-    they are the same for every seed and sampler. Checks the sizes."""
-    rows = np.flatnonzero(y >= 0)
-    if cfg.subset is not None:
-        if cfg.subset > len(rows):
-            raise BadInput(f"--subset {cfg.subset} is larger than the {len(rows):,} usable images in class "
-                           f"folders; use --subset {len(rows)} or less")
-        rows = _stratified(rows, y[rows], cfg.subset, np.random.default_rng(0))
-    n_test = int(round(cfg.test_fraction * len(rows)))
-    if n_test < 1:
-        raise BadInput(f"a test fraction of {cfg.test_fraction} of {len(rows)} images leaves no test images; "
-                       "use more images or a larger --test-fraction")
-    test = _stratified(rows, y[rows], n_test, np.random.default_rng(0))
-    pool = np.setdiff1d(rows, test)
-    need = cfg.init + cfg.budget * cfg.rounds
-    if need > len(pool):
-        raise BudgetTooLarge(f"--init {cfg.init} + --budget {cfg.budget} x --rounds {cfg.rounds} = {need:,} labels "
-                             f"is more than the pool of {len(pool):,} images ({len(test):,} held out for test); "
-                             f"lower --init, --budget or --rounds")
-    return pool, test
-
-
-def _targets(golds: list[str | None], classes: list[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    return np.array([index.get(g, -1) if g is not None else -1 for g in golds], dtype=np.int64)
 
 
 # -- one run: a sampler on a seed ---------------------------------------------
@@ -321,8 +268,8 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
     _check_config(cfg)
     device = resolve_device(cfg.device)
     scanned = [posixpath.basename(posixpath.dirname(rel)) or None for rel, _ in scan(image_root).files]
-    classes, _ = _classes(scanned, image_root)
-    _split(_targets(scanned, classes), cfg)  # sizes, with every scanned file counted
+    classes, _ = class_names(scanned, image_root)
+    split_rows(class_targets(scanned, classes), cfg)  # sizes, with every scanned file counted
     latents_path = out.with_suffix(".latents.npz")
     # An earlier run's files must not pass for this one's while it decodes
     # (a poller reads "no JSON yet" as "starting").
@@ -331,9 +278,9 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
 
     # 2. Decode, then split for real (files may have been skipped).
     images, paths, golds, skipped = load_folder(image_root, cfg.image_size, progress=progress)
-    classes, at_root = _classes(golds, image_root)
-    y = _targets(golds, classes)
-    pool, test = _split(y, cfg)
+    classes, at_root = class_names(golds, image_root)
+    y = class_targets(golds, classes)
+    pool, test = split_rows(y, cfg)
     data = _Data(images, y, pool, test, classes)
     engine = engine_config(cfg.image_size, cfg.fast)
     # The map's latents: seed 0 of the first sampler that trains a VAE, at its last round.
