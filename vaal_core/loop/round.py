@@ -184,11 +184,11 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
                 metrics["curve"] = reporter.curve
             # 4. Keep a space to map for the Explore page (the VAE's latents; else the feature space
             # typiclust and probcover picked in), then swap the queue in.
-            space = made.latent_space()
+            space, kind = made.latent_space(), "vae"
             if space is None and made.values.get("features") is not None:
-                space = (made.values["features"], None)
+                space, kind = (made.values["features"], None), "features"
             if space is not None:
-                metrics["map_space"] = "vae" if made.latent_space() is not None else "features"
+                metrics["map_space"] = kind
             _save_latents(project.round_dir(round_id), data.item_ids, space)
             suggestions = None
             if made.values.get("task_probs") is not None:
