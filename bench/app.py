@@ -76,7 +76,7 @@ LABEL_PROBE = """() => {
   window.__probe = true;
   const text = () => { const t = document.querySelector('[data-testid="stMain"] [data-testid="stText"]');
                        return t ? t.innerText.trim() : null; };
-  const img = () => document.querySelector('[data-testid="stMain"] [data-testid="stImage"] img');
+  const img = () => document.querySelector('[data-testid="stMain"] img.vaal-shown');  // views/keyboard.py draws it
   const state = () => { const a = document.querySelector('[data-testid="stApp"]');
                         return a ? a.getAttribute('data-test-script-state') : null; };
   window.__shown = () => { const i = img(); return {text: text(), src: i ? i.src : null}; };
@@ -290,7 +290,7 @@ def bench_label(browser, url: str, project: Project, classes: list[str], warmup:
     t0 = time.perf_counter()
     page.goto(f"{url}/?project={workspace.project_id(project.root)}")
     page.wait_for_selector('[data-testid="stMain"] [data-testid="stText"]')
-    page.wait_for_selector('[data-testid="stMain"] [data-testid="stImage"] img')
+    page.wait_for_selector('[data-testid="stMain"] img.vaal-shown')
     wait_idle(page)
     first_load_s = time.perf_counter() - t0
     page.evaluate(LABEL_PROBE)

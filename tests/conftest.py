@@ -89,3 +89,11 @@ def tiny_store(tmp_path: Path, classes: list[str], n: int):
     p.add_items([dict(path=f"{i}.jpg", size_bytes=1, sha1=str(i), width=32, height=32, cache_index=i)
                  for i in range(n)])
     return p
+
+
+def key_button(at, name: str):
+    """A Label page button by its stem ("class_1", "undo", "gaccept"): its
+    key also names the image and the drawing it belongs to (views/label.py)."""
+    hits = [b for b in at.button if b.key and (b.key == name or b.key.startswith(name + "_"))]
+    assert len(hits) == 1, f"{len(hits)} buttons named {name!r}: {[b.key for b in at.button]}"
+    return hits[0]

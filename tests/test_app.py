@@ -4,6 +4,7 @@ every action."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ from vaal_core.progress import Phase
 from vaal_core.services import workspace
 from vaal_core.store import Project
 
-from conftest import ROOT, make_subset
+from conftest import ROOT, key_button, make_subset
 
 CLASSES = ["airplane", "cat", "dog"]
 
@@ -71,7 +72,7 @@ def test_first_start_builds_the_digits_demo(home):
     assert at.query_params["project"] == [workspace.project_id(demo)] or \
         at.query_params["project"] == workspace.project_id(demo)
     assert "0 of 1,797 labeled" in texts(at)  # the sidebar's counts
-    assert [b.label for b in at.button][:10] == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
+    assert [b.label for b in at.button][:10] == [f"{d} `{d}`" for d in "1234567890"]  # name, then its key
 
 
 def test_an_unknown_project_id_or_path_gets_a_message(home, project, monkeypatch):
@@ -148,7 +149,7 @@ def test_class_edits_keep_labels(project):
     assert project.classes() == ["dog", "kitten", "**bold**", "<img src=x onerror=alert(1)>"]
     at.switch_page("views/label.py").run()
     labels = [b.label for b in at.button if b.key and b.key.startswith("class_")]
-    assert labels == ["dog", "kitten", r"\*\*bold\*\*", r"\<img src\=x onerror\=alert\(1\)\>"]
+    assert labels == ["dog `1`", "kitten `2`", r"\*\*bold\*\* `3`", r"\<img src\=x onerror\=alert\(1\)\> `4`"]
 
 
 def test_export_writes_an_imagefolder_copy(project, home):
@@ -189,19 +190,19 @@ def _shown_path(at: AppTest) -> str:
 def test_labeling_writes_to_the_store_and_undo_takes_it_back(project):
     at = app(project, "views/label.py")
     first = _shown_path(at)
-    at.button(key="class_1").click().run()  # "cat"
+    key_button(at, "class_1").click().run()  # "cat"
     item = project.item(project.item_id(first))
     assert item.label == "cat"
     assert project.label_history(item.id)[-1]["source"] == "ui"
     second = _shown_path(at)
     assert second != first  # moved on to the next unlabeled image
-    at.button(key="class_2").click().run()
+    key_button(at, "class_2").click().run()
     assert project.labels() == {item.id: "cat", project.item_id(second): "dog"}
-    at.button(key="undo").click().run()
+    key_button(at, "undo").click().run()
     assert project.labels() == {item.id: "cat"} and _shown_path(at) == second  # back at the undone image
-    at.button(key="prev").click().run()
+    key_button(at, "prev").click().run()
     assert _shown_path(at) == first and "Labeled" in texts(at)
-    at.button(key="class_0").click().run()  # relabel from the history
+    key_button(at, "class_0").click().run()  # relabel from the history
     assert project.item(item.id).label == "airplane"
     assert _shown_path(at) == second  # the next unlabeled one, not a labeled one
 
@@ -209,15 +210,56 @@ def test_labeling_writes_to_the_store_and_undo_takes_it_back(project):
 def test_skip_moves_on_and_a_fresh_session_resumes_at_the_next_unlabeled(project):
     at = app(project, "views/label.py")
     first = _shown_path(at)
-    at.button(key="skip").click().run()
+    key_button(at, "skip").click().run()
     second = _shown_path(at)
     assert second != first and project.postponed_ids() == {project.item_id(first)}
-    at.button(key="class_0").click().run()
+    key_button(at, "class_0").click().run()
     # a new session (a refresh, a second tab, a restarted server) starts at the next unlabeled, unskipped image
     again = app(project, "views/label.py")
     shown = _shown_path(again)
     assert shown not in (first, second)
     assert project.item(project.item_id(shown)).label is None
+
+
+def test_two_tabs_on_one_image_the_second_writer_is_told_and_chooses(project):
+    """Two sessions (two tabs) show the same image; B labels it first. A's
+    press is refused with who and when, not written over B's label; A then
+    replaces it or keeps it. The grid refuses a page another tab labeled."""
+    tab_a, tab_b = app(project, "views/label.py"), app(project, "views/label.py")
+    shown = _shown_path(tab_a)
+    assert _shown_path(tab_b) == shown
+    item = project.item_id(shown)
+    key_button(tab_b, "class_1").click().run()  # B: cat
+    key_button(tab_a, "class_2").click().run()  # A, still showing it unlabeled: dog
+    assert project.item(item).label == "cat"  # B's label stands
+    warning = " ".join(w.value for w in tab_a.warning).replace("\\", "")  # markdown escapes
+    assert f"{shown} was labeled **cat** in another tab" in warning and "after this page showed it" in warning
+    assert _shown_path(tab_a) == shown  # A stays on the image to decide
+    [replace] = [b for b in tab_a.button if b.label == "Replace with dog"]
+    replace.click().run()
+    assert project.item(item).label == "dog"
+    assert [h["label"] for h in project.label_history(item)] == ["cat", "dog"]
+    assert not tab_a.warning and _shown_path(tab_a) != shown  # on to the next image
+    # Keep: B labels A's current image, A presses, keeps B's label and moves on.
+    now = _shown_path(tab_a)
+    tab_b.run()
+    key_button(tab_b, "prev").click().run()
+    while _shown_path(tab_b) != now:
+        key_button(tab_b, "next").click().run()
+    key_button(tab_b, "class_0").click().run()
+    key_button(tab_a, "class_1").click().run()
+    [keep] = [b for b in tab_a.button if b.label == "Keep it"]
+    keep.click().run()
+    assert project.item(project.item_id(now)).label == "airplane" and _shown_path(tab_a) != now
+    # Grid: B labels one tile of A's page; A's page key is refused whole.
+    tab_a.segmented_control(key="label_view").set_value("Grid").run()
+    tab_b.segmented_control(key="label_view").set_value("Grid").run()
+    before = project.labels()
+    tab_b.checkbox[0].check().run()
+    key_button(tab_b, "gclass_0").click().run()  # one tile
+    key_button(tab_a, "gclass_2").click().run()  # the page as A saw it
+    assert "Nothing on this page was labeled" in " ".join(w.value for w in tab_a.warning)
+    assert len(project.labels()) == len(before) + 1
 
 
 def test_grid_labels_a_page_in_one_action(project):
@@ -228,12 +270,12 @@ def test_grid_labels_a_page_in_one_action(project):
     ticked = [int(boxes[i].key[4:]) for i in (0, 3)]
     for i in (0, 3):
         boxes[i].check()
-    at.button(key="gclass_2").click().run()
+    key_button(at, "gclass_2").click().run()
     assert project.labels() == {i: "dog" for i in ticked}
-    at.button(key="gclass_0").click().run()  # nothing ticked: the whole page
+    key_button(at, "gclass_0").click().run()  # nothing ticked: the whole page
     assert len(project.labels()) == 18  # 2 + 16: all of them
     assert "All 18 images are labeled" in texts(at)
-    at.button(key="undo_done_grid").click().run()  # one undo takes the whole page back
+    key_button(at, "undo_done_grid").click().run()  # one undo takes the whole page back
     assert project.labels() == {i: "dog" for i in ticked}
     assert len([c for c in at.checkbox if c.key and c.key.startswith("sel_")]) == 16
 
@@ -241,9 +283,10 @@ def test_grid_labels_a_page_in_one_action(project):
 def test_label_page_survives_a_moved_image_folder(project, images):
     images.rename(images.with_name("moved"))
     at = app(project, "views/label.py")
-    assert "missing" in texts(at) and len(at.get("image")) == 1
+    drawn = [json.loads(e.proto.json) for e in at.get("bidi_component") if "image" in e.proto.json]
+    assert "missing" in texts(at) and len(drawn) == 1 and drawn[0]["image"].startswith("data:image/png")
     assert "showing the cached copy" in texts(at)
-    at.button(key="class_0").click().run()
+    key_button(at, "class_0").click().run()
     assert len(project.labels()) == 1
 
 
@@ -270,11 +313,11 @@ def test_single_view_shows_the_suggestion_and_enter_accepts_it(project):
     first = project.item(ids[0]).path
     assert _shown_path(at) == first
     assert rf"Suggested: **\*\*bold\*\*** · 87% (round {rid}'s task model)" in texts(at)
-    accept = at.button(key="accept")
-    assert accept.label == r"Accept: \*\*bold\*\*" and accept.proto.shortcut.lower() == "enter"
+    accept = key_button(at, "accept")
+    assert accept.label == r"Accept: \*\*bold\*\* `Enter`"  # the key is the keyboard component's (views/keyboard.py)
     types = {b.label: b.proto.type for b in at.button if b.key and b.key.startswith("class_")}
-    assert types[r"\*\*bold\*\*"] == "primary"  # the pre-selected class stands out
-    assert {t for label, t in types.items() if label != r"\*\*bold\*\*"} == {"secondary"}
+    assert types[r"\*\*bold\*\* `4`"] == "primary"  # the pre-selected class stands out
+    assert {t for label, t in types.items() if label != r"\*\*bold\*\* `4`"} == {"secondary"}
 
     accept.click().run()  # what Enter does
     assert project.labels() == {ids[0]: "**bold**"}
@@ -282,19 +325,19 @@ def test_single_view_shows_the_suggestion_and_enter_accepts_it(project):
     assert last["author"] == "user" and last["source"] == "suggestion"
     assert _shown_path(at) == project.item(ids[1]).path  # moved on, like a class key
     # no suggestion for this image: nothing extra, no Enter button
-    assert "Suggested" not in texts(at) and not [b for b in at.button if b.key == "accept"]
+    assert "Suggested" not in texts(at) and not [b for b in at.button if b.key.startswith("accept")]
     assert {b.proto.type for b in at.button if b.key and b.key.startswith("class_")} == {"secondary"}
 
-    at.button(key="undo").click().run()  # Z takes the accepted suggestion back
+    key_button(at, "undo").click().run()  # Z takes the accepted suggestion back
     assert project.labels() == {} and _shown_path(at) == first
-    assert at.button(key="accept").label == r"Accept: \*\*bold\*\*"
+    assert key_button(at, "accept").label == r"Accept: \*\*bold\*\* `Enter`"
 
     # an image the user labeled already: the suggestion is shown, Enter cannot overwrite the label
-    at.button(key="class_1").click().run()  # cat, not the suggested class
-    at.button(key="prev").click().run()
+    key_button(at, "class_1").click().run()  # cat, not the suggested class
+    key_button(at, "prev").click().run()
     assert _shown_path(at) == first and "Labeled **cat**" in texts(at)
-    assert "Suggested" in texts(at) and not [b for b in at.button if b.key == "accept"]
-    assert at.button(key="class_1").proto.type == "primary"
+    assert "Suggested" in texts(at) and not [b for b in at.button if b.key.startswith("accept")]
+    assert key_button(at, "class_1").proto.type == "primary"
 
 
 def test_grid_accepts_each_images_own_suggestion_in_one_action(project):
@@ -304,18 +347,18 @@ def test_grid_accepts_each_images_own_suggestion_in_one_action(project):
     at = app(project, "views/label.py")
     at.segmented_control[0].set_value("Grid").run()
     assert "Suggested: cat · 51%" in texts(at) and "Suggested: dog · 52%" in texts(at)
-    assert at.button(key="gaccept").proto.shortcut.lower() == "enter"
+    assert key_button(at, "gaccept").label.endswith("`Enter`")
 
     # ticked: two with a suggestion, one without
     for i in (ids[0], ids[1], ids[12]):
         at.checkbox(key=f"sel_{i}").check()
-    at.button(key="gaccept").click().run()
+    key_button(at, "gaccept").click().run()
     assert project.labels() == {ids[0]: "airplane", ids[1]: "cat"}
     assert "2 images labeled with their suggestions (2 changed); 1 without a suggestion left unlabeled" \
         in texts(at).replace("\\", "")  # the feedback line is markdown-escaped
 
     # none ticked: the whole page, each image with its own class, in one action
-    at.button(key="gaccept").click().run()
+    key_button(at, "gaccept").click().run()
     assert project.labels() == {i: guess[0] for i, guess in guesses.items()}
     assert len(set(project.labels().values())) == 3
     assert "8 images labeled with their suggestions (8 changed); 8 without a suggestion left unlabeled" \
@@ -324,9 +367,9 @@ def test_grid_accepts_each_images_own_suggestion_in_one_action(project):
     # the page now holds only images without a suggestion: no Accept button
     assert not [b for b in at.button if b.key == "gaccept"] and "Suggested" not in texts(at)
 
-    at.button(key="gundo").click().run()  # one undo takes the whole page's accept back
+    key_button(at, "gundo").click().run()  # one undo takes the whole page's accept back
     assert project.labels() == {ids[0]: "airplane", ids[1]: "cat"}
-    at.button(key="gundo").click().run()
+    key_button(at, "gundo").click().run()
     assert project.labels() == {}
 
 
@@ -537,7 +580,6 @@ def test_demo_run_can_be_stopped_and_keeps_what_it_finished(home, tmp_path):
 def test_demo_page_shows_the_overlap_and_timing_tables(home, project):
     """A finished run's JSON as the simulation writes it (built by its own
     summary functions), read by the page: no simulation needed."""
-    import json
 
     from vaal_core.loop.report import headline, summarize
 

@@ -23,7 +23,7 @@ from vaal_core.services import labeling
 from vaal_core.store import Project
 from vaal_core.store.schema import SCHEMA_VERSION
 
-from conftest import make_subset, open_page, run_cli, tiny_store
+from conftest import key_button, make_subset, open_page, run_cli, tiny_store
 
 CLASSES3 = ["cat", "dog", "ship"]
 
@@ -326,7 +326,7 @@ def test_label_page_marks_an_audit_pick(app_project):
     assert at.text[0].value == app_project.item(ids[0]).path  # rank 1: an audit pick
     marker = "random audit pick (25% of this batch is drawn at random, so the accuracy estimate is honest)"
     assert marker in _texts(at)
-    at.button(key="class_1").click().run()  # labeled: on to rank 2, a sampler pick
+    key_button(at, "class_1").click().run()  # labeled: on to rank 2, a sampler pick
     assert at.text[0].value == app_project.item(ids[1]).path and marker not in _texts(at)
     at.segmented_control[0].set_value("Grid").run()
     assert sum("random audit pick" in str(c.value) for c in at.caption) == 2  # ranks 6 and 10 on the page

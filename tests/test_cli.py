@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CLASSES, ROOT, run_cli
 
 from vaal_core.errors import RoundCancelled, TrainingDiverged
-from vaal_core.store import Project
 from vaal_core.loop.round import RoundConfig, run_round
-
-from conftest import CLASSES, ROOT, run_cli
+from vaal_core.store import Project
 
 
 def _json(*args: str) -> dict:
@@ -200,11 +199,11 @@ def test_export_import_round_trip(project, small_folder, tmp_path):
     out = _json("export", project, "--format", "imagefolder", "--out", tmp_path / "folder")
     assert out["labels"] == 25 and out["not_copied"] == []
 
-    exported = list(csv.DictReader(open(tmp_path / "out.csv")))
+    exported = list(csv.DictReader((tmp_path / "out.csv").read_text().splitlines()))
     expected = sorted([{"path": it.path, "label": "truck" if i == 0 else it.gold} for i, it in enumerate(items)],
                       key=lambda r: r["path"])
     assert exported == expected
-    js = json.load(open(tmp_path / "out.json"))
+    js = json.loads((tmp_path / "out.json").read_text())
     assert js["labels"] == expected and js["classes"] == sorted(CLASSES)
     copied = sorted(f.relative_to(tmp_path / "folder").parts[0] for f in (tmp_path / "folder").rglob("*.jpg"))
     assert copied == sorted(r["label"] for r in expected)

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CLASSES, ROOT, make_subset
 from PIL import Image
 
-from conftest import CLASSES, ROOT, make_subset
-from vaal_core.errors import VaalError
 from vaal_core.data.cache import cache_path, open_cache
 from vaal_core.data.decode import DEFAULT_MAX_PIXELS, SkipFile, _load_one, decode_image
 from vaal_core.data.ingest import ingest, load_folder
 from vaal_core.data.scan import IMAGE_EXTENSIONS, scan
+from vaal_core.errors import VaalError
 from vaal_core.store import Project
 
 RED, GRAY = (255, 0, 0), (128, 128, 128)
@@ -104,7 +104,10 @@ def make_mixed_folder(cifar_root: Path, root: Path) -> tuple[list[str], dict[str
     (root / "dir.jpg").mkdir()
     shutil.copy(extra[2], root / "dir.jpg" / "inside.jpg")
     os.mkfifo(root / "pipe.jpg")
-    os.symlink(extra[3], root / "linked.jpg")  # a file symlink is followed
+    (root / "raw").mkdir()
+    shutil.copy(extra[3], root / "raw" / "photo.data")  # another extension: ignored itself
+    os.symlink("raw/photo.data", root / "linked.jpg")  # a file symlink inside the folder is followed
+    os.symlink(extra[0], root / "linked_out.jpg")  # one that leads out of it is not
     os.symlink(root, root / "loop")  # a folder symlink is not (it would loop)
     (root / "notes.txt").write_text("ignored, not skipped")
     (root / "README").write_text("no extension: ignored too")
@@ -126,6 +129,7 @@ def make_mixed_folder(cifar_root: Path, root: Path) -> tuple[list[str], dict[str
         "dir.jpg": "not a regular file",
         "pipe.jpg": "not a regular file",
         "loop": "symbolic link to a folder",
+        "linked_out.jpg": "symbolic link to a file outside the image folder",
     }
     return items, expected
 
@@ -145,7 +149,7 @@ def test_every_bad_file_is_skipped_with_its_reason(cifar_root, tmp_path):
     for path, reason in expected.items():
         assert got[path].startswith(reason), (path, got[path])
     assert len(got["trunc.jpg"]) > len("truncated or corrupt image: ")  # Pillow's message follows
-    assert report.ignored == 2 and "notes.txt" not in got
+    assert report.ignored == 3 and "notes.txt" not in got
     assert dict(report.skipped) == got
     assert project.status()["skipped"] == len(expected)
     # The symlinked file and the image inside the folder named dir.jpg are real items.
@@ -174,7 +178,8 @@ def _can_run_as_nobody() -> bool:
     except KeyError:
         return False
     probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                            sys.executable, "-c", "import PIL, numpy"], capture_output=True, timeout=60)
+                            sys.executable, "-c", "import PIL, numpy"], check=False, capture_output=True,
+                           timeout=60)
     return probe.returncode == 0
 
 
@@ -226,7 +231,7 @@ def test_unreadable_file_is_skipped(cifar_root, tmp_path):
             proc = subprocess.run(
                 ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
                  NOBODY_SCRIPT, str(ROOT), str(projects / "p"), str(images)],
-                capture_output=True, text=True, timeout=120,
+                check=False, capture_output=True, text=True, timeout=120,
                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
             assert proc.returncode == 0, proc.stderr
             out = json.loads(proc.stdout)
@@ -400,7 +405,7 @@ def test_reingest_keeps_labels_and_repairs_the_cache(cifar_root, tmp_path):
 def test_load_folder(cifar_root, tmp_path):
     folder = make_subset(cifar_root, tmp_path / "imgs", per_class=3, classes=CLASSES[:4])
     shutil.copy(cifar_files(cifar_root, "ship", 1)[0], folder / "at_root.jpg")
-    shutil.copy(folder / "bird" / sorted(os.listdir(folder / "bird"))[0], folder / "bird" / "zz_dup.jpg")
+    shutil.copy(folder / "bird" / min(os.listdir(folder / "bird")), folder / "bird" / "zz_dup.jpg")
     (folder / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     calls = []
     images, paths, gold, skipped = load_folder(folder, 32, workers=2,

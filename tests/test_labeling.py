@@ -64,9 +64,12 @@ def test_images_are_served_only_from_inside_the_image_root(cifar_root, tmp_path)
     assert safe_path(p, "cat/none.jpg") is None  # not there
     ok = p.items()[0]
     assert safe_path(p, ok.path) == images / ok.path
-    # a link inside the root is followed, as the scan followed it; a broken or looping one is not
+    # a link inside the root is followed while its target stays inside; one that leads out is not,
+    # nor a broken or looping one
     os.symlink(secret, images / "cat" / "link.jpg")
-    assert safe_path(p, "cat/link.jpg") == images / "cat" / "link.jpg"
+    assert safe_path(p, "cat/link.jpg") is None
+    os.symlink(images / ok.path, images / "cat" / "link_in.jpg")
+    assert safe_path(p, "cat/link_in.jpg") == images / "cat" / "link_in.jpg"
     os.symlink(images / "cat" / "loop.jpg", images / "cat" / "loop.jpg")
     assert safe_path(p, "cat/loop.jpg") is None
     img, note = load_image(p, ok)

@@ -3,19 +3,23 @@ from the command line"; docs/ARCHITECTURE.md).
 
 Human text by default, one JSON object with --json. Errors users can cause
 end as one line on stderr and a non-zero exit code (2), with the project left
-as it was; progress goes to stderr so stdout stays parseable.
+as it was; so do a damaged project.db, a read-only folder and a full disk
+(the store and the round say them in words; `main` words any other write the
+system refuses). Progress goes to stderr so stdout stays parseable.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from vaal_core.errors import BadInput, VaalError
+from vaal_core.errors import BadInput, VaalError, cannot_write
 from vaal_core.progress import Event, Progress, Throttle
 
 EXIT_USER_ERROR = 2
@@ -23,7 +27,7 @@ EXIT_USER_ERROR = 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, like every other error
-        raise BadInput(f"{message} (see: python -m vaal_core {self.prog.split()[-1]} --help)")
+        raise BadInput(f"{message} (see: {self.prog} --help)")  # prog: "python -m vaal_core [command]"
 
 
 def _progress_printer(quiet: bool = False, describe: Callable[[Event], str] = Event.describe) -> Progress:
@@ -62,9 +66,9 @@ def cmd_init(args: argparse.Namespace) -> None:
     root = Path(args.project)
     status = project.status()
     out = {**report.to_dict(), "project": str(root), "created": created, "status": status}
-    lines = [f"{'created' if created else 'updated'} project {root}: {report.added} new images, "
-             f"{report.known} already known, {len(report.skipped)} skipped, {report.missing} missing "
-             f"({report.images_per_s:.0f} images/s)",
+    lines = [(f"{'created' if created else 'updated'} project {root}: {report.added} new images, "
+              f"{report.known} already known, {len(report.skipped)} skipped, {report.missing} missing "
+              f"({report.images_per_s:.0f} images/s)"),
              f"classes: {', '.join(status['classes']) or '(none yet: add with --classes)'}"]
     lines += [f"  skipped {path}: {reason}" for path, reason in report.skipped]
     _emit(args, out, "\n".join(lines))
@@ -87,8 +91,8 @@ def cmd_status(args: argparse.Namespace) -> None:
     st = project.status()
     last = st["last_round"]
     lines = [f"project {st['project']} (images from {st['image_root']}, {st['image_size']}px)",
-             f"items: {st['items']}  labeled: {st['labeled']}  unlabeled: {st['unlabeled']}  "
-             f"skipped files: {st['skipped']}  missing: {st['missing']}",
+             (f"items: {st['items']}  labeled: {st['labeled']}  unlabeled: {st['unlabeled']}  "
+              f"skipped files: {st['skipped']}  missing: {st['missing']}"),
              "classes: " + (", ".join(f"{c} ({n})" for c, n in st["per_class"].items()) or "(none)"),
              f"rounds: {st['rounds']}  queue: {st['queue']} items" + ("  [training now]" if st["training"] else "")]
     if last:
@@ -240,7 +244,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
                        "'vaal' or 'coreset' sampler first")
     project.round(round_id)  # an unknown round is a one-line error
     proj = round_projection(project, round_id, progress=_progress_printer(quiet=args.json))
-    _emit(args, {"round": round_id, "points": int(len(proj.item_ids)), "seconds": round(proj.seconds, 2),
+    _emit(args, {"round": round_id, "points": len(proj.item_ids), "seconds": round(proj.seconds, 2),
                  "cached": proj.cached},
           f"round {round_id}: {len(proj.item_ids):,} points projected in {proj.seconds:.1f} s"
           + (" (cached)" if proj.cached else ""))
@@ -361,8 +365,17 @@ def _interrupt_on_sigterm() -> None:
         pass
 
 
+def _written_folder(err: OSError, args: argparse.Namespace | None) -> Path:
+    """The folder a refused write was for: the failing file's, else the
+    command's project (or output)."""
+    if err.filename:
+        return Path(os.fsdecode(err.filename)).parent
+    return Path(getattr(args, "project", None) or getattr(args, "out", None) or ".")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _interrupt_on_sigterm()
+    args = None
     try:
         args = build_parser().parse_args(argv)
         args.fn(args)
@@ -374,4 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as err:  # a full disk, a read-only folder: words, not a traceback
+        words = cannot_write(err, _written_folder(err, args), writing=False)
+        if words is None:
+            raise
+        print(f"error: {words}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0

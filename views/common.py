@@ -1,32 +1,50 @@
-"""What every page shares: the open project, text escaping, error display.
+"""What every page shares: the open project, text escaping, error display,
+and the server's Host check.
 
 Not a page itself (app.py lists the pages). UI only: everything it does to
 a project goes through vaal_core.
+
+User text (class names, file paths, project names, error messages that
+quote them) is text everywhere: `plain()` for anything Streamlit renders as
+markdown (st.markdown, caption, info/warning/error, toast, button and
+progress labels, help), `chart_text()` for every string a Plotly chart
+draws (legend names, axis categories, hover text, titles). Widgets that
+show options as plain text (selectbox, multiselect, text_input values,
+st.text, st.dataframe) take the raw name.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import sys
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import streamlit as st
 from PIL import Image
+from streamlit.logger import get_logger
 
 from vaal_core.data.images import load_image
 from vaal_core.errors import VaalError
+from vaal_core.loop.chart import chart_text  # noqa: F401 (the pages' one Plotly escaping; defined beside the Demo chart)
 from vaal_core.services import workspace
 from vaal_core.store import DB_NAME, Project
 
 QUERY_KEY = "project"  # ?project=<id> keeps the project through a refresh or a restart
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+ANY_ADDRESS = ("", "0.0.0.0", "::")
+_refused_hosts: set[str | None] = set()  # each refused Host is logged once, however often it is tried
 
 
 def plain(text: Any) -> str:
     """User text (class names, file names) made safe for a markdown label:
-    every markdown character escaped, so '**x**' or '<b>' shows as typed."""
+    every markdown character escaped, so '**x**', '[x](url)' or '<b>' shows
+    as typed."""
     return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
@@ -69,8 +87,8 @@ def current_project() -> Project | None:
     if wanted:
         known = workspace.find(wanted)
         if known is None:
-            st.session_state["project_error"] = (
-                f"This address names a project this app does not know (id {plain(wanted)}); "
+            st.session_state["project_error"] = (  # raw text: pages show it through plain()
+                f"This address names a project this app does not know (id {wanted}); "
                 "pick one on the Project page.")
             return None
         try:
@@ -96,7 +114,7 @@ def require_project() -> Project:
     """The open project, or a message pointing to the Project page and stop."""
     project = st.session_state.get("project")
     if project is None:
-        st.info(st.session_state.get("project_error") or "No project is open yet.")
+        st.info(plain(st.session_state.get("project_error") or "No project is open yet."))
         st.page_link("views/project.py", label="Open or create a project", icon=":material/folder_open:")
         st.stop()
     return project
@@ -104,8 +122,9 @@ def require_project() -> Project:
 
 def show_error(err: Exception) -> None:
     """A VaalError's message is written for people; anything else is a bug,
-    shown with its type so it can be reported."""
-    st.error(str(err) if isinstance(err, VaalError) else f"{type(err).__name__}: {err}", icon=":material/error:")
+    shown with its type so it can be reported. Messages quote names and
+    paths, so they are shown as text, never as markdown."""
+    st.error(plain(err if isinstance(err, VaalError) else f"{type(err).__name__}: {err}"), icon=":material/error:")
 
 
 def class_keys(classes: list[str]) -> list[str | None]:
@@ -128,3 +147,112 @@ def picture(project: Project, item_id: int, side: int) -> tuple[Image.Image, str
     """An item's image no larger than `side` (tiny ones enlarged), and a note
     when the cached copy stands in for a missing original."""
     return _picture(str(project.root), item_id, side, project)
+
+
+# -- the Host check (DNS rebinding) ---------------------------------------------------
+
+def _host_matches(name: str, pattern: str) -> bool:
+    """`server.allowedHosts` as Streamlit reads it: a name, `*.domain` for
+    its subdomains, or `*` for any."""
+    pattern = pattern.strip().lower().strip("[]").rstrip(".")
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:])
+    return name == pattern
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def host_allowed(host: str | None, address: str | None, allowed: Sequence[str] = ()) -> bool:
+    """Whether a request's Host header names this server, which listens on
+    `address` (`server.address`): localhost, 127.0.0.1 or [::1]; the
+    address itself when one was given (`--server.address gpu-box.lan`); any
+    IP address when bound to all interfaces (0.0.0.0, ::: a rebinding page
+    reaches the server through a name, never an IP); or a name listed in
+    `server.allowedHosts`. The port is not compared: an `ssh -L` tunnel or
+    a container's port mapping shows the browser another port, and a
+    rebinding page is told apart by its name. A missing or malformed Host
+    is refused."""
+    if not host:
+        return False
+    try:
+        parts = urlsplit(f"//{host}")
+        name, _ = parts.hostname, parts.port  # .port raises on a bad port
+    except ValueError:
+        return False
+    if not name or "@" in parts.netloc or parts.path or parts.query or parts.fragment:
+        return False
+    name = name.rstrip(".")
+    bound = (address or "").strip().lower().strip("[]").rstrip(".")
+    return (name in LOCAL_NAMES or name == bound or (bound in ANY_ADDRESS and _is_ip(name))
+            or any(_host_matches(name, pattern) for pattern in allowed))
+
+
+def server_host_allowed(host: str | None) -> bool:
+    """`host_allowed` against this server's own settings."""
+    from streamlit import config
+
+    address = config.get_option("server.address")
+    if address and address.startswith("unix://"):
+        address = None  # a socket has no name: localhost and server.allowedHosts only
+    return host_allowed(host, address or "", config.get_option("server.allowedHosts") or ())
+
+
+HOST_REFUSED = ("This server answers only to its own address (localhost, 127.0.0.1, [::1], or the "
+                "--server.address it was started with); this request named another host, as a DNS "
+                "rebinding page would. To reach it by another name, start it with "
+                "--server.allowedHosts NAME.")
+
+
+class HostCheck:
+    """ASGI middleware (app.py serves the app through it): an HTTP request
+    or a websocket (/_stcore/stream) whose Host is not this server's
+    (`server_host_allowed`) gets 403 before Streamlit sees it, so a page on
+    another name that resolves to 127.0.0.1 cannot read from or drive the
+    app. Streamlit's own `server.allowedHosts` checks only the websocket,
+    and accepts any Host while the list is empty (its default)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
+            if not server_host_allowed(host):
+                if host not in _refused_hosts and len(_refused_hosts) < 100:
+                    _refused_hosts.add(host)
+                    get_logger(__name__).warning("Refused requests for Host %r: not this server's address "
+                                                 "(DNS rebinding guard; see --server.allowedHosts)", host)
+                if scope["type"] == "websocket":  # closing before accepting: the server answers 403
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                body = HOST_REFUSED.encode()
+                await send({"type": "http.response.start", "status": 403,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                        (b"content-length", str(len(body)).encode()),
+                                        (b"x-content-type-options", b"nosniff")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def _request_host() -> str | None:
+    return st.context.headers.get("host")
+
+
+def refuse_foreign_host() -> None:
+    """The same check inside a script run, should the app ever be served
+    without `HostCheck` (another launcher, an older Streamlit): a session
+    opened under another name draws nothing. No Host at all (AppTest) is no
+    browser and passes."""
+    host = _request_host()
+    if host is not None and not server_host_allowed(host):
+        st.error(plain(HOST_REFUSED))
+        st.stop()

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import sample_colorscale
 import streamlit as st
+from plotly.colors import sample_colorscale
 
-from views.common import plain, show_error
 from vaal_core import samplers
 from vaal_core.errors import VaalError
 from vaal_core.loop.chart import chart_figure
 from vaal_core.loop.report import summary_csv
 from vaal_core.progress import phase_label
 from vaal_core.services import demo_runs, workspace
+from views.common import chart_text, plain, show_error
 
 st.title("Demo")
 st.caption("An oracle answers with each image's true class, rounds play by themselves, and every sampler is "
@@ -119,7 +119,7 @@ def picks_figure(pm: demo_runs.PicksMap, sampler: str) -> go.Figure:
     never = when < 0
     fig.add_trace(go.Scattergl(x=pm.xy[never, 0], y=pm.xy[never, 1], mode="markers", name="not picked",
                                marker={"size": 4, "color": "#cbd5e1"},
-                               hovertext=[pm.classes[c] for c in pm.y[never]], hoverinfo="text"))
+                               hovertext=[chart_text(pm.classes[c]) for c in pm.y[never]], hoverinfo="text"))
     n_rounds = int(when.max()) + 1 if len(when) else 0
     colours = sample_colorscale("Plasma", [0.85 * r / max(n_rounds - 1, 1) for r in range(n_rounds)])
     for r in range(n_rounds):  # early rounds dark, late ones bright
@@ -127,7 +127,7 @@ def picks_figure(pm: demo_runs.PicksMap, sampler: str) -> go.Figure:
         fig.add_trace(go.Scattergl(x=pm.xy[sel, 0], y=pm.xy[sel, 1], mode="markers",
                                    name="initial set" if r == 0 else f"round {r}",
                                    marker={"size": 7, "color": colours[r]},
-                                   hovertext=[pm.classes[c] for c in pm.y[sel]], hoverinfo="text"))
+                                   hovertext=[chart_text(pm.classes[c]) for c in pm.y[sel]], hoverinfo="text"))
     fig.update_layout(height=460, margin={"t": 10, "b": 10, "l": 10, "r": 10}, xaxis={"visible": False},
                       yaxis={"visible": False}, legend={"orientation": "h"})
     return fig
@@ -160,16 +160,16 @@ def finished(run: demo_runs.DemoRun) -> None:
     result = run.result()
     job = run.worker()
     if result is None:
-        st.error(f"The run ended before writing results: {job.error if job and job.error else 'see its log'}")
+        st.error(f"The run ended before writing results: {plain(job.error) if job and job.error else 'see its log'}")
         if job:
             st.code(job.log_tail(), language=None)
         return
     if result.get("error"):
-        st.error(f"The run failed: {result['error']}")
+        st.error(f"The run failed: {plain(result['error'])}")
     elif not result.get("complete"):
         st.warning("The run was stopped before the end; below is what it finished.")
     headline = result.get("headline") or "no results"
-    st.info(headline.replace(" | ", "\n\n"), icon=":material/campaign:")
+    st.info(headline.replace(" | ", "\n\n"), icon=":material/campaign:")  # our words, sampler names, figures
     st.plotly_chart(untitled(chart_figure(result)), key="final_chart")
     st.dataframe([{"sampler": name, **{k: row[k] for k in ("labeled", "n_seeds")},
                    "accuracy %": round(100 * row["mean"], 1), "± std": round(100 * row["std"], 1)}

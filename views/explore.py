@@ -14,13 +14,13 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from views.common import picture, plain, require_project, show_error
 from vaal_core.errors import VaalError
 from vaal_core.learn import disc_quality
 from vaal_core.maps import cache as maps
 from vaal_core.maps import explore
 from vaal_core.services import worker
 from vaal_core.store import Project
+from views.common import chart_text, picture, plain, require_project, show_error
 
 GALLERY = 24
 project = require_project()
@@ -48,7 +48,7 @@ def wait_for_projection(round_id: int) -> None:
     job = worker.embed_worker(project)
     if job is None or not job.running:
         if job is not None and job.error and st.session_state.get("embed_started") == round_id:
-            st.error(f"The map could not be computed: {job.error}")
+            st.error(f"The map could not be computed: {plain(job.error)}")
             if st.button("Try again"):
                 st.session_state.pop("embed_started")
                 st.rerun()
@@ -89,17 +89,18 @@ rows = explore.drawn(m, selected)
 # -- the figure -----------------------------------------------------------------
 
 def hover(rows: np.ndarray) -> list[str]:
+    """Each point's file path and label as text, one per line."""
     out = []
     for r in rows:
-        text = f"{m.paths[r]}<br>{m.labels[r] or 'unlabeled'}"
+        lines = [chart_text(m.paths[r]), chart_text(m.labels[r]) if m.labels[r] else "unlabeled"]
         if m.disc_prob is not None and np.isfinite(m.disc_prob[r]):
-            text += f"<br>P(labeled) {m.disc_prob[r]:.2f}"
-        out.append(text.replace("<", "&lt;").replace("&lt;br>", "<br>"))  # file names as text
+            lines.append(f"P(labeled) {m.disc_prob[r]:.2f}")
+        out.append("<br>".join(lines))
     return out
 
 
 def trace(rows: np.ndarray, name: str, **marker) -> go.Scattergl:
-    return go.Scattergl(x=m.xy[rows, 0], y=m.xy[rows, 1], mode="markers", name=name,
+    return go.Scattergl(x=m.xy[rows, 0], y=m.xy[rows, 1], mode="markers", name=chart_text(name),
                         customdata=m.ids[rows], hovertext=hover(rows), hoverinfo="text",
                         marker={"size": 5, "opacity": 0.8, **marker})
 
@@ -175,14 +176,14 @@ if not picked:
 st.subheader(f"{len(picked):,} selected")
 classes = project.classes()
 a, b, c = st.columns([2, 2, 2], vertical_alignment="bottom")
-target = a.selectbox("Class", classes, format_func=plain) if classes else None
+target = a.selectbox("Class", classes) if classes else None  # a selectbox shows its options as plain text
 if b.button(f"Label {len(picked):,} as this class", type="primary", disabled=target is None):
     try:
         n = project.set_labels([(i, target) for i in picked], source="explore")
     except VaalError as err:
         show_error(err)
     else:
-        st.toast(f"{n:,} labels set to {target} (one undo on the Label page takes them back)")
+        st.toast(f"{n:,} labels set to {plain(target)} (one undo on the Label page takes them back)")
         st.rerun()
 if c.button(f"Push {len(picked):,} to the front of the queue"):
     project.push_to_front(picked)

@@ -8,7 +8,6 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from views.common import class_keys, plain, select_project, show_error
 from vaal_core import samplers
 from vaal_core.config import IMAGE_SIZES
 from vaal_core.data.images import image_root_problem
@@ -19,11 +18,12 @@ from vaal_core.progress import Event
 from vaal_core.services import workspace
 from vaal_core.services.labels_io import export_labels, labels_text
 from vaal_core.store import DB_NAME
+from views.common import chart_text, class_keys, plain, select_project, show_error
 
 project = st.session_state.get("project")
 st.title("Project")
 if st.session_state.get("project_error"):
-    st.error(st.session_state["project_error"])
+    st.error(plain(st.session_state["project_error"]))
 
 
 def switch_to(path: str | Path) -> None:
@@ -69,7 +69,7 @@ def open_section() -> None:
 def create_section() -> None:
     with st.form("create"):
         name = st.text_input("Project name", placeholder="birds-2026",
-                             help=f"a folder of that name is made in {workspace.projects_dir()}")
+                             help=f"a folder of that name is made in {plain(workspace.projects_dir())}")
         images = st.text_input("Image folder", placeholder="/data/photos/birds",
                                help="scanned recursively; jpg, png, bmp, gif, webp and tif files")
         classes = st.text_input("Classes, in key order (comma-separated)", placeholder="sparrow, robin, crow",
@@ -120,7 +120,7 @@ def overview() -> None:
                f"folder {plain(project.root)}")
     problem = image_root_problem(project)
     if problem:
-        st.warning(problem, icon=":material/folder_off:")
+        st.warning(plain(problem), icon=":material/folder_off:")
     cols = st.columns(5)
     for col, key in zip(cols, ("items", "labeled", "unlabeled", "skipped", "missing")):
         col.metric(key.capitalize(), f"{status[key]:,}")
@@ -130,7 +130,7 @@ def overview() -> None:
     elif not status["labeled"]:
         st.caption("No labels yet: the Label page is where to start.")
     else:
-        fig = go.Figure(go.Bar(x=list(per_class.values()), y=list(per_class), orientation="h"))
+        fig = go.Figure(go.Bar(x=list(per_class.values()), y=[chart_text(c) for c in per_class], orientation="h"))
         fig.update_layout(height=max(160, 28 * len(per_class)), margin={"t": 10, "b": 10, "l": 10, "r": 10},
                           yaxis={"autorange": "reversed"}, xaxis={"title": "labeled images", "rangemode": "tozero",
                                                                    "tickformat": "d"})

@@ -16,7 +16,6 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from views.common import plain, require_project, show_error
 from vaal_core import samplers
 from vaal_core.errors import VaalError
 from vaal_core.learn import devices, pipeline
@@ -25,6 +24,7 @@ from vaal_core.loop.report import history
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event, Phase, phase_label
 from vaal_core.services import worker
+from views.common import chart_text, plain, require_project, show_error
 
 project = require_project()
 st.title("Train")
@@ -180,17 +180,17 @@ def live_panel() -> None:
         return
     if last is None:
         if job is not None and job.error:
-            st.error(f"The round could not start: {job.error}")
+            st.error(f"The round could not start: {plain(job.error)}")
         else:
             st.info("No round yet. Start one now: with no labels, auto (the default) picks the most typical "
                     "image of each region of a feature space it learns from your images (TypiClust), so the "
                     "first batch covers the data.")
         return
     if job is not None and job.error and job.started_at > (last["created_at"] or ""):
-        st.error(f"The last round could not start: {job.error}")
+        st.error(f"The last round could not start: {plain(job.error)}")
     if last["status"] == "done":
         took = (last["timings"] or {}).get("total_s")
-        st.success(f"Round {last['id']} ({last['sampler']}) finished" + (f" in {took:.1f} s" if took else "")
+        st.success(f"Round {last['id']} ({plain(last['sampler'])}) finished" + (f" in {took:.1f} s" if took else "")
                    + f": its queue has {status['queue']:,} unlabeled images left.", icon=":material/check_circle:")
         for line in round_choices(last["metrics"] or {}):
             st.caption(line)
@@ -200,7 +200,7 @@ def live_panel() -> None:
                    "start a new round.")
     else:
         reason = last["error"] or "no reason recorded"
-        st.error(f"Round {last['id']} {last['status']}: {reason}"
+        st.error(f"Round {last['id']} {last['status']}: {plain(reason)}"
                  + ("" if "queue is kept" in reason else ". The previous queue is kept."))
 
 
@@ -215,7 +215,7 @@ def round_choices(metrics: dict) -> list[str]:
     space = metrics.get("features")
     if space:
         if space.get("source") == "pretrained":
-            what = f"ImageNet {space.get('arch')} features (weights: {Path(space['file']).name})"
+            what = f"ImageNet {space.get('arch')} features (weights: {plain(Path(space['file']).name)})"
         else:
             what = (f"self-supervised SimCLR features trained on this project's {space.get('images', 0):,} "
                     f"images ({space.get('arch')}, {space.get('epochs') or 0:g} epochs"
@@ -287,7 +287,7 @@ def history_section() -> None:
         fig = go.Figure()
         classes = project.classes()
         for name in classes:
-            fig.add_trace(go.Bar(x=ids, y=[r["class_counts"].get(name, 0) for r in done], name=name))
+            fig.add_trace(go.Bar(x=ids, y=[r["class_counts"].get(name, 0) for r in done], name=chart_text(name)))
         fig.update_layout(barmode="stack", title="Labels per class when each round started", height=320,
                           margin={"t": 40, "b": 30}, xaxis_title="round", yaxis_title="labeled images")
         st.plotly_chart(fig, key="class_counts")

@@ -10,16 +10,22 @@ either decoded or with a reason; none may stop the caller.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import multiprocessing
 import os
 import re
+import signal
 import stat
+import sys
+import threading
+import time
 import warnings
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -41,9 +47,10 @@ class SkipFile(Exception):
 
 # -- decoding one image -------------------------------------------------------
 
-def _read_file(path: str | os.PathLike) -> bytes:
-    """The file's bytes. O_NONBLOCK so that a FIFO that slipped past the scan
-    (or was swapped in since) cannot hang the ingest."""
+def read_file(path: str | os.PathLike) -> bytes:
+    """The file's bytes, or SkipFile with the reason. O_NONBLOCK so that a
+    FIFO that slipped past the scan (or was swapped in since) cannot hang
+    the ingest."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except PermissionError:
@@ -138,7 +145,7 @@ def _decode_bytes(data: bytes, size: int, max_pixels: int) -> tuple[Image.Image,
         before = img.size
         try:
             ImageOps.exif_transpose(img, in_place=True)
-        except Exception:  # noqa: BLE001 - a damaged EXIF block is no reason to lose the pixels
+        except Exception:  # noqa: BLE001, S110 - a damaged EXIF block is no reason to lose the pixels
             pass
         if img.size != before:  # a quarter turn: report the size as the photo is shown
             width, height = height, width
@@ -156,12 +163,12 @@ def decode_image(path: Path, size: int,
     """Decode one file as ingest does: -> (uint8 array (size, size, 3) RGB,
     original width, original height after EXIF rotation). Raises SkipFile
     with the reason, whatever went wrong."""
-    data = _read_file(path)
+    data = read_file(path)
     try:
         img, width, height = _decode_bytes(data, size, max_pixels)
     except SkipFile:
         raise
-    except Exception as e:  # noqa: BLE001 - callers handle one kind of failure
+    except Exception as e:
         raise SkipFile(_unexpected(e)) from e
     return np.array(img, dtype=np.uint8), width, height
 
@@ -180,7 +187,7 @@ def _load_one(job: tuple[str, int, int]) -> Loaded:
     one bad file can never abort an ingest or break the worker pool."""
     path, size, max_pixels = job
     try:
-        data = _read_file(path)
+        data = read_file(path)
         img, width, height = _decode_bytes(data, size, max_pixels)
         return Loaded(None, img.tobytes(), width, height, hashlib.sha1(data).hexdigest(), len(data))
     except SkipFile as e:
@@ -201,6 +208,34 @@ def _default_workers() -> int:
     return max(1, min(cpus, 8))
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _start_worker(parent: int) -> None:
+    """In each pool worker, before any file: die with the parent. A worker
+    that outlives a killed ingest blocks forever on its result pipe, and
+    keeps the ingest lock and the cache file it inherited (fork), so the
+    next init would wait on it for ever."""
+    if sys.platform.startswith("linux"):
+        # The kernel kills us the moment the parent dies (strictly: the thread
+        # that started us, which is the one iterating load_many until the
+        # pool is shut down).
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before we could ask
+        os._exit(1)
+    # Everywhere (prctl or not): a thread that notices the parent is gone.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.25)
+    os._exit(1)
+
+
 def load_many(paths: Sequence[Path], size: int, max_pixels: int,
                workers: int | None) -> Iterator[Loaded]:
     """`_load_one` over `paths`, results in order. An explicit `workers`
@@ -214,7 +249,9 @@ def load_many(paths: Sequence[Path], size: int, max_pixels: int,
     # it also works from scripts without a __main__ guard and from notebooks;
     # the workers only run _load_one, which takes none of the parent's locks.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method))
+    # The workers die with this process (a kill -9 included): see _start_worker.
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method),
+                               initializer=_start_worker, initargs=(os.getpid(),))
     try:
         yield from pool.map(_load_one, jobs, chunksize=64)
     finally:

@@ -2,19 +2,25 @@
 
 The browser never names a file: pages ask for an item id, the store gives its
 path relative to the project's image root, and the file is opened only if its
-real path (symlinks resolved) is still inside that root. When the original
-cannot be shown (moved folder, deleted file, a link that now points outside)
-the decoded copy from the cache is shown instead, with a note saying why, so
-labeling never stops on a missing file.
+real path (symlinks resolved) is still inside that root, and served only if
+its bytes are still the ones ingested (same SHA-1). When the original cannot
+be shown (moved folder, deleted file, a link that now points outside, a file
+replaced by another) the decoded copy from the cache is shown instead, with a
+note saying why, so labeling never stops on a missing file and never shows an
+image that is not the one labeled.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from vaal_core.data.decode import SkipFile, read_file
+from vaal_core.data.scan import inside
 from vaal_core.store import Item, Project
 
 # Bigger than any screen shows; the decode is cut down to it early (draft).
@@ -24,12 +30,18 @@ DISPLAY_MAX = 1024
 def safe_path(project: Project, rel: str) -> Path | None:
     """The file of a stored relative path, if it is a file under the image
     root. `rel` comes from the store (the ingest's scan), never from the
-    browser, and must stay inside the root lexically: absolute paths and
-    '..' are refused. A symlink that lives inside the root is followed, as
-    the ingest's scan followed it (folders of links are a common way to
-    build a data set); what is served is only ever decoded as an image."""
-    parts = Path(rel).parts
-    if not rel or Path(rel).is_absolute() or ".." in parts:
+    browser, and must stay inside the root lexically (absolute paths and
+    '..' are refused) and really: a symlink is followed only while its
+    target is inside the root, as the ingest's scan followed it (folders of
+    links are a common way to build a data set)."""
+    path = _lexical(project, rel)
+    return path if path is not None and inside(project.image_root, path) else None
+
+
+def _lexical(project: Project, rel: str) -> Path | None:
+    """The file at `rel` under the root ('..' and absolute paths refused),
+    links followed wherever they lead; None if there is no file."""
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
         return None
     path = project.image_root / rel
     try:
@@ -52,19 +64,51 @@ def image_root_problem(project: Project) -> str | None:
 def load_image(project: Project, item: Item, max_side: int = DISPLAY_MAX) -> tuple[Image.Image, str | None]:
     """(RGB image no larger than max_side, note) where note is None for the
     original file, or says why the cached copy is shown instead."""
-    path = safe_path(project, item.path)
-    if path is not None:
+    data, note = _ingested_bytes(project, item)
+    if data is not None:
         try:
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
                 img = ImageOps.exif_transpose(img).convert("RGB")
                 img.thumbnail((max_side, max_side))
                 return img, None
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             note = f"{item.path} could not be read now ({type(err).__name__}); showing the cached copy"
-    else:
-        note = f"{item.path} is not in {project.image_root} any more; showing the cached copy"
     return cached_image(project, item), note
+
+
+def _ingested_bytes(project: Project, item: Item) -> tuple[bytes | None, str | None]:
+    """(the item's file's bytes, None) when it is inside the root and still
+    the file ingested, else (None, why not)."""
+    path = safe_path(project, item.path)
+    if path is None:
+        if _lexical(project, item.path) is not None:
+            return None, (f"{item.path} now leads outside {project.image_root} (a symbolic link); "
+                          "showing the cached copy")
+        return None, f"{item.path} is not in {project.image_root} any more; showing the cached copy"
+    try:
+        data = read_file(path)
+    except SkipFile as err:
+        return None, f"{item.path} could not be read now ({err}); showing the cached copy"
+    if hashlib.sha1(data).hexdigest() != _ingested_sha1(project, item.path):
+        return None, (f"{item.path} has changed since it was ingested (another file is there now); "
+                      "showing the cached copy of the ingested image")
+    return data, None
+
+
+# project root -> ((creation stamp, item count, highest id), {path: sha1}): the
+# store's SHA-1 of every item, read again only when items come or go.
+_SHA1S: dict[str, tuple[tuple, dict[str, str]]] = {}
+
+
+def _ingested_sha1(project: Project, rel: str) -> str | None:
+    stamp = (project.meta("created_at"), *project.item_count())
+    memo = _SHA1S.get(str(project.root))
+    if memo is None or memo[0] != stamp or rel not in memo[1]:
+        _, by_sha1 = project.known_files()
+        memo = (stamp, {path: sha1 for sha1, path in by_sha1.items()})
+        _SHA1S[str(project.root)] = memo
+    return memo[1].get(rel)
 
 
 def cached_image(project: Project, item: Item) -> Image.Image:

@@ -12,21 +12,22 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from vaal_core.config import IMAGE_SIZES
-from vaal_core.data.cache import cache_path, ingest_lock_path
+from vaal_core.data.cache import cache_path, ingest_lock
 from vaal_core.data.decode import DEFAULT_MAX_PIXELS, Loaded, load_many
-from vaal_core.data.scan import gold_of, scan
+from vaal_core.data.scan import gold_of, inside, scan
 from vaal_core.errors import BadImageFolder, BadInput
-from vaal_core.files import file_lock
 from vaal_core.progress import Phase, Progress, Steps
 from vaal_core.store import DB_NAME, Project
+from vaal_core.store.classes import check_class_name
 
 _CHUNK = 512  # images per cache write + fsync + one SQLite transaction
 
@@ -79,7 +80,7 @@ def ingest(project: Project, gold_from_folders: bool = False, progress: Progress
     # second one waits, then finds the files known. Read the store only once
     # the lock is held. Not "a+b": Linux ignores pwrite's offset on a file
     # opened for append.
-    with file_lock(ingest_lock_path(project)), \
+    with ingest_lock(project.root), \
             os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+b") as fh:
         known_paths, known_sha1 = project.known_files()
         new = [(rel, p) for rel, p in found.files if rel not in known_paths]
@@ -91,15 +92,17 @@ def ingest(project: Project, gold_from_folders: bool = False, progress: Progress
         fh.seek(n_rows * row_bytes)
         repair = [it for it in project.items(status=None) if it.cache_index >= intact]
         total = len(repair) + len(new)
-        done = 0
         tick = Steps(progress, Phase.DECODE, total)
         tick(0)
 
-        # 1. Cache rows lost (file deleted or cut short): decode those items again.
+        # 1. Cache rows lost (file deleted or cut short): decode those items
+        # again, from files still inside the folder (a row left out stays zeros).
+        readable = [it for it in repair if inside(project.image_root, project.image_root / it.path)]
+        done = len(repair) - len(readable)
         if repair:
-            with closing(load_many([project.image_root / it.path for it in repair],
+            with closing(load_many([project.image_root / it.path for it in readable],
                                     size, max_pixels, workers)) as results:
-                for it, got in zip(repair, results):
+                for it, got in zip(readable, results):
                     os.pwrite(fh.fileno(), got.pixels or bytes(row_bytes), it.cache_index * row_bytes)
                     done += 1
                     tick(done)
@@ -197,38 +200,87 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
                  ) -> tuple[Project, IngestReport, bool]:
     """Create a project from an image folder, or add a grown folder's new
     images to an existing one (labels kept). Returns (project, report,
-    created). Checks the folder before writing anything, and removes a
-    project it created if no image could be read or the ingest failed."""
+    created). Checks the folder and the class names before writing
+    anything. A creation that fails (no image could be read, an error, an
+    interruption before any image was added) takes back what it made, and
+    only that: a folder or file that was there before stays."""
     root, images = Path(root), Path(images).expanduser()
     if not images.is_dir():
         raise BadImageFolder(f"image folder {images} does not exist or is not a folder")
     if image_size is not None and image_size not in IMAGE_SIZES:
         raise BadInput(f"image size {image_size} is not supported; use one of {IMAGE_SIZES}")
-    created = not (root / DB_NAME).exists()
-    if created:
-        if not scan(images).files:
-            raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) in {images}")
-        project = Project.create(root, images, image_size or 32, classes)
-    else:
-        project = Project.open(root)
-        if project.image_root != images.resolve():
-            raise BadInput(f"project {root} reads images from {project.image_root}, not {images.resolve()}; "
-                           "give the same folder or create a new project")
-        if image_size is not None and image_size != project.image_size:
-            raise BadInput(f"project {root} uses image size {project.image_size}; create a new project "
-                           f"for size {image_size}")
-        project.add_classes(classes)
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"{root} is a file, not a folder; give a folder for the project")
+    for name in classes:
+        check_class_name(name)
+    made = _Made(root)
+    project, created = None, False
     try:
+        # Under the ingest lock: two inits of one new project never both create it.
+        with ingest_lock(root):
+            created = not (root / DB_NAME).exists()
+            if created:
+                if not scan(images).files:
+                    raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) "
+                                         f"in {images}")
+                project = Project.create(root, images, image_size or 32, classes)
+            else:
+                project = _open_for(root, images, image_size, classes)
         report = ingest(project, gold_from_folders=gold_from_folders, progress=progress)
-    except BaseException:
         if created and not project.items(status=None):
-            project.close()
-            shutil.rmtree(root, ignore_errors=True)  # leave nothing half-made behind
+            first = report.skipped[0] if report.skipped else ("?", "?")
+            raise BadImageFolder(f"none of the image files in {images} could be read "
+                                 f"({len(report.skipped)} skipped; first: {first[0]}: {first[1]})")
+    except BaseException:
+        if created and (project is None or not project.items(status=None)):
+            if project is not None:
+                project.close()
+            made.undo()  # leave nothing half-made behind
         raise
-    if created and not project.items(status=None):
-        first = report.skipped[0] if report.skipped else ("?", "?")
-        project.close()
-        shutil.rmtree(root, ignore_errors=True)
-        raise BadImageFolder(f"none of the image files in {images} could be read "
-                             f"({len(report.skipped)} skipped; first: {first[0]}: {first[1]})")
     return project, report, created
+
+
+def _open_for(root: Path, images: Path, image_size: int | None, classes: Sequence[str]) -> Project:
+    """The existing project at `root`, checked against what init was given."""
+    project = Project.open(root)
+    if project.image_root != images.resolve():
+        raise BadInput(f"project {root} reads images from {project.image_root}, not {images.resolve()}; "
+                       "give the same folder or create a new project")
+    if image_size is not None and image_size != project.image_size:
+        raise BadInput(f"project {root} uses image size {project.image_size}; create a new project "
+                       f"for size {image_size}")
+    project.add_classes(classes)
+    return project
+
+
+class _Made:
+    """What is at `root` before init writes anything, so that a failed
+    creation removes exactly what it made: the folders it created, or the
+    entries it added to a folder that was there (and to its cache/)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(os.path.abspath(root))
+        missing = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        self.top = missing[-1] if missing else None  # the highest folder init will create
+        self.before = {folder: _names(self.root / folder) for folder in ("", "cache")}
+
+    def undo(self) -> None:
+        if self.top is not None:
+            shutil.rmtree(self.top, ignore_errors=True)
+            return
+        for folder, before in self.before.items():
+            if folder and before is None:
+                continue  # made by this init: removed whole with root's new entries
+            for name in sorted((_names(self.root / folder) or set()) - (before or set())):
+                path = self.root / folder / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+
+
+def _names(folder: Path) -> set[str] | None:
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return None

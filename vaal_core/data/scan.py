@@ -17,6 +17,7 @@ from vaal_core.errors import BadImageFolder
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _EXTENSIONS_B = frozenset(e.encode() for e in IMAGE_EXTENSIONS)
+OUTSIDE = "symbolic link to a file outside the image folder: not followed"
 
 
 def _display(path: bytes) -> str:
@@ -46,7 +47,8 @@ def scan(image_root: Path) -> ScanResult:
     any. Works on bytes paths so that names that are not valid UTF-8 are seen
     (and reported) instead of crashing the database insert later. Directory
     symlinks are not followed (a link to a parent would loop forever); file
-    symlinks are."""
+    symlinks are, when their real path is inside the folder: a link out of
+    it is skipped, so that nothing outside the folder is ever read."""
     root = Path(image_root)
     if not root.is_dir():
         raise BadImageFolder(f"image folder {root} does not exist or is not a folder")
@@ -75,8 +77,8 @@ def scan(image_root: Path) -> ScanResult:
                 if entry.is_file():  # follows file symlinks; broken links and folders don't count
                     ignored += 1
                 elif is_link and entry.is_dir():
-                    skipped.append((_display(rel), "symbolic link to a folder: not followed "
-                                                   "(it could loop)"))
+                    skipped.append((_display(rel), ("symbolic link to a folder: not followed "
+                                                    "(it could loop)")))
                 continue
             try:
                 rel_str = rel.decode("utf-8")
@@ -96,10 +98,22 @@ def scan(image_root: Path) -> ScanResult:
                     what += " (symbolic link, not followed)" if is_link else " (its images are scanned)"
                 skipped.append((rel_str, f"not a regular file: {what}"))
                 continue
+            # Only real folders under the resolved root are entered, so only
+            # a file symlink can lead out of it.
+            if is_link and not inside(root_b, os.path.join(root_b, rel)):
+                skipped.append((rel_str, OUTSIDE))
+                continue
             files.append((rel_str, Path(os.fsdecode(os.path.join(root_b, rel)))))
     files.sort(key=lambda f: f[0])
     skipped.sort()
     return ScanResult(files, skipped, ignored)
+
+
+def inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether `path`, every symbolic link resolved, is inside `root` (also resolved)."""
+    sep = os.sep.encode()
+    real_root = os.path.realpath(os.fsencode(root)).rstrip(sep) + sep
+    return os.path.realpath(os.fsencode(path)).startswith(real_root)
 
 
 def _valid_utf8(name: bytes) -> bool:

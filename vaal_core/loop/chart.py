@@ -1,8 +1,10 @@
 """The Demo page's chart, as a Plotly figure and as a self-contained HTML
-file (plotly.js inlined, no CDN, so it opens offline)."""
+file (plotly.js inlined, no CDN, so it opens offline); `chart_text`, the
+one escaping of user text for every Plotly chart of the app."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +15,17 @@ if TYPE_CHECKING:  # plotly is imported only when a chart is drawn
     import plotly.graph_objects as go
 
 
-def chart_figure(result: dict[str, Any]) -> "go.Figure":
+def chart_text(text: Any) -> str:
+    """User text (class names, file paths, run names) made literal for a
+    Plotly string: Plotly renders a subset of HTML (<a href>, <b>, <span
+    style>, <br>) and entities in legends, axis ticks, hover labels, titles
+    and annotations, so '&', '<' and '>' become the entities it shows as
+    those characters ('<b>x' is drawn as typed, not bold). Every chart in
+    the app passes each such string through here, once."""
+    return html.escape(str(text), quote=False)
+
+
+def chart_figure(result: dict[str, Any]) -> go.Figure:
     """Accuracy (%) against labels, one line per sampler: the mean over seeds
     and a band of ± std (min-max where a round has one seed so far). The one
     place the chart is built, for the HTML file and the Demo page alike;
@@ -23,8 +35,9 @@ def chart_figure(result: dict[str, Any]) -> "go.Figure":
 
     palette = list(qualitative.Plotly)
     fig = go.Figure()
-    for i, (name, rows) in enumerate(result.get("summary", {}).items()):
-        color = "#7f7f7f" if name == BASELINE else palette[i % len(palette)]
+    for i, (sampler, rows) in enumerate(result.get("summary", {}).items()):
+        name = chart_text(sampler)
+        color = "#7f7f7f" if sampler == BASELINE else palette[i % len(palette)]
         r, g, b = hex_to_rgb(color)
         x = [row["labeled"] for row in rows]
         mean = [100 * row["mean"] for row in rows]
@@ -35,10 +48,10 @@ def chart_figure(result: dict[str, Any]) -> "go.Figure":
         hover = [f"{row['labeled']:,} labels: {100 * row['mean']:.1f}% ± {100 * row['std']:.1f} "
                  f"(min {100 * row['min']:.1f}, max {100 * row['max']:.1f}, {row['n_seeds']} seeds)" for row in rows]
         fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name, legendgroup=name,
-                                 line={"color": color, "dash": "dash" if name == BASELINE else "solid"},
-                                 text=hover, hovertemplate="%{text}<extra>" + name + "</extra>"))
+                                 line={"color": color, "dash": "dash" if sampler == BASELINE else "solid"},
+                                 text=hover, hovertemplate="%{text}<extra>%{fullData.name}</extra>"))
     band = "± 1 std over seeds" if result["config"]["seeds"] > 1 else "min-max (one seed)"
-    title = (result.get("headline") or "no results yet").replace(" | ", "<br>")
+    title = chart_text(result.get("headline") or "no results yet").replace(" | ", "<br>")
     progress = result.get("progress")
     if not result.get("complete") and progress:
         title = f"in progress ({progress['rounds_done']} of {progress['rounds_total']} rounds): {title}"

@@ -23,22 +23,27 @@ previous queue in place.
 
 from __future__ import annotations
 
+import numbers
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vaal_core import samplers
 from vaal_core.config import EngineConfig, engine_config
-from vaal_core.errors import BadInput, RoundCancelled, TrainingDiverged
+from vaal_core.errors import BadInput, RoundCancelled, VaalError, cannot_write
 from vaal_core.files import save_array_atomic
 from vaal_core.learn import pipeline
 from vaal_core.learn.devices import check_device_name, pick
 from vaal_core.loop.audit import DEFAULT_FRACTION, audit_rng, swap_in_audit
 from vaal_core.progress import Event, Phase, Progress, Throttle, announce
 from vaal_core.store import Project
+
+if TYPE_CHECKING:
+    from vaal_core.learn.checkpoints import CheckpointDir
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ def default_budget(n_items: int) -> int:
 
 def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | None = None) -> int:
     """Everything about a round request that can be checked without training
-    (sampler, device, budget against the pool): raises UnknownSampler,
-    BadInput or BudgetTooLarge, else returns the budget the round will use.
+    (sampler, device, seed, budget against the pool, audit, the weights
+    file's path): raises UnknownSampler, BadInput or BudgetTooLarge, else
+    returns the budget the round will use.
     The app calls it before starting a worker so mistakes show at once; it
     passes `devices` (a `devices.probe` answer) to check the device without
     loading PyTorch itself."""
@@ -88,7 +94,12 @@ def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | No
     if not n_items:
         raise BadInput(f"project {project.root} has no images; add some with "
                        f"python -m vaal_core init {project.root} --images DIR")
+    if not (isinstance(cfg.seed, numbers.Integral) and 0 <= cfg.seed < 2 ** 32):
+        raise BadInput(f"seed must be a whole number from 0 to {2 ** 32 - 1}, got {cfg.seed}; e.g. --seed 0")
     n_pool = n_items - len(project.labeled_ids())
+    if not n_pool:
+        raise BadInput(f"every image of project {project.root} is labeled: there is nothing left to rank; add "
+                       f"images with python -m vaal_core init {project.root} --images {project.image_root}")
     budget = cfg.budget if cfg.budget is not None else min(default_budget(n_items), n_pool)
     samplers.check_budget(budget, n_pool)
     if pipeline.uses_task_model(sampler.needs):
@@ -99,7 +110,8 @@ def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | No
                            f"least 2 classes (labeled so far: {have}); label a few images of another class, "
                            "or use vaal, coreset or random for this round")
     if cfg.pretrained is not None and not Path(cfg.pretrained).expanduser().is_file():
-        raise BadInput(f"pretrained weights file {cfg.pretrained} does not exist; give the path of a "
+        what = "is a folder, not a file" if Path(cfg.pretrained).expanduser().is_dir() else "does not exist"
+        raise BadInput(f"pretrained weights file {cfg.pretrained} {what}; give the path of a "
                        "torchvision ResNet-18 or ResNet-50 state dict (.pth) on this machine")
     if not 0 <= cfg.audit < 0.5:  # also refuses NaN
         raise BadInput(f"audit fraction must be at least 0 and below 0.5, got {cfg.audit}; "
@@ -126,37 +138,45 @@ def held_out(item_ids: np.ndarray, fraction: float) -> np.ndarray:
 def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = None,
               should_stop: Callable[[], bool] | None = None) -> RoundResult:
     """Run one round; raises WorkerBusy if another process is training this
-    project, BadInput/BudgetTooLarge/UnknownSampler before touching anything,
-    TrainingDiverged/RoundCancelled after marking the round failed/cancelled.
+    project, BadInput/BudgetTooLarge/UnknownSampler before touching anything
+    (no round row), TrainingDiverged/RoundCancelled/CannotWrite (a full disk)
+    after marking the round failed/cancelled and dropping the models it
+    saved: only a finished round's checkpoints are moved in for the next.
     Besides `should_stop`, a cancel asked for through the store
     (`Project.request_cancel`, e.g. by the app) stops the round."""
     from vaal_core.data.cache import open_cache
-    from vaal_core.learn.checkpoints import CheckpointDir
+    from vaal_core.learn.checkpoints import CheckpointDir, settle
     from vaal_core.learn.devices import resolve_device
+    from vaal_core.learn.features import load_imagenet_backbone
 
-    # 1. Check the request before any work.
+    # 1. Check the request before any work: a request refused here leaves no round behind.
     device = resolve_device(cfg.device)
     budget = check_round(project, cfg)
     chosen = choose_sampler(project, cfg)
     sampler = chosen.sampler
     engine = engine_config(project.image_size, cfg.fast)
+    weights = Path(cfg.pretrained).expanduser() if cfg.pretrained else None
+    if weights is not None:
+        load_imagenet_backbone(weights)  # a file that holds no ResNet's weights is refused now
 
     with project.training_lock():
+        # Only a finished round's models warm-start this one: tidy what killed rounds left.
+        settle(project.checkpoint_dir, lambda earlier: _finished(project, earlier))
         labels = project.labels()
         needs = set(sampler.needs)
         if cfg.suggest and len(set(labels.values())) >= 2:
             needs.add("task_probs")  # the Label page's suggestions
         round_id = project.start_round(sampler.name, budget, cfg.seed, {
             "round": asdict(cfg), "engine": asdict(engine), "needs": sorted(sampler.needs)})
-        weights = Path(cfg.pretrained).expanduser() if cfg.pretrained else None
+        models = CheckpointDir(project.checkpoint_dir, cfg.fresh, round_id)  # moved in when the round is done
         reporter = RoundProgress(project, round_id, [*pipeline.phases(needs), Phase.SELECT], progress, should_stop)
         try:
             data = _round_data(project, engine, labels, open_cache(project) if needs else None)
             # 2. Train and compute what the sampler needs (the task model
             #    first: TA-VAAL's VAE is conditioned on it), warm from the
             #    last round's checkpoints.
-            job = pipeline.Job(data, engine, device, cfg.seed, CheckpointDir(project.checkpoint_dir, cfg.fresh),
-                               reporter, reporter.stop, weights if engine.task.arch == "resnet18" else None,
+            job = pipeline.Job(data, engine, device, cfg.seed, models, reporter, reporter.stop,
+                               weights if engine.task.arch == "resnet18" else None,
                                feature_weights=weights, tag={"round_id": round_id})
             made = pipeline.produce(needs, job)
             metrics: dict[str, Any] = {"n_labeled": int(data.labeled.sum()), "n_pool": int((~data.labeled).sum()),
@@ -195,22 +215,48 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
                 probs = made.values["task_probs"][~data.labeled]  # aligned with pool_ids = sel.pool_ids
                 suggestions = [(data.classes[int(k)], float(p)) for k, p in zip(probs.argmax(1), probs.max(1))]
             project.finish_round(round_id, sel.pool_ids, sel.scores, [ranks.get(int(i)) for i in sel.pool_ids],
-                                 int(len(labeled_ids)), timings, metrics, suggestions, audit=audit_ids)
+                                 len(labeled_ids), timings, metrics, suggestions, audit=audit_ids)
         except RoundCancelled as err:
-            project.fail_round(round_id, str(err), status="cancelled")
+            _end(project, models, round_id, str(err), status="cancelled")
             raise
-        except TrainingDiverged as err:
-            project.fail_round(round_id, str(err))
+        except VaalError as err:  # diverged, the disk refused a write, a damaged cache, ...
+            _end(project, models, round_id, str(err))
             raise
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from the app (see cli.main)
-            project.fail_round(round_id, "stopped: the training process was interrupted; the previous "
-                                         "queue is kept", status="cancelled")
+            _end(project, models, round_id, "stopped: the training process was interrupted; the previous "
+                                            "queue is kept", status="cancelled")
             raise
+        except OSError as err:  # a full disk, a read-only folder: in words
+            words = cannot_write(err, Path(err.filename).parent if err.filename else project.root)
+            _end(project, models, round_id, str(words) if words else f"{type(err).__name__}: {err}")
+            if words is None:
+                raise
+            raise words from err
         except BaseException as err:  # keep the old queue and say why, whatever broke
-            project.fail_round(round_id, f"{type(err).__name__}: {err}")
+            _end(project, models, round_id, f"{type(err).__name__}: {err}")
             raise
+        models.commit()
     project.log_event("round", {"round_id": round_id, "sampler": sampler.name, "budget": budget})
     return RoundResult(round_id, sampler.name, budget, project.queue(), timings, metrics)
+
+
+def _finished(project: Project, round_id: int) -> bool:
+    try:
+        return project.round(round_id)["status"] == "done"
+    except BadInput:  # no such round
+        return False
+
+
+def _end(project: Project, models: CheckpointDir, round_id: int, error: str, status: str = "failed") -> None:
+    """Mark the round failed (or cancelled) and forget its models. If the
+    store cannot record it (the disk is still full), the error that stopped
+    the round is the one to report: the row stays 'running', which status
+    shows as interrupted, and the next round marks it failed."""
+    models.discard()
+    try:
+        project.fail_round(round_id, error, status)
+    except VaalError:
+        pass
 
 
 def _round_data(project: Project, engine: EngineConfig, labels: dict[int, str],

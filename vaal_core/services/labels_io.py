@@ -16,11 +16,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from vaal_core.errors import BadInput, UnknownClass, UnknownItem
+from vaal_core.errors import BadInput, CannotWrite, UnknownClass, UnknownItem
 from vaal_core.files import atomic_dir, write_atomic
 from vaal_core.store import Project, now
 
 FORMATS = ("csv", "json", "imagefolder")
+_EXTRA = "\0extra"  # where csv.DictReader puts a row's values past the header's columns
 
 
 def labeled_rows(project: Project) -> list[dict[str, str]]:
@@ -55,7 +56,7 @@ def export_labels(project: Project, fmt: str, out: Path) -> dict[str, Any]:
         return _export_imagefolder(project, labeled_rows(project), out)
     rows = labeled_rows(project)
     write_atomic(out, labels_text(project, fmt, rows))
-    project.log_event("export", {"format": fmt, "out": str(out), "labels": len(rows)})
+    _log_export(project, {"format": fmt, "out": str(out), "labels": len(rows)})
     return {"format": fmt, "out": str(out), "labels": len(rows)}
 
 
@@ -75,29 +76,47 @@ def _export_imagefolder(project: Project, rows: list[dict[str, str]], out: Path)
                 missing.append({"path": row["path"], "reason": err.strerror or str(err)})
         for cls in project.classes():  # every class gets its folder, labeled or not yet
             (tmp / cls).mkdir(parents=True, exist_ok=True)
-    project.log_event("export", {"format": "imagefolder", "out": str(out), "labels": len(rows)})
+    _log_export(project, {"format": "imagefolder", "out": str(out), "labels": len(rows)})
     return {"format": "imagefolder", "out": str(out), "labels": len(rows) - len(missing), "not_copied": missing}
+
+
+def _log_export(project: Project, payload: dict[str, Any]) -> None:
+    try:
+        project.log_event("export", payload)
+    except CannotWrite:
+        pass  # a read-only project still exports; only its event log misses this one
 
 
 def read_label_csv(path: Path) -> list[tuple[int, str, str]]:
     """Rows of a `path,label` CSV as (line number, path, label)."""
     path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"label file {path} is a folder, not a file; give the path of a CSV file with the "
+                       "columns path,label")
     if not path.is_file():
         raise BadInput(f"label file {path} does not exist")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
+            reader = csv.DictReader(fh, restkey=_EXTRA)
             fields = [f.strip().lower() for f in (reader.fieldnames or [])]
             if "path" not in fields or "label" not in fields:
                 raise BadInput(f"{path} must have a header row with the columns path,label "
                                f"(found: {','.join(reader.fieldnames or []) or 'nothing'})")
             reader.fieldnames = fields
-            return [(reader.line_num, (r.get("path") or "").strip(), (r.get("label") or "").strip())
-                    for r in reader]
+            rows = []
+            for r in reader:
+                if any(v.strip() for v in r.get(_EXTRA, ())):  # a value with no column: never drop it silently
+                    raise BadInput(f"{path} line {reader.line_num}: {len(fields) + len(r[_EXTRA])} values where "
+                                   f"the header has {len(fields)} columns ({','.join(fields)}); put a path or "
+                                   'label that holds a comma in double quotes ("a,b.jpg")')
+                rows.append((reader.line_num, (r.get("path") or "").strip(), (r.get("label") or "").strip()))
+            return rows
     except UnicodeDecodeError as err:
         raise BadInput(f"{path} is not UTF-8 text ({err.reason}); save it as UTF-8 CSV") from None
     except csv.Error as err:
         raise BadInput(f"{path} is not a valid CSV file: {err}") from None
+    except OSError as err:
+        raise BadInput(f"cannot read label file {path}: {err.strerror or err}") from None
 
 
 def import_labels(project: Project, csv_path: Path, author: str = "import") -> dict[str, Any]:

@@ -6,17 +6,25 @@ IMMEDIATE`, `PRAGMA user_version`, the bound-variable limit). The modules
 above it write plain SQL that PostgreSQL understands too: `?` placeholders,
 rows read by column name, new ids from `insert()` rather than a cursor
 attribute, no SQLite-only operators. A second backend plugs in here.
+
+It also turns the SQLite errors a user's disk or folder causes into
+VaalErrors that name them: a damaged, empty or foreign file
+(ProjectCorrupt: never re-initialised, only `create` makes a database), a
+read-only folder and a full disk (CannotWrite).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from vaal_core.errors import SchemaTooNew
+from vaal_core.errors import ProjectCorrupt, SchemaTooNew, VaalError, cannot_write
 
 # SQLite before 3.32 allows 999 bound variables per statement; chunks of
 # ids stay well under it (and under PostgreSQL's 65,535).
@@ -30,19 +38,65 @@ class Database:
     server) and safe beside other processes on the same file (a training
     worker, the CLI): writers queue on the busy timeout."""
 
-    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0):
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0, create: bool = False):
+        """Open the database at `path`; only with `create` may it be new. An
+        existing file that is empty, damaged or holds no schema of ours
+        raises ProjectCorrupt and is left exactly as it was."""
         self.path = Path(path)
         self._lock = threading.RLock()
         self._depth = 0
-        self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        for pragma in (f"busy_timeout = {int(busy_timeout_s * 1000)}", "journal_mode = WAL",
-                       "synchronous = NORMAL", "foreign_keys = ON"):
-            self._conn.execute(f"PRAGMA {pragma}")
+        if not create and self.path.is_file() and self.path.stat().st_size == 0:
+            raise self.corrupt_error()  # SQLite would take it for a new database
+        with self._errors():
+            self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                         check_same_thread=False)
+        try:
+            with self._errors():
+                self._conn.row_factory = sqlite3.Row
+                self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+                if not create and not self._conn.execute("PRAGMA user_version").fetchone()[0]:
+                    raise self.corrupt_error()  # a valid SQLite file, but not one of ours: never migrate it
+                for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+                    self._conn.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            self._conn.close()
+            raise
 
     def close(self) -> None:
         self._conn.close()
+
+    # -- SQLite's errors in words -----------------------------------------------------
+
+    def corrupt_error(self) -> ProjectCorrupt:
+        return ProjectCorrupt(f"{self.path} is not a VAAL Studio database (corrupt or empty): restore it from a "
+                              "backup, or create a new project with init in a new folder")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Errors a user's disk or folder causes, as VaalErrors naming them;
+        anything else (a constraint, a bug) stays as it is."""
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            mapped = self._user_error(err)
+            if mapped is None:
+                raise
+            raise mapped from err
+
+    def _user_error(self, err: sqlite3.DatabaseError) -> VaalError | None:
+        code = getattr(err, "sqlite_errorcode", None)
+        primary, text = (code & 0xFF if code is not None else None), str(err).lower()
+        folder = self.path.parent
+        if primary in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text:
+            return self.corrupt_error()
+        if primary == _FULL or "disk is full" in text or (primary == _IOERR and _no_space(folder)):
+            return cannot_write(OSError(errno.ENOSPC, "disk full"), folder)
+        if primary in (_READONLY, _PERM, _CANTOPEN) or "readonly" in text or "unable to open" in text:
+            return cannot_write(OSError(_why_read_only(folder), "read-only"), folder)
+        if primary == _IOERR or "disk i/o error" in text:
+            return VaalError(f"a disk error while reading or writing {self.path} ({err}); check the disk, "
+                             "then run it again")
+        return None
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -57,40 +111,51 @@ class Database:
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            with self._errors():
+                self._conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
                 yield
+                with self._errors():
+                    self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
-            else:
-                self._conn.execute("COMMIT")
             finally:
                 self._depth = 0
+
+    def _rollback(self) -> None:
+        """Roll back what is still open: after a full disk or an I/O error
+        SQLite may have rolled back already, and the error that got us here
+        is the one to report."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     # -- statements -----------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
-        with self._lock:
+        with self._lock, self._errors():
             return self._conn.execute(sql, params).rowcount
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any] | Mapping[str, Any]]) -> None:
-        with self._lock:
+        with self._lock, self._errors():
             self._conn.executemany(sql, params)
 
     def insert(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
         """Run one INSERT; returns the new row's id."""
-        with self._lock:
+        with self._lock, self._errors():
             return int(self._conn.execute(sql, params).lastrowid)
 
     def rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
-        with self._lock:
+        with self._lock, self._errors():
             return self._conn.execute(sql, params).fetchall()
 
     def one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Row | None:
-        with self._lock:
+        with self._lock, self._errors():
             return self._conn.execute(sql, params).fetchone()
 
     def value(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -129,6 +194,25 @@ class Database:
 
     def schema_version(self) -> int:
         return int(self.value("PRAGMA user_version"))
+
+
+# SQLite's primary result codes (sqlite3.h) for the errors a user's disk or folder causes
+_PERM, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 3, 8, 10, 11, 13, 14, 26
+
+
+def _no_space(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _why_read_only(folder: Path) -> int:
+    """EROFS for a read-only file system, else EACCES (permissions)."""
+    try:
+        return errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+    except OSError:
+        return errno.EACCES
 
 
 def split_sql(script: str) -> list[str]:

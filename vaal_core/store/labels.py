@@ -15,12 +15,18 @@ files ingest could not use, see `items`.)
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Sequence
 
-from vaal_core.errors import UnknownItem
+from vaal_core.errors import LabelConflict, UnknownItem
 from vaal_core.store.classes import Classes
 from vaal_core.store.db import Database
 from vaal_core.store.items import now
+
+# Where a label came from, in words, for the message that refuses a blind overwrite.
+SOURCE_WORDS = {"ui": "on the Label page", "suggestion": "on the Label page (an accepted suggestion)",
+                "grid": "on the Label page's grid", "explore": "on Explore", "csv": "by an import",
+                "import": "by an import"}
 
 
 class Labels:
@@ -30,9 +36,44 @@ class Labels:
 
     # -- writing -------------------------------------------------------------------
 
-    def _new_action(self, kind: str, author: str) -> int:
-        return self.db.insert("INSERT INTO actions(kind, author, created_at) VALUES (?, ?, ?)",
-                              (kind, author, now()))
+    def _new_action(self, kind: str, author: str, token: str | None = None) -> int:
+        return self.db.insert("INSERT INTO actions(kind, author, created_at, token) VALUES (?, ?, ?, ?)",
+                              (kind, author, now(), token))
+
+    def _seen_before(self, token: str | None) -> bool:
+        """A gesture whose token is already stored was written: a repeat of
+        the same press (a retried or replayed message) is a no-op."""
+        return token is not None and self.db.one("SELECT 1 FROM actions WHERE token = ?", (token,)) is not None
+
+    def _check_seen(self, current: dict[int, int | None], seen: Mapping[int, str | None]) -> None:
+        """Refuses the gesture when any item's label is no longer the one
+        the page showed (`seen`: item id -> class name or None), naming who
+        changed it and when, so nothing is overwritten in silence."""
+        ids = self.classes.ids()
+        changed = [i for i, name in seen.items() if current[int(i)] != (None if name is None else ids.get(name))]
+        if not changed:
+            return
+        rows = self.db.rows_in(
+            "SELECT l.item_id, i.path, c.name, l.source, l.created_at, a.token FROM labels l "
+            "JOIN items i ON i.id = l.item_id JOIN actions a ON a.id = l.action_id "
+            "LEFT JOIN classes c ON c.id = l.class_id "
+            "WHERE l.undone_at IS NULL AND l.item_id IN ({ids}) ORDER BY l.id", changed)
+        last = {r["item_id"]: r for r in rows}  # the newest row standing per item
+        stamp = datetime.now(timezone.utc)
+        info = []
+        for i in changed:
+            r = last.get(int(i))
+            if r is None:  # its label was undone since: there is no row to name
+                path = self.db.one("SELECT path FROM items WHERE id = ?", (int(i),))["path"]
+                info.append((int(i), path, None, 0.0, "undo", None))
+                continue
+            seconds = max((stamp - datetime.fromisoformat(r["created_at"])).total_seconds(), 0.0)
+            info.append((int(i), r["path"], r["name"], seconds, r["source"], r["token"]))
+        first = info[0]
+        what = (f"labeled '{first[2]}'" if first[2] else "unlabeled") + f" {ago(first[3])} " + \
+            SOURCE_WORDS.get(first[4], f"({first[4]})")
+        more = f" (and {len(info) - 1} more of these images)" if len(info) > 1 else ""
+        raise LabelConflict(f"{first[1]} was {what} after this page showed it{more}: replace it, or keep it?", info)
 
     def _write(self, action_id: int, item_id: int, class_id: int | None, previous: int | None,
                author: str, source: str) -> int:
@@ -51,20 +92,33 @@ class Labels:
             raise UnknownItem(f"no item with id {missing[0]} in {self.where}")
         return found
 
-    def set(self, item_id: int, label: str | None, author: str = "user", source: str = "ui") -> int:
+    def set(self, item_id: int, label: str | None, author: str = "user", source: str = "ui",
+            token: str | None = None, seen: Mapping[int, str | None] | None = None) -> int | None:
         """Give (or with None, clear) an item's label; one transaction, history
-        kept, one undoable action. Returns the history row's id."""
-        with self.db.atomic():
-            class_id = None if label is None else self.classes.id_of(label)
-            previous = self._current([int(item_id)])[int(item_id)]
-            action = self._new_action("label", author)
-            return self._write(action, int(item_id), class_id, previous, author, source)
+        kept, one undoable action. Returns the history row's id, or None
+        when `token` was written before (the same press again).
 
-    def set_many(self, pairs: Sequence[tuple[int, str]], author: str = "user", source: str = "import") -> int:
+        `seen` ({item id: the label the page showed}) makes the write
+        conditional: LabelConflict if the label changed since."""
+        with self.db.atomic():
+            if self._seen_before(token):
+                return None
+            class_id = None if label is None else self.classes.id_of(label)
+            current = self._current([int(item_id)])
+            if seen is not None:
+                self._check_seen(current, seen)
+            action = self._new_action("label", author, token)
+            return self._write(action, int(item_id), class_id, current[int(item_id)], author, source)
+
+    def set_many(self, pairs: Sequence[tuple[int, str]], author: str = "user", source: str = "import",
+                 token: str | None = None, seen: Mapping[int, str | None] | None = None) -> int | None:
         """Many labels in one transaction and one undoable action: all are
         checked first, so one bad class or item leaves the project unchanged.
-        Returns how many changed."""
+        Returns how many changed, or None for a token written before
+        (`seen` as for `set`)."""
         with self.db.atomic():
+            if self._seen_before(token):
+                return None
             class_ids = self.classes.ids()
             wanted = []
             for item_id, label in pairs:
@@ -72,35 +126,48 @@ class Labels:
                     self.classes.id_of(label)  # raises UnknownClass, listing the classes
                 wanted.append((int(item_id), class_ids[label]))
             current = self._current(list(dict.fromkeys(i for i, _ in wanted)))
+            if seen is not None:
+                self._check_seen(current, seen)
             action = None
             changed = 0
             for item_id, class_id in wanted:
                 if current[item_id] != class_id:
-                    action = action or self._new_action("label", author)
+                    action = action or self._new_action("label", author, token)
                     self._write(action, item_id, class_id, current[item_id], author, source)
                     current[item_id] = class_id
                     changed += 1
             return changed
 
-    def postpone(self, item_ids: int | Sequence[int], author: str = "user") -> None:
-        """'Not now' for one item or a grid page (one undoable action)."""
+    def postpone(self, item_ids: int | Sequence[int], author: str = "user", token: str | None = None) -> None:
+        """'Not now' for one item or a grid page (one undoable action; a
+        token written before makes it a no-op, as for labels)."""
         ids = [int(item_ids)] if isinstance(item_ids, int) else [int(i) for i in item_ids]
         with self.db.atomic():
+            if self._seen_before(token):
+                return
             self._current(ids)  # every id must exist
-            action = self._new_action("skip", author)
+            action = self._new_action("skip", author, token)
             round_id = self.current_round()
             self.db.executemany("INSERT INTO skips(action_id, item_id, round_id) VALUES (?, ?, ?)",
                                 [(action, i, round_id) for i in ids])
 
-    def undo(self) -> dict[str, Any] | None:
+    def latest_action(self) -> int | None:
+        """The id of the latest action not undone (what Z would undo)."""
+        row = self.db.one("SELECT MAX(id) AS id FROM actions WHERE undone_at IS NULL")
+        return row["id"] if row else None
+
+    def undo(self, only: int | None = None) -> dict[str, Any] | None:
         """Undo the latest action not undone yet: a label gesture (every item
         it touched gets back its previous label) or a postponement. Returns
         {action, item_id, path, restored, items} (item_id/path/restored of
         the gesture's first item) or None when there is nothing to undo.
-        `action` is 'label' or 'skip' (a postponement)."""
+        `action` is 'label' or 'skip' (a postponement).
+
+        With `only`, undo only if that action is still the latest: the page
+        passes the one it showed, so a repeated Z press undoes once."""
         with self.db.atomic():
             act = self.db.one("SELECT id, kind FROM actions WHERE undone_at IS NULL ORDER BY id DESC LIMIT 1")
-            if act is None:
+            if act is None or (only is not None and act["id"] != only):
                 return None
             stamp = now()
             self.db.execute("UPDATE actions SET undone_at = ? WHERE id = ?", (stamp, act["id"]))
@@ -164,3 +231,14 @@ class Labels:
         """Changes with every label, postponement or undo (for caches keyed on labels)."""
         row = self.db.one("SELECT COALESCE(MAX(id), 0) AS top, COUNT(undone_at) AS undone FROM actions")
         return int(row["top"]), int(row["undone"])
+
+
+def ago(seconds: float) -> str:
+    """'just now', '3 s ago', '4 min ago', '2 h ago'."""
+    if seconds < 1.5:
+        return "just now"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.0f} h ago"

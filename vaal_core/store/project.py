@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Sequence
+from typing import Any, ContextManager, Iterable, Mapping, Sequence
 
 from vaal_core.errors import ProjectExists, ProjectNotFound
 from vaal_core.store.classes import Classes
@@ -44,8 +44,11 @@ class Project:
             raise ProjectNotFound(
                 f"no project at {self.root} (missing {DB_NAME}); "
                 f"create it with: python -m vaal_core init {self.root} --images DIR")
-        self.db = Database(db_path)
+        self.db = Database(db_path, create=_create)  # only create makes a new database
         self.db.migrate(MIGRATIONS)
+        if not _create and self.db.value("SELECT value FROM meta WHERE key = ?", ("image_root",)) is None:
+            self.db.close()  # a schema but no settings: not a project create() finished
+            raise self.db.corrupt_error()
         where = str(self.root)
         self._classes = Classes(self.db)
         self._items = Items(self.db, where)
@@ -187,20 +190,25 @@ class Project:
 
     # -- labels, undo and "not now" (store/labels.py) ----------------------------------------
 
-    def set_label(self, item_id: int, label: str | None, author: str = "user", source: str = "ui") -> int:
-        return self._labels.set(item_id, label, author, source)
+    def set_label(self, item_id: int, label: str | None, author: str = "user", source: str = "ui",
+                  token: str | None = None, seen: Mapping[int, str | None] | None = None) -> int | None:
+        return self._labels.set(item_id, label, author, source, token, seen)
 
-    def set_labels(self, pairs: Sequence[tuple[int, str]], author: str = "user", source: str = "import") -> int:
-        return self._labels.set_many(pairs, author, source)
+    def set_labels(self, pairs: Sequence[tuple[int, str]], author: str = "user", source: str = "import",
+                   token: str | None = None, seen: Mapping[int, str | None] | None = None) -> int | None:
+        return self._labels.set_many(pairs, author, source, token, seen)
 
-    def postpone(self, item_ids: int | Sequence[int], author: str = "user") -> None:
-        self._labels.postpone(item_ids, author)
+    def postpone(self, item_ids: int | Sequence[int], author: str = "user", token: str | None = None) -> None:
+        self._labels.postpone(item_ids, author, token)
 
     def postponed_ids(self) -> set[int]:
         return self._labels.postponed_ids()
 
-    def undo(self) -> dict[str, Any] | None:
-        return self._labels.undo()
+    def undo(self, only: int | None = None) -> dict[str, Any] | None:
+        return self._labels.undo(only)
+
+    def latest_action(self) -> int | None:
+        return self._labels.latest_action()
 
     def label_history(self, item_id: int) -> list[dict[str, Any]]:
         return self._labels.history(item_id)
@@ -282,7 +290,7 @@ class Project:
 
     def status(self) -> dict[str, Any]:
         counts = self._items.counts()
-        last = self.last_round()
+        last = self._rounds.last_seen()  # a killed round shows as 'interrupted', as on the Train page
         return {
             "project": str(self.root),
             "image_root": str(self.image_root),

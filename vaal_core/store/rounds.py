@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Collection, Iterator, Sequence
+from typing import Any
 
 from vaal_core.errors import BadInput, WorkerBusy
 from vaal_core.files import LockBusy, file_lock, is_locked
@@ -22,6 +23,7 @@ from vaal_core.store.db import Database, Row
 from vaal_core.store.items import now
 
 _JSON_COLUMNS = ("settings", "progress", "timings", "metrics")
+ENDED = "the training process ended before the round finished (killed, or the machine stopped)"
 
 
 def _round_dict(row: Row) -> dict[str, Any]:
@@ -50,8 +52,8 @@ class Rounds:
                 raise WorkerBusy(f"project {self.where} is already being trained{who}; "
                                  "wait for that round to finish or cancel it") from None
             # With the lock held, a round still 'running' is an orphan.
-            self.db.execute("UPDATE rounds SET status = 'failed', finished_at = ?, error = 'interrupted: the "
-                            "training process ended before the round finished' WHERE status = 'running'", (now(),))
+            self.db.execute("UPDATE rounds SET status = 'failed', finished_at = ?, error = ? WHERE status = 'running'",
+                            (now(), f"interrupted: {ENDED}"))
             yield
 
     def is_training(self) -> bool:
@@ -124,6 +126,18 @@ class Rounds:
         second or two: it parses one row, not every round's curves."""
         row = self.db.one("SELECT * FROM rounds ORDER BY id DESC LIMIT 1")
         return None if row is None else _round_dict(row)
+
+    def last_seen(self) -> dict[str, Any] | None:
+        """The newest round as the CLI and the pages show it: one still
+        'running' while no process holds the training lock is 'interrupted'
+        (its process was killed; the next round marks it failed)."""
+        last = self.last()
+        if last is None or last["status"] != "running" or self.is_training():
+            return last
+        last = self.get(last["id"])  # read again: it may have finished between the two reads
+        if last["status"] == "running":
+            last.update(status="interrupted", error=f"{ENDED}; the previous queue is kept")
+        return last
 
     def current_id(self) -> int | None:
         """The latest finished round: its scores are the queue."""

@@ -119,5 +119,12 @@ MIGRATIONS: dict[int, str] = {
     4: """
     ALTER TABLE scores ADD COLUMN audit INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: a gesture's token. The Label page gives every button of every render
+    # its own token and the action records it, so a press that reaches the
+    # server twice (a retried or replayed message) is written once.
+    5: """
+    ALTER TABLE actions ADD COLUMN token TEXT;
+    CREATE UNIQUE INDEX actions_token ON actions(token) WHERE token IS NOT NULL;
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
