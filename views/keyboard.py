@@ -34,6 +34,7 @@ export default function (component) {
   if (data.listen) {
     // Mounted first on the page: a key pressed while the first drawing is still on its way is kept
     // (a few seconds) and given to that drawing, not lost.
+    state.listens = (state.listens || 0) + 1;  // how often the listener role was (re)mounted
     if (!state.listener) {
       state.listener = (e) => {
         if (e.defaultPrevented || e.repeat || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -69,7 +70,9 @@ export default function (component) {
     state.early = [];
     if (early.length) deliver(early[0][0]);  // one: the first drawing shows one image
   };
-  if (!data.image) { bind(); return () => { if (state.data === data) state.data = null; }; }
+  // No clean-up that unbinds: until the next drawing is on screen, keys mean the last one shown (the
+  // listener's own clean-up, when the person leaves the page, drops everything).
+  if (!data.image) { bind(); return undefined; }
   const next = new Image();
   next.src = data.image;
   next.alt = data.path;
@@ -85,7 +88,7 @@ export default function (component) {
     if (old) old.replaceWith(next); else component.parentElement.appendChild(next);
     bind();
   });
-  return () => { if (state.data === data) state.data = null; };
+  return undefined;
 }
 """
 
