@@ -61,9 +61,10 @@ class SchemaTooNew(VaalError):
 class LabelConflict(VaalError):
     """An image's label changed after the page showing it was drawn (another
     tab, another person, an import): the write is refused, not made blind.
-    `changed` lists (item id, path, current label, seconds ago, source)."""
+    `changed` lists (item id, path, current label, seconds ago, source, the
+    token of the gesture that wrote it), first the one the message names."""
 
-    def __init__(self, message: str, changed: list[tuple[int, str, str | None, float, str]]):
+    def __init__(self, message: str, changed: list[tuple[int, str, str | None, float, str, str | None]]):
         super().__init__(message)
         self.changed = changed
 

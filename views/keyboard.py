@@ -34,7 +34,6 @@ export default function (component) {
   if (data.listen) {
     // Mounted first on the page: a key pressed while the first drawing is still on its way is kept
     // (a few seconds) and given to that drawing, not lost.
-    state.listens = (state.listens || 0) + 1;  // how often the listener role was (re)mounted
     if (!state.listener) {
       state.listener = (e) => {
         if (e.defaultPrevented || e.repeat || e.ctrlKey || e.metaKey || e.altKey) return;
