@@ -6,6 +6,11 @@ sidebar every page shares.
 With no project at all (a newcomer's first `make run`), it builds the digits
 demo project so there is something to label at once.
 
+Every page has its own address, /project, /label, /train, /explore and
+/demo (with ?project=ID for the open project), so a bookmark or a reload
+opens that page; the root address sends the tab on to Label, or to Project
+when no project is open.
+
 This file is read twice. `streamlit run app.py` first imports it, finds
 `app` (an `st.App`, Streamlit's ASGI entry point) and serves that: the
 same server and pages, with `HostCheck` in front of it (a request whose
@@ -21,7 +26,8 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from vaal_core.errors import VaalError
-from vaal_core.services import workspace
+from vaal_core.services import labeling, workspace
+from vaal_core.store import Project
 from views.common import (
     HostCheck,
     current_project,
@@ -36,6 +42,47 @@ ASSETS = Path(__file__).parent / "assets"
 # beside the entry script as a legacy multipage app until this script has
 # run once, so after a server restart a tab reconnecting on /train would run
 # that page alone, without this file's project and navigation.
+
+
+def _root() -> None:
+    """The page at the root URL: never drawn (main() sends "/" on first)."""
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _batch(path: str, version: tuple, _project: Project) -> tuple[int | None, frozenset[int]]:
+    # The Label page's batch, from the order it walks (cached per queue version, as there).
+    order = labeling.label_order(_project)
+    return order.round_id, frozenset(order.ids[:order.batch])
+
+
+def batch_words(project: Project, labeled: set[int]) -> str | None:
+    """What is left of the current round's batch, counted as the Label page
+    counts it (the round's ranked batch and the images pushed from Explore),
+    e.g. "12 of 15 left in round 3's batch"; None before the first round."""
+    round_id, batch = _batch(str(project.root), labeling.order_version(project), project)
+    if round_id is None or not batch:
+        return None
+    left = len(batch - labeled)
+    if not left:
+        return f"round {round_id}'s batch of {len(batch):,} done"
+    return f"{left:,} of {len(batch):,} left in round {round_id}'s batch"
+
+
+@st.fragment(run_every=3.0)
+def project_summary(project: Project | None) -> None:
+    """Counts that labeling (in a fragment, or another tab) changes."""
+    if project is None:
+        st.caption("No project open")
+        return
+    status = project.status()
+    st.markdown(f"**{plain(project.root.name)}**")
+    words = [f"{status['labeled']:,} of {status['items']:,} labeled"]
+    batch = batch_words(project, project.labeled_ids())
+    if batch:
+        words.append(batch)
+    if status["training"]:
+        words.append("training")
+    st.caption(" · ".join(words))
 
 
 def main() -> None:
@@ -54,28 +101,27 @@ def main() -> None:
             show_error(err)
     st.session_state["project"] = project
 
-    pages = [
-        st.Page("views/project.py", title="Project", icon=":material/folder:", default=project is None),
-        st.Page("views/label.py", title="Label", icon=":material/label:", default=project is not None),
-        st.Page("views/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("views/explore.py", title="Explore", icon=":material/scatter_plot:"),
-        st.Page("views/demo.py", title="Demo", icon=":material/play_circle:"),
-    ]
-    nav = st.navigation(pages)
-
-    @st.fragment(run_every=3.0)
-    def project_summary() -> None:
-        """Counts that labeling (in a fragment, or another tab) changes."""
-        if project is None:
-            st.caption("No project open")
-            return
-        status = project.status()
-        st.markdown(f"**{plain(project.root.name)}**")
-        st.caption(f"{status['labeled']:,} of {status['items']:,} labeled · queue {status['queue']:,}"
-                   + (" · training" if status["training"] else ""))
+    # Every page has its own address (/label, /train, ...). Streamlit serves
+    # its default page at "/" only (a default page's url_path becomes ""),
+    # so a default Label page made /label "Page not found". The default is
+    # instead a hidden page at the root that sends the tab on.
+    pages = {
+        "project": st.Page("views/project.py", title="Project", icon=":material/folder:", url_path="project"),
+        "label": st.Page("views/label.py", title="Label", icon=":material/label:", url_path="label"),
+        "train": st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+        "explore": st.Page("views/explore.py", title="Explore", icon=":material/scatter_plot:",
+                           url_path="explore"),
+        "demo": st.Page("views/demo.py", title="Demo", icon=":material/play_circle:", url_path="demo"),
+    }
+    root = st.Page(_root, title="VAAL Studio", url_path="start", default=True, visibility="hidden")
+    nav = st.navigation([root, *pages.values()])
+    if nav.url_path == root.url_path:  # "/": Label when a project is open, else Project; ?project= kept
+        st.switch_page(pages["label" if project is not None else "project"],
+                       query_params=st.query_params.to_dict())
+    st.set_page_config(page_title=f"{nav.title} · VAAL Studio")  # the tab says which page it holds
 
     with st.sidebar:
-        project_summary()
+        project_summary(project)
 
     nav.run()
 

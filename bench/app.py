@@ -171,30 +171,40 @@ def cifar_folder(given: str | None) -> Path:
     return out
 
 
-def link_subset(cifar: Path, dest: Path, n: int) -> Path:
+def link_subset(cifar: Path, dest: Path, n: int) -> tuple[Path, dict[str, str]]:
     """`n` train images, the same number from each class (the first ones),
-    as hard links (copies across file systems): a folder like a user's,
-    without copying JPEGs. Not symlinks: the app shows a file only if its
-    real path is inside the image folder, else the small cached copy."""
+    as hard links (copies across file systems) in one flat folder named
+    `<class>_<file>`, with {file: class} as hidden gold labels. The app masks
+    a class *folder* named after an image's gold label, so the bench reads
+    the answer from the file name instead. Not symlinks: the app shows a
+    file only if its real path is inside the image folder."""
     class_dirs = sorted(d for d in (cifar / "train").iterdir() if d.is_dir())
     per_class = n // len(class_dirs)
+    dest.mkdir(parents=True, exist_ok=True)
+    gold = {}
     for cls_dir in class_dirs:
         files = sorted(cls_dir.iterdir())
         if per_class > len(files):
             raise SystemExit(f"error: {n} images need {per_class} per class; {cls_dir} has {len(files)}")
-        (dest / cls_dir.name).mkdir(parents=True, exist_ok=True)
         for f in files[:per_class]:
+            name = f"{cls_dir.name}_{f.name}"
+            gold[name] = cls_dir.name
             try:
-                os.link(f, dest / cls_dir.name / f.name)
+                os.link(f, dest / name)
             except OSError:
-                shutil.copy(f, dest / cls_dir.name / f.name)
-    return dest
+                shutil.copy(f, dest / name)
+    return dest, gold
 
 
-def make_project(root: Path, images: Path) -> tuple[Project, dict]:
-    classes = sorted(d.name for d in images.iterdir() if d.is_dir())
+def answer(path: str) -> str:
+    """The class of a bench image, from its file name (see link_subset)."""
+    return path.rsplit("/", 1)[-1].split("_", 1)[0]
+
+
+def make_project(root: Path, images: Path, gold: dict[str, str]) -> tuple[Project, dict]:
+    classes = sorted(set(gold.values()))
     t0 = time.perf_counter()
-    project, report, _ = init_project(root, images, classes, gold_from_folders=True)
+    project, report, _ = init_project(root, images, classes, gold=gold)
     info = {"items": len(project.items()), "skipped": len(report.skipped),
             "ingest_s": round(time.perf_counter() - t0, 2)}
     return project, info
@@ -298,7 +308,7 @@ def bench_label(browser, url: str, project: Project, classes: list[str], warmup:
     rows, pressed = [], []
     for k in range(warmup + n):
         shown = page.evaluate("() => window.__shown()")
-        gold = shown["text"].split("/")[0]
+        gold = answer(shown["text"])
         key = KEYS[classes.index(gold)]
         page.evaluate("(prev) => window.__arm(prev)", shown)
         page.keyboard.press(key)
@@ -318,7 +328,7 @@ def bench_label(browser, url: str, project: Project, classes: list[str], warmup:
         labels = p.labels()
         by_path = {it.path: it for it in p.items()}
         ui_rows = p.db.value("SELECT COUNT(*) FROM labels WHERE source = 'ui' AND undone_at IS NULL")
-    right = sum(labels.get(by_path[path].id) == path.split("/")[0] for path in pressed)
+    right = sum(labels.get(by_path[path].id) == answer(path) for path in pressed)
     out = {"warmup": warmup, "measured": n, "pause_s": pause, "first_load_s": round(first_load_s, 2),
            "labels_in_sqlite": len(labels), "label_rows_from_ui": ui_rows, "expected": warmup + n,
            "distinct_images_pressed": len(set(pressed)), "labels_on_the_shown_image": right}
@@ -482,22 +492,22 @@ def main() -> None:
     try:
         cifar = cifar_folder(args.cifar)
         home = tmp / "home"
-        folders: dict[int, Path] = {}
+        folders: dict[int, tuple[Path, dict[str, str]]] = {}
 
-        def folder(n: int) -> Path:
+        def folder(n: int) -> tuple[Path, dict[str, str]]:
             if n not in folders:
                 folders[n] = link_subset(cifar, tmp / f"images-{n}", n)
             return folders[n]
 
         print(f"[{time.perf_counter() - t_start:5.0f} s] Label project: {args.items:,} images", flush=True)
-        label_project, info = make_project(home / "projects" / f"label-{args.items}", folder(args.items))
+        label_project, info = make_project(home / "projects" / f"label-{args.items}", *folder(args.items))
         classes = label_project.classes()
         results["label_project"] = info
         explore_projects = []
         for n in sizes:
             print(f"[{time.perf_counter() - t_start:5.0f} s] Explore project: {n:,} images, a --fast vaal round, "
                   f"UMAP", flush=True)
-            project, info = make_project(home / "projects" / f"explore-{n}", folder(n))
+            project, info = make_project(home / "projects" / f"explore-{n}", *folder(n))
             info.update(prepare_explore(project))
             print(f"         ingest {info['ingest_s']} s, round {info['round_s']} s, UMAP {info['umap_s']} s",
                   flush=True)

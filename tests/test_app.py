@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from vaal_core.data.digits import DEMO_PROJECT
+from vaal_core.data.images import shown_path
 from vaal_core.data.ingest import init_project
 from vaal_core.loop.round import RoundConfig, run_round
 from vaal_core.progress import Phase
 from vaal_core.services import workspace
+from vaal_core.services.worker import round_worker as worker_state
 from vaal_core.store import Project
 
 from conftest import ROOT, key_button, make_subset
@@ -65,7 +68,7 @@ def texts(at: AppTest) -> str:
 
 def test_first_start_builds_the_digits_demo(home):
     at = app()
-    demo = home / "projects" / "digits-demo"
+    demo = home / "projects" / DEMO_PROJECT
     assert (demo / "project.db").is_file()
     p = Project.open(demo)
     assert len(p.items()) == 1797 and p.classes()[:3] == ["1", "2", "3"]
@@ -184,7 +187,12 @@ def test_switching_between_recent_projects(project, images, home):
 # -- labeling -----------------------------------------------------------------------
 
 def _shown_path(at: AppTest) -> str:
-    return at.text[0].value
+    """The stored path of the image on screen. The page shows it masked
+    (this project's class folders are its hidden gold labels: `•••/0002.jpg`,
+    the same for every class), so the image is named by its buttons' keys."""
+    item = at.session_state["project"].item(int(key_button(at, "skip").key.split("_")[1]))
+    assert at.text[0].value == shown_path(item.path, item.gold) and "•••/" in at.text[0].value
+    return item.path
 
 
 def test_labeling_writes_to_the_store_and_undo_takes_it_back(project):
@@ -233,7 +241,8 @@ def test_two_tabs_on_one_image_the_second_writer_is_told_and_chooses(project):
     key_button(tab_a, "class_2").click().run()  # A, still showing it unlabeled: dog
     assert project.item(item).label == "cat"  # B's label stands
     warning = " ".join(w.value for w in tab_a.warning).replace("\\", "")  # markdown escapes
-    assert f"{shown} was labeled **cat** in another tab" in warning and "after this page showed it" in warning
+    masked = shown_path(shown, project.item(item).gold)  # the page never shows the gold class's folder
+    assert f"{masked} was labeled **cat** in another tab" in warning and "after this page showed it" in warning
     assert _shown_path(tab_a) == shown  # A stays on the image to decide
     [replace] = [b for b in tab_a.button if b.label == "Replace with dog"]
     replace.click().run()
@@ -284,13 +293,18 @@ def test_label_page_survives_a_moved_image_folder(project, images):
     images.rename(images.with_name("moved"))
     at = app(project, "views/label.py")
     drawn = [json.loads(e.proto.json) for e in at.get("bidi_component") if "image" in e.proto.json]
-    assert "missing" in texts(at) and len(drawn) == 1 and drawn[0]["image"].startswith("data:image/png")
+    assert "missing" in texts(at) and len(drawn) == 1 and drawn[0]["image"].startswith("data:image/jpeg")
     assert "showing the cached copy" in texts(at)
     key_button(at, "class_0").click().run()
     assert len(project.labels()) == 1
 
 
 # -- task-model suggestions ------------------------------------------------------------
+
+# A round whose task model was calibrated (learn/calibration.py), as the round's metrics record it.
+CALIBRATED = {"task": {"accuracy": 0.7, "n_val": 42, "calibration": {"calibrated": True, "n_held_out": 42,
+                                                                      "temperature": 1.5}}}
+
 
 def _suggesting_round(project: Project, guesses: dict[int, tuple[str, float]], metrics: dict | None = None,
                       sampler: str = "entropy") -> int:
@@ -299,7 +313,7 @@ def _suggesting_round(project: Project, guesses: dict[int, tuple[str, float]], m
     ranked), the task model's (class, confidence) for the items in `guesses`."""
     ids = [it.id for it in project.items()]
     rid = project.start_round(sampler, 5, 0, {})
-    project.finish_round(rid, ids, [float(len(ids) - k) for k in range(len(ids))],
+    project.finish_round(rid, ids, [1.0 - k / len(ids) for k in range(len(ids))],  # entropies, in nats
                          [k + 1 if k < 5 else None for k in range(len(ids))], len(project.labeled_ids()), {},
                          metrics or {}, suggestions=[guesses.get(i) for i in ids])
     return rid
@@ -308,11 +322,13 @@ def _suggesting_round(project: Project, guesses: dict[int, tuple[str, float]], m
 def test_single_view_shows_the_suggestion_and_enter_accepts_it(project):
     project.add_classes(["**bold**"])  # markdown characters: shown as typed
     ids = [it.id for it in project.items()]
-    rid = _suggesting_round(project, {ids[0]: ("**bold**", 0.87), ids[2]: ("dog", 0.55)})
+    rid = _suggesting_round(project, {ids[0]: ("**bold**", 0.87), ids[2]: ("dog", 0.55)}, CALIBRATED)
     at = app(project, "views/label.py")
     first = project.item(ids[0]).path
     assert _shown_path(at) == first
-    assert rf"Suggested: **\*\*bold\*\*** · 87% (round {rid}'s task model)" in texts(at)
+    assert (rf"Suggested: **\*\*bold\*\*** · 87% (round {rid}'s task model) — calibrated on 42 held-out labels"
+            in texts(at)) and "not pre-selected" not in texts(at)
+    assert key_button(at, "accept").proto.type == "primary"  # calibrated, at or above 80%: the prominent one
     accept = key_button(at, "accept")
     assert accept.label == r"Accept: \*\*bold\*\* `Enter`"  # the key is the keyboard component's (views/keyboard.py)
     types = {b.label: b.proto.type for b in at.button if b.key and b.key.startswith("class_")}
@@ -342,35 +358,85 @@ def test_single_view_shows_the_suggestion_and_enter_accepts_it(project):
 
 def test_grid_accepts_each_images_own_suggestion_in_one_action(project):
     ids = [it.id for it in project.items()]
-    guesses = {i: (CLASSES[k % 3], 0.5 + k / 100) for k, i in enumerate(ids[:10])}
-    _suggesting_round(project, guesses)
+    # calibrated confidences 70%, 73%, 76%, 79% (below the 80% threshold), then 82% ... 97%
+    guesses = {i: (CLASSES[k % 3], 0.7 + 0.03 * k) for k, i in enumerate(ids[:10])}
+    sure = {i: g[0] for i, g in guesses.items() if g[1] >= 0.8}
+    _suggesting_round(project, guesses, CALIBRATED)
     at = app(project, "views/label.py")
     at.segmented_control[0].set_value("Grid").run()
-    assert "Suggested: cat · 51%" in texts(at) and "Suggested: dog · 52%" in texts(at)
-    assert key_button(at, "gaccept").label.endswith("`Enter`")
+    assert "Suggested: airplane · 70%" in texts(at) and "Suggested: cat · 82% ✓" in texts(at)  # ✓: Enter takes it
+    assert key_button(at, "gaccept").label == "Accept the 6 marked ✓ `Enter`"
+    assert "the 4 others stay unlabeled (below 80% calibrated confidence)" in texts(at)
 
-    # ticked: two with a suggestion, one without
-    for i in (ids[0], ids[1], ids[12]):
+    # ticked: one below the threshold, one above, one without a suggestion
+    for i in (ids[0], ids[4], ids[12]):
         at.checkbox(key=f"sel_{i}").check()
     key_button(at, "gaccept").click().run()
-    assert project.labels() == {ids[0]: "airplane", ids[1]: "cat"}
-    assert "2 images labeled with their suggestions (2 changed); 1 without a suggestion left unlabeled" \
-        in texts(at).replace("\\", "")  # the feedback line is markdown-escaped
+    assert project.labels() == {ids[4]: "cat"}
+    assert ("1 images labeled with their suggestions (1 changed); 1 left unlabeled: below 80% calibrated confidence; "
+            "1 without a suggestion left unlabeled") in texts(at).replace("\\", "")  # the feedback is markdown-escaped
 
-    # none ticked: the whole page, each image with its own class, in one action
+    # none ticked: the whole page, each confident image with its own class, in one action
     key_button(at, "gaccept").click().run()
-    assert project.labels() == {i: guess[0] for i, guess in guesses.items()}
-    assert len(set(project.labels().values())) == 3
-    assert "8 images labeled with their suggestions (8 changed); 8 without a suggestion left unlabeled" \
-        in texts(at).replace("\\", "")
-    assert {project.label_history(i)[-1]["source"] for i in guesses} == {"suggestion"}
-    # the page now holds only images without a suggestion: no Accept button
-    assert not [b for b in at.button if b.key == "gaccept"] and "Suggested" not in texts(at)
+    assert project.labels() == sure and len(set(sure.values())) == 3
+    assert ("5 images labeled with their suggestions (5 changed); 4 left unlabeled: below 80% calibrated confidence; "
+            "7 without a suggestion left unlabeled") in texts(at).replace("\\", "")
+    assert {project.label_history(i)[-1]["source"] for i in sure} == {"suggestion"}
+    # the page now holds the unsure ones: shown, never accepted by Enter
+    assert key_button(at, "gaccept").disabled and "Suggested: airplane · 70%" in texts(at)
 
     key_button(at, "gundo").click().run()  # one undo takes the whole page's accept back
-    assert project.labels() == {ids[0]: "airplane", ids[1]: "cat"}
+    assert project.labels() == {ids[4]: "cat"}
     key_button(at, "gundo").click().run()
     assert project.labels() == {}
+
+
+def test_an_uncalibrated_or_unsure_suggestion_is_shown_but_not_preselected(project):
+    """A round too small to calibrate (nothing fitted) or a confidence under
+    the threshold: the suggestion and its words are shown, its class is not
+    highlighted, its Accept button is the quiet one; Enter still accepts it
+    in the single view (the person sees it beside the one image), and the
+    grid's Enter accepts none of them."""
+    ids = [it.id for it in project.items()]
+    few = {"task": {"accuracy": 0.5, "n_val": 4, "calibration": {"calibrated": False, "n_held_out": 4}}}
+    rid = _suggesting_round(project, {ids[0]: ("cat", 0.95), ids[1]: ("dog", 0.9)}, few)
+    at = app(project, "views/label.py")
+    assert (f"Suggested: **cat** · 95% (round {rid}'s task model) — not calibrated: only 4 of your labels are held "
+            "out (it takes 30); not pre-selected") in texts(at)
+    assert {b.proto.type for b in at.button if b.key.startswith(("class_", "accept"))} == {"secondary"}
+    key_button(at, "accept").click().run()  # Enter
+    assert project.labels() == {ids[0]: "cat"}
+    at.segmented_control[0].set_value("Grid").run()
+    assert key_button(at, "gaccept").disabled and key_button(at, "gaccept").label == "None to accept `Enter`"
+    assert ("not calibrated: only 4 of your labels are held out (it takes 30). Enter accepts none of the 1 (its "
+            "confidence is not calibrated): use the class keys.") in texts(at)
+    assert "Suggested: dog · 90%" in texts(at) and "✓" not in texts(at)
+    # calibrated, but below the threshold
+    _suggesting_round(project, {ids[1]: ("dog", 0.62)}, CALIBRATED)  # ids[1]: the first unlabeled one
+    at = app(project, "views/label.py")
+    assert "— calibrated on 42 held-out labels; not pre-selected (below 80% calibrated confidence)" in texts(at)
+    assert key_button(at, "class_2").proto.type == "secondary" and key_button(at, "accept").proto.type == "secondary"
+
+
+def test_a_labeled_batch_prompts_the_next_round_with_the_same_settings(project):
+    """The prompt replaces the batch's progress bar once every image of it is
+    labeled (its button starts a worker: tests/test_browser_trust.py)."""
+    from dataclasses import asdict
+
+    ids = [it.id for it in project.items()]
+    rid = project.start_round("typiclust", 5, 4, {"round": asdict(RoundConfig(sampler="auto", budget=5, seed=4,
+                                                                                device="cpu", fast=True))})
+    project.finish_round(rid, ids, [1.0] * len(ids), [k + 1 if k < 5 else None for k in range(len(ids))], 0, {}, {})
+    project.set_labels([(i, "cat") for i in ids[:4]], source="ui")
+    at = app(project, "views/label.py")
+    assert "4 of 5 labeled in this round's batch" in " ".join(p.proto.text for p in at.get("progress"))
+    assert "Train round 2" not in texts(at)
+    project.set_label(ids[4], "dog")
+    at = app(project, "views/label.py")
+    assert ("**Round 1's batch is labeled.** Train round 2 with the same settings? (auto, budget 5, quick models, "
+            "device cpu, seed 4)") in texts(at)
+    assert key_button(at, "next_round").label == "Train round 2" and not at.get("progress")
+    assert _shown_path(at) == project.item(ids[5]).path  # labeling goes on beyond the batch
 
 
 # -- training -------------------------------------------------------------------------
@@ -435,6 +501,84 @@ def test_train_page_shows_the_task_models_accuracy_and_how_it_was_measured(proje
     at.run()
     assert "Task model of round" not in texts(at)
     assert at.dataframe[0].value["task acc %"].isna().tolist() == [False, True]
+
+
+def _overconfident(n: int, seed: int = 0):
+    """Held-out softmax of a classifier twice as sure as it should be, and
+    labels drawn from its true probabilities."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1, (n, 3))
+    z[np.arange(n), rng.integers(0, 3, n)] += 2.0
+    soft = lambda x: np.exp(x) / np.exp(x).sum(1, keepdims=True)  # noqa: E731
+    return soft(2 * z), (soft(z).cumsum(1) > rng.random((n, 1))).argmax(1)
+
+
+def test_train_page_tells_the_history_in_sentences_and_each_rounds_calibration(project):
+    from vaal_core.learn import calibration
+
+    ids = [it.id for it in project.items()]
+    project.set_labels([(ids[k], CLASSES[k % 3]) for k in range(12)])
+    few = calibration.fit(*_overconfident(4))
+    _suggesting_round(project, {ids[20 % len(ids)]: ("cat", 0.9)}, metrics={
+        "task": {"accuracy": 0.75, "n_val": 4, "how": "on 4 labels", "calibration": few}})
+    many = calibration.fit(*_overconfident(200, seed=1))
+    rid = _suggesting_round(project, {ids[-1]: ("dog", 0.6)}, sampler="typiclust", metrics={
+        "policy": {"name": "auto", "chose": "typiclust", "why": "typiclust: few labels"},
+        "task": {"accuracy": 0.71, "n_val": 200, "how": "on 200 labels", "calibration": many}})
+    project.db.execute("UPDATE rounds SET timings = ? WHERE id = ?", (json.dumps({"total_s": 38.2}), rid))
+    failed = project.start_round("vaal", 5, 0, {})
+    project.fail_round(failed, "the VAE diverged at iteration 40")
+    at = app(project, "views/train.py")
+    shown = texts(at).replace("\\", "")  # plain() escapes markdown characters; the words are what count
+    assert ("- Round 3 · vaal · failed: the VAE diverged at iteration 40\n"
+            "- Round 2 · typiclust (chosen by auto) picked 5 images · from 12 labels · suggestions right 71% of "
+            "the time on 200 held-out labels, confidence calibrated · 38 s\n"
+            "- Round 1 · entropy picked 5 images · from 12 labels · suggestions right 75% of the time on 4 "
+            "held-out labels, confidence not calibrated (it takes 30 held-out labels)") in shown
+    # the latest calibrated round's reliability figure, with its figures in words
+    assert at.selectbox(key="calibration_round").value == 2
+    assert len(at.get("plotly_chart")) >= 2  # the reliability figure and the labels per class
+    t = many["temperature"]
+    assert (f"Round 2: calibrated on 200 held-out labels. Calibration error (the average gap between the "
+            f"confidence shown and how often it is right; 0 is perfect): {many['ece_before']:.3f} raw, "
+            f"{many['ece_after']:.3f} calibrated") in shown and f"Temperature {t:.2f}: the raw softmax was " \
+        "overconfident, so the confidence shown is lowered" in shown and t > 1.5
+    assert f"on 200 labels even a perfectly calibrated model would show about {many['ece_noise']:.2f}" in shown
+    at.selectbox(key="calibration_round").set_value(1).run()
+    assert "Round 1: not calibrated: too few held-out labels (4; it takes 30, about 300 labels in all" in \
+        "\n".join(i.value for i in at.info).replace("\\", "")
+    # the engineering table sits behind an expander, with the calibration's columns
+    assert [e.label for e in at.expander if e.label == "Details for engineers"]
+    table = at.dataframe[0].value
+    assert list(table["round"]) == [1, 2, 3] and list(table["temperature"])[1] == t
+    assert list(table["ECE calibrated"])[1] == many["ece_after"]
+
+
+def device_box(at: AppTest):
+    return next(box for box in at.selectbox if box.label == "Device")
+
+
+def test_a_device_the_machine_lacks_is_refused_in_page_words_and_not_saved(project):
+    from vaal_core.learn import devices
+
+    if devices.probe()["cuda"]:
+        pytest.skip("this machine has a CUDA GPU")
+    project.save_settings(device="cpu", budget=3)
+    at = app(project, "views/train.py")
+    assert device_box(at).value == "cpu"
+    device_box(at).set_value("cuda")
+    at.number_input[0].set_value(4)
+    at.button[[b.label for b in at.button].index("Start round")].click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["This machine has no CUDA GPU; choose Auto or CPU."]
+    assert "--device" not in texts(at)
+    assert project.settings()["device"] == "cpu" and project.settings()["budget"] == 3  # nothing saved
+    assert project.rounds() == [] and not project.is_training() and worker_state(project) is None
+    # a default saved before such choices were refused: the page offers Auto instead
+    project.save_settings(device="cuda")
+    assert device_box(app(project, "views/train.py")).value == "auto"
 
 
 @pytest.mark.slow
@@ -581,7 +725,8 @@ def test_demo_page_shows_the_overlap_and_timing_tables(home, project):
     """A finished run's JSON as the simulation writes it (built by its own
     summary functions), read by the page: no simulation needed."""
 
-    from vaal_core.loop.report import headline, summarize
+    from vaal_core.loop.headline import headline
+    from vaal_core.loop.report import summarize
 
     def records(seed: int, select_s: float) -> list[dict]:
         return [{"round": r, "labeled": 20 + 20 * r, "accuracy": 0.3 + 0.1 * r + 0.01 * seed,
@@ -592,7 +737,7 @@ def test_demo_page_shows_the_overlap_and_timing_tables(home, project):
                "entropy": {"0": records(0, 0.5), "1": records(1, 0.7)}}
     summary = summarize(results)
     result = {"complete": True, "error": None, "config": {"seeds": 2, "samplers": ["random", "entropy"]},
-              "results": results, "summary": summary, "headline": headline(summary), "latents_file": None,
+              "results": results, "summary": summary, "headline": headline(summary, results, 80), "latents_file": None,
               "overlap": [{"a": "entropy", "b": "random", "first_batch": 0.15, "all_picks": 0.325, "n_seeds": 2}]}
     out = home / "demo-runs" / "20261124T000000-digits" / "sim.json"
     out.parent.mkdir(parents=True)

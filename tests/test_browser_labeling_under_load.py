@@ -89,7 +89,7 @@ def test_keys_pressed_while_a_round_trains_land_on_the_image_shown_exactly_once(
             assert worker.poll() is None, worker.stderr.read()
             assert time.monotonic() < deadline, "the round did not start"
             time.sleep(0.5)
-        label_url = f"{url}/?project={workspace_id}"  # Label is the default page
+        label_url = f"{url}/label?project={workspace_id}"  # the Label page's own address
         for load in range(3):  # the first key after opening the page, while the round trains
             pg.goto(label_url)
             pg.get_by_role("button", name="airplane 1", exact=True).wait_for()

@@ -300,3 +300,79 @@ def test_cached_projection_of_a_file(digits, tmp_path):
         cached_projection_of(tmp_path / "two.npz")
     with pytest.raises(BadInput, match="cannot read"):
         cached_projection_of(tmp_path / "missing.npy")
+
+
+# -- what Explore draws and asks (vaal_core.maps.explore, views.palette) -----------
+
+def test_latent_map_shows_no_gold_folder(tmp_path):
+    """A project whose answers came from class folders: every path the map
+    holds (hover text, captions) masks the folder named after the image's
+    gold class; a folder that is not its class stays."""
+    from vaal_core.maps.cache import Projection
+    from vaal_core.maps.explore import latent_map
+
+    p = Project.create(tmp_path / "proj", tmp_path, 32, ["cat", "ship"])
+    rows = [("cat/0001.jpg", "cat"), ("ship/0002.jpg", "ship"), ("holiday/cat/0003.jpg", "cat"),
+            ("ship/0004.jpg", None), ("misc/0005.jpg", "cat")]
+    p.add_items([{"path": path, "size_bytes": 1, "sha1": str(i), "width": 32, "height": 32, "cache_index": i,
+                  "gold": gold} for i, (path, gold) in enumerate(rows)])
+    ids = np.array([it.id for it in p.items()], dtype=np.int64)
+    m = latent_map(p, Projection(ids, np.zeros((len(ids), 2), np.float32), round_id=1, seconds=0.0, cached=True))
+    assert m.paths == ["•••/0001.jpg", "•••/0002.jpg", "holiday/•••/0003.jpg", "ship/0004.jpg", "misc/0005.jpg"]
+    assert not any(gold and gold in shown.split("/")[:-1] for shown, (_, gold) in zip(m.paths, rows))
+
+
+def test_a_question_holds_only_for_the_ids_and_class_it_named():
+    from vaal_core.maps.explore import Question
+
+    q = Question("label", (3, 1, 2), "ship", round_id=4, nonce="a")
+    assert q.holds([3, 1, 2], "ship", 4)
+    assert not q.holds([3, 1, 2, 5], "ship", 4)  # one more point selected
+    assert not q.holds([3, 1], "ship", 4)  # one fewer
+    assert not q.holds([1, 2, 3], "ship", 4)  # the same points, another selection (the order shown differs)
+    assert not q.holds([3, 1, 2], "cat", 4) and not q.holds([3, 1, 2], None, 4)  # another class, or none
+    assert not q.holds([3, 1, 2], "ship", 5)  # another round's map
+    push = Question("push", (3, 1, 2), round_id=4, nonce="a")
+    assert push.holds([3, 1, 2], None, 4) and push.holds([3, 1, 2], "cat", 4)  # a push names no class
+    # each asking its own token: the same question asked again is a new action; a token is stable
+    assert q.token == Question("label", (3, 1, 2), "ship", 4, "a").token
+    assert len({q.token, Question("label", (3, 1, 2), "ship", 4, "b").token, push.token,
+                Question("label", (3, 1, 2), "cat", 4, "a").token}) == 4
+
+
+def test_page_span_pages_every_item_once():
+    from vaal_core.maps.explore import page_span
+
+    assert page_span(74, 0, 24) == (0, 24, 0)
+    assert page_span(74, 1, 24) == (24, 48, 1)
+    assert page_span(74, 3, 24) == (72, 74, 3)
+    assert page_span(74, 9, 24) == (72, 74, 3) and page_span(74, -2, 24) == (0, 24, 0)  # clamped
+    assert page_span(0, 0, 24) == (0, 0, 0) and page_span(24, 1, 24) == (0, 24, 0)
+    seen = [i for page in range(4) for i in range(*page_span(74, page, 24)[:2])]
+    assert seen == list(range(74))
+    with pytest.raises(BadInput, match="per_page"):
+        page_span(10, 0, 0)
+
+
+def test_class_palette_is_distinct_from_unlabeled_and_stable():
+    from views import palette
+
+    cifar = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    colors, symbols = palette.class_colors(cifar), palette.class_symbols(cifar)
+    styles = {(colors[c], symbols[c]) for c in cifar}
+    assert len(styles) == 10  # every class its own look: the 10th repeats a colour with another symbol
+    assert len(set(list(colors.values())[:9])) == 9 and symbols["truck"] != "circle"
+    assert colors["ship"] != palette.UNLABELED_COLOR and "open" in palette.UNLABELED_SYMBOL
+    assert not any(s.endswith("-open") for s in symbols.values())  # classes filled, unlabeled hollow
+
+    def rgb(h):
+        return tuple(int(h[i:i + 2], 16) for i in (1, 3, 5))
+
+    for c in colors.values():  # no class is grey (what unlabeled looks like), black (the next-batch ring) or near white
+        r, g, b = rgb(c)
+        assert max(r, g, b) - min(r, g, b) > 40, c
+        assert (r + g + b) / 3 < 215, c
+    # a colour follows the class's place in the key order, not which classes have labels
+    assert palette.class_colors(["cat", "ship"]) == {"cat": palette.MUTED[0], "ship": palette.MUTED[1]}
+    assert palette.class_colors(cifar)["ship"] == palette.class_colors(cifar + ["new"])["ship"]
+    assert palette.class_marker(cifar, "dog")["opacity"] >= 0.9

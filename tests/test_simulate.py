@@ -19,7 +19,8 @@ import pytest
 from conftest import make_subset
 from vaal_core.errors import BadImageFolder, BadInput, BudgetTooLarge, UnknownSampler
 from vaal_core.loop.chart import chart_figure, write_chart
-from vaal_core.loop.report import CSV_COLUMNS, headline, summarize, summary_csv
+from vaal_core.loop.headline import headline
+from vaal_core.loop.report import CSV_COLUMNS, summarize, summary_csv
 from vaal_core.loop.simulate import SimConfig, simulate
 
 pytestmark = pytest.mark.slow
@@ -304,16 +305,16 @@ def test_summarize_partial_results():
     assert summary["random"][1]["std"] == 0.0  # one seed: no spread
     assert [(r["round"], r["n_seeds"], r["mean"]) for r in summary["vaal"]] == [(0, 1, 0.5), (1, 1, 0.65)]
     # vaal is compared with random at the same round (30 labels), not random's latest
-    text = headline(summary)
+    text = headline(summary, results)
     assert "vaal reached 65.0%" in text and "vs random 60.0%" in text and "30 labels" in text
-    assert "random's accuracy at 30 labels" in text
-    assert summarize({"random": {}}) == {} and headline({}) == "no results yet"
+    assert "no difference can be claimed from 1 seed" in text  # one seed never makes a claim
+    assert summarize({"random": {}}) == {} and headline({}, {}) == "no results yet"
 
 
 def test_chart_on_partial_results(tmp_path):
     results = {"random": {"0": [_rec(0, 0.5), _rec(1, 0.6)], "1": [_rec(0, 0.4)]}, "vaal": {"0": [_rec(0, 0.5)]}}
     summary = summarize(results)
-    partial = {"complete": False, "config": {"seeds": 2}, "summary": summary, "headline": headline(summary),
+    partial = {"complete": False, "config": {"seeds": 2}, "summary": summary, "headline": headline(summary, results),
                "progress": {"rounds_done": 4, "rounds_total": 12}}
     fig = chart_figure(partial)
     lines = [t for t in fig.data if t.mode == "lines+markers"]

@@ -226,8 +226,11 @@ def test_cli_round_and_suggest(ingested, tmp_path):
         assert (row["suggestion"], row["confidence"]) == tuple(stored[row["item_id"]][:2])
     assert got["task"]["n_val"] >= 1 and "held out" in got["task"]["how"]
     human = run_cli("suggest", root, "--limit", "2").stdout.splitlines()
-    assert len(human) == 3 and human[0].split()[0] == "1" and human[0].split()[1] in CLASSES3
-    assert "task model of round 2" in human[-1]
+    assert len(human) == 4 and human[0].split()[0] == "1" and human[0].split()[1] in CLASSES3
+    assert "task model of round 2" in human[-2]
+    # a handful of labels hold too few out to calibrate: the confidence says it is the raw softmax
+    assert human[-1].startswith("confidence: not calibrated") and "raw softmax" in human[-1]
+    assert got["calibration"]["calibrated"] is False
     # --no-suggest skips the task model when the sampler needs none
     out = json.loads(run_cli("round", root, "--sampler", "random", "--budget", "3", "--fast", "--no-suggest",
                              "--json").stdout)

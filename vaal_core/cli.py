@@ -156,6 +156,7 @@ def cmd_queue(args: argparse.Namespace) -> None:
 
 
 def cmd_suggest(args: argparse.Namespace) -> None:
+    from vaal_core.learn import calibration
     from vaal_core.services.labeling import queue_suggestions
 
     project = _project(args.project)
@@ -174,7 +175,12 @@ def cmd_suggest(args: argparse.Namespace) -> None:
         for r in out["items"]:
             conf = "" if r["confidence"] is None else f"{100 * r['confidence']:5.1f}%"
             lines.append(f"{r['rank']:>5}  {r['suggestion'] or '-':<14} {conf:>6}  {r['path']}")
-        text = "\n".join(lines + [f"task model of round {out['round']}: {acc}"])
+        trust = calibration.of_round(project.round(out["round"])["metrics"])
+        out["calibration"] = {"calibrated": trust.calibrated, "words": trust.words(),
+                              "preselect_at": trust.threshold}
+        text = "\n".join(lines + [f"task model of round {out['round']}: {acc}",
+                                   f"confidence: {trust.words()}" + ("" if trust.calibrated else
+                                                                      " (raw softmax, often overconfident)")])
     _emit(args, out, text)
 
 
@@ -216,7 +222,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
                     test_fraction=args.test_fraction, subset=args.subset, map=args.map, evaluate=args.evaluate,
                     pretrained=args.pretrained)
     result = simulate(Path(args.images), cfg, Path(args.out), progress=progress)
-    lines = [result["headline"], ""]
+    lines = [*result["headline"].split(" | "), ""]
     for name, rows in result["summary"].items():
         lines.append(f"{name:>12}: " + "  ".join(f"{r['labeled']}:{100 * r['mean']:.1f}±{100 * r['std']:.1f}"
                                                  for r in rows))

@@ -28,7 +28,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.logger import get_logger
 
-from vaal_core.data.images import load_image
+from vaal_core.data.images import fit, load_image
 from vaal_core.errors import VaalError
 from vaal_core.loop.chart import chart_text  # noqa: F401 (the pages' one Plotly escaping; defined beside the Demo chart)
 from vaal_core.services import workspace
@@ -137,14 +137,12 @@ def class_keys(classes: list[str]) -> list[str | None]:
 @st.cache_resource(max_entries=512, show_spinner=False)
 def _picture(path: str, item_id: int, side: int, _project: Project) -> tuple[Image.Image, str | None]:
     img, note = load_image(_project, _project.item(item_id), max_side=side)
-    if max(img.size) < side // 2:  # tiny images (CIFAR, digits): crisp pixels, not a blur
-        factor = max(1, side // max(img.size))
-        img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
-    return img, note
+    return fit(img, side), note
 
 
 def picture(project: Project, item_id: int, side: int) -> tuple[Image.Image, str | None]:
-    """An item's image no larger than `side` (tiny ones enlarged), and a note
+    """An item's image with its longer side `side` px (smaller ones enlarged
+    smoothly, drawn as pictures rather than blocks of pixels), and a note
     when the cached copy stands in for a missing original."""
     return _picture(str(project.root), item_id, side, project)
 

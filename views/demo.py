@@ -52,8 +52,9 @@ def new_run_form() -> None:
                                    "batch too (a cold start)")
         budget = c.number_input("Labels per round", min_value=1, value=50, step=10)
         rounds = d.number_input("Rounds", min_value=1, value=4, step=1)
-        seeds = e.number_input("Seeds", min_value=1, value=3, step=1, help="repeats with other random starts: "
-                                                                           "the spread says how sure the result is")
+        seeds = e.number_input("Seeds", min_value=1, value=3, step=1, help="repeats with other random starts; the headline "
+                                                                           "states a difference from random only when "
+                                                                           "it holds in each of 3 or more seeds")
         fast = st.toggle("Quick models (seconds per round on a CPU)", value=True)
         go_ = st.form_submit_button("Play", type="primary", icon=":material/play_arrow:")
     if not go_:

@@ -1,11 +1,19 @@
 """Label: the current round's queue, best first, keyboard first.
 
 Number keys give a class (1-9, then 0), S skips ("not now": the image is
-postponed to the end of this round's order), Z undoes, the arrow keys move. When the current round trained a task model, its suggestion for the
-image is shown and Enter accepts it, by the same path as a class key. Every
-label is one SQLite transaction the moment it is given; the page keeps only
-where the cursor is, so a refresh, a second tab or a server restart resumes
-at the next unlabeled image.
+postponed to the end of this round's order), Z undoes, the arrow keys move.
+Every label is one SQLite transaction the moment it is given; the page
+keeps only where the cursor is, so a refresh, a second tab or a server
+restart resumes at the next unlabeled image.
+
+When the current round trained a task model, its suggestion is shown with
+its calibrated confidence and how many held-out labels calibrated it
+(learn/calibration.py). Only a calibrated suggestion at or above the
+threshold is pre-selected (its class button stands out, its Accept button
+is the prominent one) and only those are accepted by the grid's Enter; the
+others are shown and left to the person. In the single view Enter accepts
+whatever suggestion is shown beside the one image: the person has it in
+front of them, as they would a class key. Enter never overwrites a label.
 
 A press can only label the image it was pressed on: every drawing of the
 page gives its buttons keys of their own (the image's id and a fresh
@@ -21,22 +29,34 @@ import uuid
 
 import streamlit as st
 
-from views import keyboard
+from views import keyboard, label_parts
 from views.common import class_keys, picture, plain, require_project
+from views.label_parts import shown
 from vaal_core.data.images import image_root_problem
 from vaal_core.errors import LabelConflict, VaalError
-from vaal_core.learn import disc_quality
-from vaal_core.progress import Event, phase_label
-from vaal_core.services import labeling
+from vaal_core.learn import calibration
+from vaal_core.services import label_words, labeling, next_round
+from vaal_core.services.label_words import audit_marker, why_not
 from vaal_core.store import Project, Suggestion
 from vaal_core.store.labels import SOURCE_WORDS, ago
 
 GRID = 16  # 4 x 4 thumbnails
-SINGLE_WIDTH = 448
+SINGLE_WIDTH = 448  # the single view's image, px; the keyboard component shrinks it on a short screen
+# A laptop screen (1280 x 720) shows the whole single view: less padding above the page, tighter rows.
+COMPACT_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 3rem; padding-bottom: 1rem; }
+[data-testid="stMainBlockContainer"] h1 { padding: 0 0 0.25rem 0; }
+.st-key-label_single [data-testid="stVerticalBlock"] { gap: 0.45rem; }
+.st-key-label_grid [data-testid="stCheckbox"] label p {
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+</style>"""
 
 project = require_project()
 classes = project.classes()
-st.title("Label")
+keyboard.listen()  # first, so a key pressed while the page is still drawing is not lost
+st.html(COMPACT_CSS)
+head, switch = st.columns([3, 1], vertical_alignment="bottom")
+head.title("Label")
 if not classes:
     st.warning("This project has no classes yet: add them on the Project page, in the order of the number keys.")
     st.page_link("views/project.py", label="Edit classes", icon=":material/edit:")
@@ -56,39 +76,26 @@ def current_order() -> labeling.LabelOrder:
     return _order(str(project.root), labeling.order_version(project), project)
 
 
-def audit_marker(order: labeling.LabelOrder) -> str:
-    """The plain note an audit pick carries (loop/audit.py)."""
-    return (f"random audit pick ({order.audit_fraction:.0%} of this batch is drawn at random, so the accuracy "
-            "estimate is honest)")
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _round_facts(path: str, handle: int, round_id: int, _project: Project) -> label_words.RoundFacts:
+    return label_words.round_facts(_project, round_id)  # a finished round's record never changes
+
+
+def facts(round_id: int | None) -> label_words.RoundFacts | None:
+    # Keyed by the shared handle too: a project made again at the same path gets a new one (views/common.py).
+    return None if round_id is None else _round_facts(str(project.root), id(project), round_id, project)
 
 
 def queue_note(order: labeling.LabelOrder) -> None:
     """Says so when the queue's round ranked with a discriminator that is
     near chance (disc_quality): then 'rank 1' means little."""
-    if order.round_id is None:
-        return
-    d = disc_quality.of_round(project.round(order.round_id)["metrics"])
-    if d is not None and d["near_chance"]:
-        st.warning(d["verdict"], icon=":material/casino:")
-
-
-# Each sampler scores on its own scale (VAAL: 1 - P(labeled); typiclust: its pick order); only the order is
-# comparable, so the page never lets a score pass for a confidence.
-SCORE_MEANS = "(the sampler's ranking score: higher comes first; not a probability)"
+    f = facts(order.round_id)
+    if f is not None and f.near_chance:
+        st.warning(f.disc["verdict"], icon=":material/casino:")
 
 
 def where(order: labeling.LabelOrder, item_id: int) -> str:
-    """Why this image is here, in words."""
-    if item_id in order.pushed:
-        return "pushed to the front from Explore"
-    if order.round_id is None:
-        return "no round trained yet: images in random order (train a round for a ranked queue)"
-    if item_id in order.ranks:
-        return (f"rank {order.ranks[item_id]:,} of {len(order.ranks):,} in round {order.round_id}'s batch · "
-                f"score {order.scores[item_id]:.3f} {SCORE_MEANS}")
-    if item_id in order.scores:
-        return f"beyond round {order.round_id}'s batch · score {order.scores[item_id]:.3f} {SCORE_MEANS}"
-    return "added after the last round (not scored yet)"
+    return label_words.place(order, item_id, facts(order.round_id), len(classes))
 
 
 # -- actions (button callbacks: they run before the fragment re-renders) ----
@@ -107,14 +114,14 @@ def drawing() -> str:
 def conflict_text(err: LabelConflict) -> str:
     """The store's refusal, with 'in another tab' when the label came from
     this page in a tab other than this one."""
-    _, path, label, seconds, source, token = err.changed[0]
+    item_id, _, label, seconds, source, token = err.changed[0]
     mine = (token or "").startswith(st.session_state.get("tab_id", "?") + "-")
     where = SOURCE_WORDS.get(source, "")
     if source in PAGE_SOURCES:
         where = "in this tab" if mine else "in another tab"
     what = f"was labeled **{plain(label)}**" if label else "was unlabeled"
     more = f" (and {len(err.changed) - 1} more of them)" if len(err.changed) > 1 else ""
-    return f"{plain(path)} {what} {where} {ago(seconds)}, after this page showed it{more}."
+    return f"{plain(shown(project.item(item_id)))} {what} {where} {ago(seconds)}, after this page showed it{more}."
 
 
 def _move_to(order: labeling.LabelOrder, pos: int | None) -> None:
@@ -143,7 +150,7 @@ def give_label(item_id: int, pos: int, name: str, source: str, seen: str | None,
     if row is None:
         return  # the same press a second time: written once already
     accepted = " (accepted suggestion)" if source == "suggestion" else ""
-    st.session_state["last_action"] = f"{project.item(item_id).path} → {name}{accepted}"
+    st.session_state["last_action"] = f"{shown(project.item(item_id))} → {name}{accepted}"
     _move_to(order, labeling.next_to_label(order, labeled, postponed, pos + 1))
 
 
@@ -158,7 +165,7 @@ def skip(item_id: int, pos: int, token: str) -> None:
     order = current_order()
     project.postpone(item_id, token=token)
     nxt = labeling.next_to_label(order, project.labeled_ids(), project.postponed_ids(), pos + 1)
-    st.session_state["last_action"] = f"skipped {project.item(item_id).path}"
+    st.session_state["last_action"] = f"skipped {shown(project.item(item_id))}"
     _move_to(order, nxt)
 
 
@@ -175,7 +182,8 @@ def undo(latest: int | None) -> None:
     st.session_state["cursor"] = done["item_id"]  # show the image whose label came back
     n = len(done["items"])
     what = "skip" if done["action"] == "skip" else "label" + ("s" if n > 1 else "")
-    st.session_state["last_action"] = (f"undid the {what} of {done['path']}" + (f" and {n - 1} more" if n > 1 else ""))
+    path = shown(project.item(done["item_id"]))
+    st.session_state["last_action"] = f"undid the {what} of {path}" + (f" and {n - 1} more" if n > 1 else "")
 
 
 def step(pos: int, delta: int) -> None:
@@ -213,20 +221,21 @@ def label_page(ids: list[int], name: str, token: str | None) -> None:
         st.session_state["last_action"] = f"{len(chosen)} images → {name} ({n} changed)"
 
 
-def accept_page(ids: list[int], shown: dict[int, str], token: str | None) -> None:
+def accept_page(ids: list[int], sure: dict[int, str], unsure: frozenset[int], why_not: str, token: str) -> None:
     """Grid, Enter: the selected tiles (or, with none selected, the whole
-    page) each get their own suggestion, as shown on the page, in one
-    transaction and one undoable action. Tiles without one are left alone."""
+    page) with a pre-selected suggestion (`sure`, as shown) each get theirs,
+    in one transaction and one undoable action; the feedback says how many
+    were left and why (`why_not`, for the `unsure` ones)."""
     chosen = [i for i in ids if st.session_state.get(f"sel_{i}")] or ids
-    pairs = [(i, shown[i]) for i in chosen if i in shown]
-    left = len(chosen) - len(pairs)
+    pairs = [(i, sure[i]) for i in chosen if i in sure]
+    left = label_words.left_words(chosen, sure, unsure, why_not)
     if not pairs:
-        st.session_state["last_action"] = f"none of the {len(chosen)} images has a suggestion: nothing labeled"
+        st.session_state["last_action"] = f"nothing labeled: {left}"
         return
     n = _grid_write(pairs, ids, "suggestion", token)
     if n is not None:
         st.session_state["last_action"] = (f"{len(pairs)} images labeled with their suggestions ({n} changed)"
-                                           + (f"; {left} without a suggestion left unlabeled" if left else ""))
+                                           + (f"; {left}" if left else ""))
 
 
 def grid_replace() -> None:
@@ -249,28 +258,38 @@ def select_all(ids: list[int], value: bool) -> None:
         st.session_state[f"sel_{i}"] = value
 
 
+def start_next(plan: next_round.NextRound) -> None:
+    """The batch-done prompt's button: the next round, as the last one."""
+    try:
+        next_round.start(project, plan)
+    except VaalError as err:
+        st.session_state["label_error"] = f"Round {plan.number} could not start: {err}"
+    else:
+        st.session_state["last_action"] = f"started round {plan.number} ({plan.words()})"
+
+
 # -- rendering ----------------------------------------------------------------
 
-def suggestion_text(s: Suggestion) -> str:
-    """'cat · 87%', markdown-safe."""
-    return f"{plain(s.label)} · {s.confidence:.0%}"
+def trust_of(s: Suggestion) -> calibration.Trust:
+    return facts(s.round_id).trust
+
+
+def suggestion_line(s: Suggestion) -> str:
+    """'Suggested: **cat** · 87% (round 3's task model) — calibrated on 42
+    held-out labels', saying when it is not pre-selected and why."""
+    trust = trust_of(s)
+    line = (f"Suggested: **{plain(s.label)}** · {s.confidence:.0%} (round {s.round_id}'s task model) — "
+            + trust.words())
+    if calibration.preselect(s.confidence, trust):
+        return line
+    return f"{line}; not pre-selected" + (f" ({why_not(trust)})" if trust.calibrated else "")
 
 
 def feedback() -> None:
     if "label_error" in st.session_state:
         st.error(plain(st.session_state.pop("label_error")))
-    if "last_action" in st.session_state:
-        st.caption(f"Last: {plain(st.session_state['last_action'])}")
-
-
-def batch_progress(order: labeling.LabelOrder, labeled: set[int]) -> None:
-    batch = order.ids[:order.batch] if order.batch else order.ids
-    done = sum(i in labeled for i in batch)
-    if order.batch:
-        text = f"{done:,} of {len(batch):,} labeled in this round's batch · {len(labeled):,} in the project"
-    else:
-        text = f"{done:,} of {len(batch):,} images labeled"
-    st.progress(done / max(len(batch), 1), text=text)
+    last = st.session_state.get("last_action")
+    st.caption(f"Last: {plain(last)}" if last else "Last: nothing yet on this page")  # one line, always: no reflow
 
 
 def conflict_box(item_id: int, pos: int) -> None:
@@ -307,7 +326,8 @@ def single_view() -> None:
     item_id = order.ids[pos]
     item = project.item(item_id)
     suggestion = project.suggestions([item_id]).get(item_id)
-    highlight = item.label or (suggestion.label if suggestion else None)  # the pre-selected class
+    sure = suggestion is not None and calibration.preselect(suggestion.confidence, trust_of(suggestion))
+    highlight = item.label or (suggestion.label if sure else None)  # the pre-selected class
     # What each key and button of this drawing does: a press applies to the image it was made on.
     latest = project.latest_action()
     acts: dict[str, keyboard.Action] = {"s": (skip, (item_id, pos, f"{tok}-s")), "z": (undo, (latest,))}
@@ -320,39 +340,44 @@ def single_view() -> None:
     for i, name in enumerate(classes):
         if KEYS[i]:
             acts[KEYS[i]] = (give_label, (item_id, pos, name, "ui", item.label, f"{tok}-{i}"))
-    batch_progress(order, labeled)
-    left, right = st.columns([3, 2], gap="large")
+    label_parts.batch_progress(project, order, labeled, start_next)
+    left, right = st.columns([3, 2], gap="medium")
     with left:
         img, note = picture(project, item_id, SINGLE_WIDTH)
         # The image is drawn by the keyboard component: the keys mean this drawing from the moment
         # its image is on screen, never before or after (views/keyboard.py).
-        keyboard.keys(tok, acts, image=img, path=item.path, width=SINGLE_WIDTH)
-        st.text(item.path)
-        st.caption(f"Image {pos + 1:,} of {len(order.ids):,} · {where(order, item_id)}"
+        keyboard.keys(tok, acts, image=img, path=shown(item), width=SINGLE_WIDTH)
+        st.text(shown(item))
+        st.caption(f"Image {pos + 1:,} of {len(order.ids):,} · {plain(where(order, item_id))}"
                    + (" · skipped earlier" if item_id in postponed else ""))
         if item_id in order.audit:
             st.caption(f":material/casino: {audit_marker(order)}")
         if note:
             st.caption(f":material/warning: {plain(note)}")
+        label_parts.why_card(project, order, item_id, labeled, facts(order.round_id), len(classes))
     with right:
         conflict_box(item_id, pos)
         if item.label:
             st.markdown(f"Labeled **{plain(item.label)}**: press a key to change it")
         else:
-            st.markdown("Pick the class" + (", or press Enter to accept the suggestion" if suggestion else ""))
+            st.markdown("Pick the class" + ("" if not suggestion else
+                                            ", or press Enter to accept the suggestion" if sure else
+                                            "; Enter takes the suggestion only if you agree with it"))
         if suggestion:
-            st.caption(f"Suggested: **{plain(suggestion.label)}** · {suggestion.confidence:.0%} "
-                       f"(round {suggestion.round_id}'s task model)")
+            st.caption(suggestion_line(suggestion))
         key = f"{item_id}_{tok}"
-        if "Enter" in acts:
+        if "Enter" in acts:  # prominent only when pre-selected; a quiet button otherwise
             st.button(f"Accept: {plain(suggestion.label)}" + keyboard.hint("Enter"), key=f"accept_{key}",
-                      on_click=acts["Enter"][0], args=acts["Enter"][1], type="primary", icon=":material/check:",
-                      width="stretch")
+                      on_click=acts["Enter"][0], args=acts["Enter"][1], type="primary" if sure else "secondary",
+                      icon=":material/check:", width="stretch")
+        per_row = 2 if len(classes) > 4 else 1  # 10 classes: 5 rows, not 10; a row at a time: keys in tab order
         for i, name in enumerate(classes):
-            st.button(plain(name) + keyboard.hint(KEYS[i]), key=f"class_{i}_{key}", on_click=give_label,
-                      args=(item_id, pos, name, "ui", item.label, f"{tok}-{i}"),
-                      type="primary" if highlight == name else "secondary", width="stretch")
-        a, b, c, d = st.columns(4)
+            if i % per_row == 0:
+                cols = st.columns(per_row, gap="small")
+            cols[i % per_row].button(plain(name) + keyboard.hint(KEYS[i]), key=f"class_{i}_{key}",
+                                     on_click=give_label, args=(item_id, pos, name, "ui", item.label, f"{tok}-{i}"),
+                                     type="primary" if highlight == name else "secondary", width="stretch")
+        a, b, c, d = st.columns(4, gap="small")
         a.button("Prev", key=f"prev_{key}", on_click=step, args=(pos, -1), width="stretch", disabled=pos == 0,
                  help="Key: ←")
         b.button("Skip", key=f"skip_{key}", on_click=skip, args=(item_id, pos, f"{tok}-s"), width="stretch",
@@ -362,6 +387,11 @@ def single_view() -> None:
                  disabled=pos >= len(order.ids) - 1, help="Key: →")
         st.caption("Keys: `←` prev · `S` skip · `Z` undo · `→` next")
         feedback()
+    # The image a class key will most likely bring up next, decoded and scaled now (after this drawing is
+    # sent): a press then waits for no file read (~9 ms of the ~28 ms a press costs the server).
+    nxt = labeling.next_to_label(order, labeled | {item_id}, postponed - {item_id}, pos + 1)
+    if nxt is not None:
+        picture(project, order.ids[nxt], SINGLE_WIDTH)
 
 
 def grid_conflict_box() -> None:
@@ -375,6 +405,23 @@ def grid_conflict_box() -> None:
                  type="primary", width="stretch")
         b.button("Keep theirs", key="grid_keep", on_click=lambda: st.session_state.pop("grid_conflict", None),
                  width="stretch")
+
+
+def grid_accept(ids: list[int], suggestions: dict[int, Suggestion], trust: calibration.Trust, acts: dict,
+                tok: str, slot) -> str:
+    """Enter and its button (in `slot`): only the pre-selected suggestions
+    (the button says how many). Returns the sentence saying why the others
+    are left."""
+    sure, unsure = label_words.split(suggestions, trust)
+    acts["Enter"] = (accept_page, (ids, sure, unsure, why_not(trust), f"{tok}-a"))
+    label = f"Accept the {len(sure)} marked ✓" if sure else "None to accept"
+    slot.button(label + keyboard.hint("Enter"), key=f"gaccept_{tok}", on_click=accept_page, args=acts["Enter"][1],
+                type="primary", icon=":material/done_all:", width="stretch", disabled=not sure)
+    said = f"Suggestions: round {next(iter(suggestions.values())).round_id}'s task model, {trust.words()}. "
+    if not sure:
+        return said + f"Enter accepts none of the {len(unsure)} ({why_not(trust)}): use the class keys."
+    return (said + f"Enter gives those marked ✓ ({trust.threshold:.0%} or more; ticked ones only, if any are "
+                   f"ticked) their suggestion; the {len(unsure)} others stay unlabeled ({why_not(trust)}).")
 
 
 @st.fragment
@@ -394,79 +441,45 @@ def grid_view() -> None:
         feedback()
         return
     suggestions = project.suggestions(ids)
-    batch_progress(order, labeled)
-    st.caption("Tick the images of one class, then press its key. With none ticked, the key labels the whole "
-               "page. One undo (Z) takes back the whole page."
-               + (" Enter gives each ticked image (or, with none ticked, each image of the page) its own "
-                  "suggestion." if suggestions else ""))
+    trust = trust_of(next(iter(suggestions.values()))) if suggestions else None  # all from the queue's round
+    label_parts.batch_progress(project, order, labeled, start_next)
     grid_conflict_box()
     latest = project.latest_action()
     acts: dict[str, keyboard.Action] = {"a": (select_all, (ids, True)), "n": (select_all, (ids, False)),
                                         "s": (skip_page, (ids, f"{tok}-s")), "z": (undo, (latest,))}
-    buttons = st.columns(min(len(classes), 10) or 1)
+    per_row = min(len(classes), 5)  # 5 a row: room for "automobile `2`"
     for i, name in enumerate(classes):
         args = (ids, name, f"{tok}-{i}")
         if KEYS[i]:
             acts[KEYS[i]] = (label_page, args)
-        buttons[i % len(buttons)].button(plain(name) + keyboard.hint(KEYS[i]), key=f"gclass_{i}_{tok}",
-                                         on_click=label_page, args=args, width="stretch")
-    a, b, c, d = st.columns(4)
-    a.button("Select all" + keyboard.hint("A"), key=f"gall_{tok}", on_click=select_all, args=(ids, True),
-             width="stretch")
-    b.button("Select none" + keyboard.hint("N"), key=f"gnone_{tok}", on_click=select_all, args=(ids, False),
-             width="stretch")
+        if i % per_row == 0:
+            buttons = st.columns(per_row, gap="small")
+        buttons[i % per_row].button(plain(name) + keyboard.hint(KEYS[i]), key=f"gclass_{i}_{tok}",
+                                    on_click=label_page, args=args, width="stretch")
+    a, b, c, d, e = st.columns([1, 1, 1, 1, 2], gap="small")
+    a.button("All" + keyboard.hint("A"), key=f"gall_{tok}", on_click=select_all, args=(ids, True),
+             width="stretch", help="Tick every image of the page")
+    b.button("None" + keyboard.hint("N"), key=f"gnone_{tok}", on_click=select_all, args=(ids, False),
+             width="stretch", help="Untick every image of the page")
     c.button("Skip page" + keyboard.hint("S"), key=f"gskip_{tok}", on_click=skip_page, args=(ids, f"{tok}-s"),
              width="stretch")
     d.button("Undo" + keyboard.hint("Z"), key=f"gundo_{tok}", on_click=undo, args=(latest,), width="stretch")
-    if suggestions:
-        round_id = next(iter(suggestions.values())).round_id
-        acts["Enter"] = (accept_page, (ids, {i: s.label for i, s in suggestions.items()}, f"{tok}-a"))
-        st.button(f"Accept suggestions ({len(suggestions)} of {len(ids)} on this page, round {round_id}'s "
-                  "task model)" + keyboard.hint("Enter"), key=f"gaccept_{tok}", on_click=accept_page,
-                  args=acts["Enter"][1], type="primary", icon=":material/done_all:", width="stretch")
-    keyboard.keys(tok, acts)
-    feedback()
-    for row in range(0, len(ids), 4):
-        cols = st.columns(4)
-        for col, item_id in zip(cols, ids[row:row + 4]):
-            with col:
-                img, _ = picture(project, item_id, 160)
-                st.image(img, width="stretch")
-                st.checkbox(plain(project.item(item_id).path), key=f"sel_{item_id}")
-                if item_id in order.audit:
-                    st.caption(":material/casino: random audit pick", help=audit_marker(order))
-                if item_id in suggestions:
-                    st.caption(f"Suggested: {suggestion_text(suggestions[item_id])}")
+    said = grid_accept(ids, suggestions, trust, acts, tok, e) if suggestions else ""
+    with st.container(height=128, border=False):  # one height whatever it says: the tiles below never move
+        st.caption("Tick the images of one class and press its key (none ticked: the whole page); Z undoes the "
+                   "whole page. " + said)
+        feedback()
+    label_parts.tiles(project, order, ids, suggestions, trust)
+    keyboard.keys(tok, acts)  # right after what the person looks at (views/keyboard.py)
 
 
-@st.fragment(run_every=2.0)
-def training_strip() -> None:
-    """Polls the store: says when a round trains, and swaps the new queue
-    in (a full rerun) the moment one finishes."""
-    status = project.status()
-    seen = st.session_state.setdefault("label_round", status["current_round"])
-    if status["current_round"] != seen:
-        st.session_state["label_round"] = status["current_round"]
-        st.session_state.pop("cursor", None)  # start at the top of the new queue
-        st.session_state.pop("last_action", None)
-        st.toast(f"Round {status['current_round']} finished: a new queue of {status['queue']:,} images",
-                 icon=":material/autorenew:")
-        st.rerun()
-    last = status["last_round"]
-    if status["training"] and last and last["status"] == "running":
-        prog = last.get("progress") or {}
-        now = (prog.get("phases") or {}).get(prog.get("phase"))
-        what = Event.from_dict(now).describe() if now else phase_label(prog.get("phase", "start"))
-        st.info(f"Round {last['id']} ({last['sampler']}) is training in the background: {what}. "
-                "Keep labeling: the new queue appears when it is done.", icon=":material/hourglass_top:")
-
-
-keyboard.listen()  # first, so a key pressed while the page is still drawing is not lost
-training_strip()
+label_parts.training_strip(project)
 queue_note(current_order())
-view = st.segmented_control("View", ["Single", "Grid"], default="Single", key="label_view",
-                            label_visibility="collapsed")
+view = switch.segmented_control("View", ["Single", "Grid"], default="Single", key="label_view",
+                                label_visibility="collapsed")
 if view == "Grid":
-    grid_view()
+    with st.container(key="label_grid"):
+        grid_view()
 else:
-    single_view()
+    with st.container(key="label_single"):
+        single_view()

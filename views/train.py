@@ -1,5 +1,9 @@
 """Train: start a round in a background worker, watch it live, cancel it,
-and read the history of every round.
+and read the history of every round: one sentence per round for
+stakeholders, how far each round's suggestion confidences can be trusted
+(a reliability figure of the held-out labels, before and after
+calibration: learn/calibration.py), and the engineering figures behind an
+expander.
 
 The round never runs in this script: `worker.start_round` starts a separate
 process; the live panel polls the store once a second and draws a bar for
@@ -11,6 +15,7 @@ probe process, asked once per server.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -18,9 +23,9 @@ import streamlit as st
 
 from vaal_core import samplers
 from vaal_core.errors import VaalError
-from vaal_core.learn import devices, pipeline
+from vaal_core.learn import calibration, devices, pipeline
 from vaal_core.loop.audit import DEFAULT_FRACTION, compare
-from vaal_core.loop.report import history
+from vaal_core.loop.report import calibration_sentence, history, round_sentence
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event, Phase, phase_label
 from vaal_core.services import worker
@@ -48,6 +53,22 @@ def machine_devices() -> dict:
     return found
 
 
+DEVICES = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (NVIDIA GPU)", "mps": "MPS (Apple GPU)"}
+
+
+def device_problem(device: str, found: dict) -> str | None:
+    """Why this machine cannot train on `device`, in the page's words (the
+    engine's own error names command-line flags); None when it can, or when
+    the probe failed and the round's process will check for itself."""
+    if found.get("error"):
+        return None
+    if device == "cuda" and not found.get("cuda"):
+        return "This machine has no CUDA GPU; choose Auto or CPU."
+    if device == "mps" and not found.get("mps"):
+        return "This machine has no Apple GPU (MPS); choose Auto or CPU."
+    return None
+
+
 def sampler_help(names: list[str]) -> str:
     """Every sampler's registry description, for the selectbox's help."""
     lines = [f"- **{plain(n)}**: {plain(samplers.get(n).description)}" for n in names]
@@ -66,6 +87,10 @@ def start_form() -> None:
         st.success("Every image is labeled: there is nothing left to queue.")
         return
     budget_default = min(int(settings.get("budget") or default_budget(status["items"])), pool)
+    found = machine_devices()
+    saved_device = settings.get("device", "auto")
+    if saved_device not in DEVICES or device_problem(saved_device, found):
+        saved_device = "auto"  # a default saved before failed choices were refused, or another machine's
     with st.form("start_round", border=True):
         a, b = st.columns(2)
         sampler = a.selectbox("Sampler", names, index=names.index(default_sampler) if default_sampler in names else 0,
@@ -79,8 +104,8 @@ def start_form() -> None:
                                   "the VAAL paper's size: for a GPU (hours on a CPU for a large pool)"]) == "Quick"
         with st.expander("Advanced"):
             c, d, e = st.columns(3)
-            device = c.selectbox("Device", ["auto", "cpu", "cuda", "mps"],
-                                 index=["auto", "cpu", "cuda", "mps"].index(settings.get("device", "auto")))
+            device = c.selectbox("Device", list(DEVICES), index=list(DEVICES).index(saved_device),
+                                 format_func=DEVICES.get)
             seed = d.number_input("Seed", min_value=0, value=int(settings.get("seed", 0)), step=1)
             fresh = e.checkbox("Train from scratch", help="ignore the last round's weights (warm start is the default)")
             audit = st.number_input("Random audit share of the batch", min_value=0.0, max_value=0.45,
@@ -88,24 +113,25 @@ def start_form() -> None:
                                     help="drawn at random instead of by the sampler, so the suggestions' accuracy "
                                          "can be estimated honestly (see 'Sampler picks vs random audit picks' "
                                          "below); 0 turns it off; batches under 10 images get none")
-        found = machine_devices()
-        try:
-            where = devices.describe(device, found)
-        except VaalError as err:
-            where = f"not available: {err}"
-        if found.get("error"):
-            where += f" ({found['error']})"
-        st.caption(f"Trains on: {where}. Labeled now: {status['labeled']:,}; unlabeled pool: {pool:,}.")
+        problem = device_problem(device, found)
+        counts = f"Labeled now: {status['labeled']:,}; unlabeled pool: {pool:,}."
+        if found.get("error"):  # the probe failed: the round's process checks the device itself
+            st.caption(f"Trains on: {DEVICES[device]}, not checked ({found['error']}). {counts}")
+        else:
+            st.caption(counts if problem else f"Trains on: {devices.describe(device, found)}. {counts}")
         if st.form_submit_button("Start round", type="primary", icon=":material/play_arrow:"):
-            project.save_settings(sampler=sampler, budget=int(budget), fast=fast, device=device, seed=int(seed),
-                                  audit=float(audit))
+            if problem:  # refused here, in the page's words; nothing is saved
+                st.error(problem, icon=":material/error:")
+                return
             try:
                 started = worker.start_round(project, sampler, int(budget), device=device, fast=fast,
                                              seed=int(seed), fresh=fresh,
                                              devices=None if found.get("error") else found, audit=float(audit))
             except VaalError as err:
                 show_error(err)
-            else:
+            else:  # only a round that started makes its choices the project's defaults
+                project.save_settings(sampler=sampler, budget=int(budget), fast=fast, device=device,
+                                      seed=int(seed), audit=float(audit))
                 st.session_state["started_worker"] = started.pid
                 st.toast(f"Round started ({sampler}, budget {int(budget):,})", icon=":material/play_arrow:")
 
@@ -243,11 +269,8 @@ def task_estimate(row: dict) -> None:
 
 
 def discriminator_note(done: list[dict]) -> None:
-    """What the discriminator figures of the history mean, and the verdict
-    on the last round's queue when a discriminator ranked it (a warning
-    when it is close to a random order: disc_quality.near_chance)."""
-    if not any(r.get("disc_verdict") for r in done):
-        return
+    """The verdict on the last round's queue when a discriminator ranked it
+    (a warning when it is close to a random order: disc_quality.near_chance)."""
     last = done[-1]
     if last.get("disc_verdict"):
         text = f"Round {last['round']} ({plain(last['sampler'])}): {last['disc_verdict']}"  # our words and figures
@@ -255,11 +278,61 @@ def discriminator_note(done: list[dict]) -> None:
             st.warning(text, icon=":material/casino:")
         else:
             st.caption(f":material/insights: {text}")
-    st.caption("**disc AUC**: how well the round's discriminator tells the labeled images from the unlabeled "
-               "ones it learnt from (0.5 is a coin toss, 1 is perfect; below 0.6 the queue is close to random "
-               "order). **top batch × chance**: how many times more of the top 5% of the queue two seeds of the "
-               "discriminator agree on than two random orders would (below 2x the order is mostly noise; a "
-               "VAE trained again with another seed agrees less, most in a first round).")
+
+
+DISC_COLUMNS = ("**disc AUC**: how well the round's discriminator tells the labeled images from the unlabeled "
+                "ones it learnt from (0.5 is a coin toss, 1 is perfect; below 0.6 the queue is close to random "
+                "order). **top batch × chance**: how many times more of the top 5% of the queue two seeds of the "
+                "discriminator agree on than two random orders would (below 2x the order is mostly noise; a "
+                "VAE trained again with another seed agrees less, most in a first round).")
+
+
+def reliability_figure(cal: dict) -> go.Figure:
+    """Confidence shown vs how often it was right, per confidence bin of the
+    held-out labels: the raw softmax and the calibrated one, the diagonal a
+    perfectly calibrated model would follow, and the labels in each bin."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                             line={"dash": "dash", "color": "#888888"}, hoverinfo="skip"))
+    counted = cal.get("reliability_after") or cal.get("reliability_before") or []
+    width = 1 / (cal.get("bins") or calibration.BINS)
+    fig.add_trace(go.Bar(x=[(b["lo"] + b["hi"]) / 2 for b in counted], y=[b["count"] for b in counted],
+                         width=width, yaxis="y2", name="held-out labels in the bin", opacity=0.25,
+                         marker_color="#7f7f7f", hovertemplate="%{y} labels<extra></extra>"))
+    for key, name, colour in (("reliability_before", "raw softmax", "#d55e00"),
+                              ("reliability_after", "calibrated", "#0072b2")):
+        bins = cal.get(key) or []
+        if bins:
+            fig.add_trace(go.Scatter(
+                x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
+                name=name, line={"color": colour}, customdata=[b["count"] for b in bins],
+                hovertemplate="shown %{x:.0%}, right %{y:.0%} (%{customdata} labels)<extra>" + name + "</extra>"))
+    step = max(1, math.ceil(max([b["count"] for b in counted] or [1]) / 4))  # whole labels on the right axis
+    fig.update_layout(height=360, margin={"t": 10, "b": 10, "l": 10, "r": 10},
+                      legend={"orientation": "h", "y": -0.22, "x": 0},
+                      xaxis={"title": "confidence shown", "range": [0, 1], "tickformat": ".0%"},
+                      yaxis={"title": "share right", "range": [0, 1.02], "tickformat": ".0%"},
+                      yaxis2={"title": "labels per bin", "overlaying": "y", "side": "right", "showgrid": False,
+                              "range": [0, 5 * step], "dtick": step, "tickformat": "d"})
+    return fig
+
+
+def calibration_section(done: list[dict]) -> None:
+    """The reliability figure of a round the user picks (the latest by
+    default) with its calibration error before and after, or why it has none."""
+    with_task = [r for r in done if r.get("task_how") is not None or r.get("calibration")]
+    if not with_task:
+        return
+    st.subheader("How far the suggestions' confidence can be trusted")
+    pick = st.selectbox("Round", [r["round"] for r in with_task], index=len(with_task) - 1, key="calibration_round",
+                        format_func=lambda n: f"Round {n}")
+    row = next(r for r in with_task if r["round"] == pick)
+    words = calibration_sentence(row)
+    if calibration.of_round({"task": {"calibration": row["calibration"]}}).calibrated:
+        st.plotly_chart(reliability_figure(row["calibration"]), key="reliability")
+        st.caption(words)
+    else:
+        st.info(words, icon=":material/info:")
 
 
 def history_section() -> None:
@@ -267,39 +340,49 @@ def history_section() -> None:
     if not rows:
         return
     st.subheader("Round history")
-    table = [{**{k: r[k] for k in ("round", "sampler", "budget", "status", "labeled", "device", "iterations",
-                                   "warm_start", "features_s", "train_s", "score_s", "select_s", "total_s",
-                                   "vae_loss",
-                                   "disc_loss")},
-              "task acc %": None if r.get("task_accuracy") is None else round(100 * r["task_accuracy"], 1),
-              "task val n": r.get("task_n_val"),
-              "disc AUC": r.get("disc_auc"), "top batch × chance": r.get("disc_overlap_x"),
-              **{k: r[k] for k in ("started", "error")}} for r in rows]
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.markdown("\n".join(f"- {plain(round_sentence(r))}" for r in reversed(rows)))  # newest first; wraps
     done = [r for r in rows if r["status"] == "done"]
-    if not done:
-        return
-    task_estimate(done[-1])
-    discriminator_note(done)
-    ids = [f"#{r['round']}" for r in done]
-    left, right = st.columns(2)
-    with left:
+    if done:
+        task_estimate(done[-1])
+        discriminator_note(done)
+        calibration_section(done)
         fig = go.Figure()
-        classes = project.classes()
-        for name in classes:
+        ids = [f"#{r['round']}" for r in done]
+        for name in project.classes():
             fig.add_trace(go.Bar(x=ids, y=[r["class_counts"].get(name, 0) for r in done], name=chart_text(name)))
         fig.update_layout(barmode="stack", title="Labels per class when each round started", height=320,
                           margin={"t": 40, "b": 30}, xaxis_title="round", yaxis_title="labeled images")
         st.plotly_chart(fig, key="class_counts")
-    with right:
-        fig = go.Figure()
-        for key, name in (("features_s", "feature space"), ("task_s", "task model"), ("predict_s", "task predictions"),
-                          ("train_s", "VAE training"),
-                          ("score_s", "scoring"), ("select_s", "selection")):
-            fig.add_trace(go.Bar(x=ids, y=[r.get(key) or 0 for r in done], name=name))
-        fig.update_layout(barmode="stack", title="Time per round (s)", height=320, margin={"t": 40, "b": 30},
-                          xaxis_title="round", yaxis_title="seconds")
-        st.plotly_chart(fig, key="timings")
+    with st.expander("Details for engineers"):
+        engineering(rows, done)
+
+
+def engineering(rows: list[dict], done: list[dict]) -> None:
+    """The figures behind the sentences: every round's settings, timings and
+    losses, the time per step, the VAE's loss curves."""
+    table = [{**{k: r[k] for k in ("round", "sampler", "budget", "status", "labeled", "device", "iterations",
+                                   "warm_start", "features_s", "train_s", "score_s", "select_s", "total_s",
+                                   "vae_loss", "disc_loss")},
+              "task acc %": None if r.get("task_accuracy") is None else round(100 * r["task_accuracy"], 1),
+              "task val n": r.get("task_n_val"),
+              "temperature": (r.get("calibration") or {}).get("temperature"),
+              "ECE raw": (r.get("calibration") or {}).get("ece_before"),
+              "ECE calibrated": (r.get("calibration") or {}).get("ece_after"),
+              "disc AUC": r.get("disc_auc"), "top batch × chance": r.get("disc_overlap_x"),
+              **{k: r[k] for k in ("started", "error")}} for r in rows]
+    st.dataframe(table, hide_index=True, width="stretch")
+    if any(r.get("disc_verdict") for r in done):
+        st.caption(DISC_COLUMNS)
+    if not done:
+        return
+    ids = [f"#{r['round']}" for r in done]
+    fig = go.Figure()
+    for key, name in (("features_s", "feature space"), ("task_s", "task model"), ("predict_s", "task predictions"),
+                      ("train_s", "VAE training"), ("score_s", "scoring"), ("select_s", "selection")):
+        fig.add_trace(go.Bar(x=ids, y=[r.get(key) or 0 for r in done], name=name))
+    fig.update_layout(barmode="stack", title="Time per round (s)", height=320, margin={"t": 40, "b": 30},
+                      xaxis_title="round", yaxis_title="seconds")
+    st.plotly_chart(fig, key="timings")
     with_curve = [r for r in done if r["curve"]]
     if with_curve:
         pick = st.selectbox("Loss curve of round", [r["round"] for r in with_curve], index=len(with_curve) - 1)

@@ -25,6 +25,32 @@ from vaal_core.store import Item, Project
 
 # Bigger than any screen shows; the decode is cut down to it early (draft).
 DISPLAY_MAX = 1024
+MASK = "\u2022\u2022\u2022"  # "•••": a folder name that would give the hidden answer away
+
+
+def shown_path(path: str, gold: str | None) -> str:
+    """An item's path as the app may show it. A folder named like the
+    item's hidden gold label is masked (`cat/0002.jpg` with gold "cat" ->
+    `•••/0002.jpg`): a project whose answers came from class folders (a
+    simulation folder opened as a project) would otherwise show the answer
+    beside every image. The file name itself is kept: it is how a person
+    finds the file."""
+    if not gold:
+        return path
+    *folders, name = path.split("/")
+    hidden = gold.casefold()
+    return "/".join([MASK if part.casefold() == hidden else part for part in folders] + [name])
+
+
+def fit(img: Image.Image, side: int) -> Image.Image:
+    """The image scaled so its longer side is `side`: shrunk if larger,
+    enlarged smoothly (Lanczos) if smaller, so tiny images (CIFAR's 32 px,
+    the digits) show at a readable size as pictures, not as blocks."""
+    if max(img.size) == side:
+        return img
+    scale = side / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    return img.resize(size, Image.Resampling.LANCZOS)
 
 
 def safe_path(project: Project, rel: str) -> Path | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,12 +62,30 @@ def _keep(rel: str, got: Loaded, seen: dict[str, str], skipped: list[tuple[str, 
     return True
 
 
+def _gold_rule(gold_from_folders: bool, gold: Mapping[str, str] | None):
+    """relative path -> the hidden gold label of a new item, or None.
+    Either the parent folder's name (a folder per class), or a mapping
+    (files named neutrally, the answers known elsewhere: the digits demo)."""
+    if gold_from_folders and gold is not None:
+        raise BadInput("give gold labels from the folders or as a mapping, not both")
+    if gold is not None:
+        return lambda rel: gold.get(rel)
+    return gold_of if gold_from_folders else (lambda rel: None)
+
+
 def ingest(project: Project, gold_from_folders: bool = False, progress: Progress | None = None,
-           workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> IngestReport:
+           workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+           gold: Mapping[str, str] | None = None) -> IngestReport:
     """Scan project.image_root, decode new files into the cache, insert items,
     record skipped files. Safe to re-run at any time: known files are not
     decoded again, labels are untouched, and a cache a crash left too long
-    (or too short) is repaired."""
+    (or too short) is repaired.
+
+    Hidden gold labels (evaluation only) come from each file's parent
+    folder (`gold_from_folders`) or from `gold`, {relative path: label}
+    (a file it does not name has none). Either way, a project with no
+    classes yet gets one per gold label."""
+    gold_for = _gold_rule(gold_from_folders, gold)
     t0 = time.perf_counter()
     size = project.image_size
     row_bytes = size * size * 3
@@ -130,7 +148,7 @@ def ingest(project: Project, gold_from_folders: bool = False, progress: Progress
                     pixels.append(got.pixels)
                     rows.append({"path": rel, "size_bytes": got.size_bytes, "sha1": got.sha1,
                                  "width": got.width, "height": got.height, "cache_index": next_row,
-                                 "gold": gold_of(rel) if gold_from_folders else None})
+                                 "gold": gold_for(rel)})
                     next_row += 1
                     if len(rows) >= _CHUNK:
                         commit()
@@ -138,13 +156,13 @@ def ingest(project: Project, gold_from_folders: bool = False, progress: Progress
         if rows:
             commit()
 
-    # 3. Bookkeeping: classes from folders, missing files, the skipped list.
-    if gold_from_folders and not project.classes():
+    # 3. Bookkeeping: classes from the gold labels, missing files, the skipped list.
+    if (gold_from_folders or gold) and not project.classes():
         for name in sorted({it.gold for it in project.items(status=None) if it.gold}):
             try:
                 project.add_classes([name])
             except BadInput:
-                pass  # a folder name unusable as a class (e.g. with a tab) stays a gold label only
+                pass  # a name unusable as a class (e.g. with a tab) stays a gold label only
     missing = project.set_missing({rel for rel, _ in found.files})
     skipped.sort()
     project.set_skipped_files(skipped)
@@ -197,13 +215,14 @@ def parse_classes(text: str | None, what: str = "the class list") -> list[str]:
 
 def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_size: int | None = None,
                  gold_from_folders: bool = False, progress: Progress | None = None,
-                 ) -> tuple[Project, IngestReport, bool]:
+                 gold: Mapping[str, str] | None = None) -> tuple[Project, IngestReport, bool]:
     """Create a project from an image folder, or add a grown folder's new
     images to an existing one (labels kept). Returns (project, report,
     created). Checks the folder and the class names before writing
     anything. A creation that fails (no image could be read, an error, an
     interruption before any image was added) takes back what it made, and
-    only that: a folder or file that was there before stays."""
+    only that: a folder or file that was there before stays. Hidden gold
+    labels as in `ingest`."""
     root, images = Path(root), Path(images).expanduser()
     if not images.is_dir():
         raise BadImageFolder(f"image folder {images} does not exist or is not a folder")
@@ -213,6 +232,7 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
         raise BadInput(f"{root} is a file, not a folder; give a folder for the project")
     for name in classes:
         check_class_name(name)
+    _gold_rule(gold_from_folders, gold)  # refused before anything is written
     made = _Made(root)
     project, created = None, False
     try:
@@ -226,7 +246,7 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
                 project = Project.create(root, images, image_size or 32, classes)
             else:
                 project = _open_for(root, images, image_size, classes)
-        report = ingest(project, gold_from_folders=gold_from_folders, progress=progress)
+        report = ingest(project, gold_from_folders=gold_from_folders, progress=progress, gold=gold)
         if created and not project.items(status=None):
             first = report.skipped[0] if report.skipped else ("?", "?")
             raise BadImageFolder(f"none of the image files in {images} could be read "

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from vaal_core.config import EngineConfig
+from vaal_core.learn import calibration
 from vaal_core.learn.checkpoints import ModelStore
 from vaal_core.progress import Phase, Progress
 
@@ -126,7 +127,9 @@ def _task_signature(job: Job) -> dict[str, Any]:
 
 def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) -> _Made:
     """Train (warm) the task model on the labels it may learn from, measure
-    it on the evaluation rows, and predict every item of the round."""
+    it on the evaluation rows, fit the temperature that calibrates its
+    confidence there, and predict every item of the round (the raw softmax:
+    the samplers read it; only the suggestions are shown calibrated)."""
     from vaal_core.learn import task
 
     d, cfg = job.data, job.engine.task
@@ -154,10 +157,13 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
             made["pred_loss"] = out.pred_loss
         if out.mc_probs is not None:
             made["task_mc"] = out.mc_probs
-    accuracy = None
+    accuracy, held_out = None, np.zeros((0, len(d.classes)), np.float32)
     if len(d.eval_rows):
-        pred = task.predict(model, d.images, d.eval_rows, job.device).argmax(1)
-        accuracy = float((pred == d.eval_targets).mean())
+        held_out = task.predict(model, d.images, d.eval_rows, job.device)
+        accuracy = float((held_out.argmax(1) == d.eval_targets).mean())
+    # The temperature that makes the softmax's confidence match the accuracy on the
+    # labels it never trained on: what a round's suggestions show (learn/calibration.py).
+    fitted = calibration.fit(held_out, d.eval_targets, seed=job.seed)
     t2 = time.perf_counter()
     job.models.save("task", {"net": model.net.state_dict(),
                              "head": None if model.head is None else model.head.state_dict(),
@@ -165,7 +171,7 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
     metrics = {"arch": cfg.arch, "accuracy": accuracy, "n_val": int(len(d.eval_rows)),
                "n_train": int(d.task_train.sum()), "warm_start": warm, "steps": last["steps"],
                "loss_head": loss_head, "train_s": round(t1 - t0, 3), "last_loss": last.get("task_loss"),
-               "pretrained": pretrained}
+               "pretrained": pretrained, "calibration": fitted}
     return _Made(made, {"task_s": round(t1 - t0, 3), "predict_s": round(t2 - t1, 3)}, {"task": metrics})
 
 

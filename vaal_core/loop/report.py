@@ -1,5 +1,6 @@
 """What was measured, as tables and sentences: the history of a project's
-rounds, and a simulation's accuracy summary, sampler overlap and headline.
+rounds (`round_sentence`: one round in words for stakeholders), and a
+simulation's accuracy summary and sampler overlap (its headline: loop/headline.py).
 
 Pure functions of stored results (round rows, a simulation's JSON), so the
 pages, the CLI and the benchmarks all read the same numbers.
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from typing import Any
 
 import numpy as np
 
-from vaal_core.learn import disc_quality
+from vaal_core.config import TaskConfig
+from vaal_core.learn import calibration, disc_quality
 from vaal_core.store import Project
 
 BASELINE = "random"
@@ -22,13 +23,16 @@ BASELINE = "random"
 
 def history(project: Project) -> list[dict[str, Any]]:
     """One flat row per round for tables and charts: what ran, on what, how
-    long each step took, how it ended, and the labels it started from."""
+    long each step took, how it ended, and the labels it started from. A
+    'running' round whose process is gone reads 'interrupted', as in `status`."""
     rows = []
+    training = project.is_training()
     for r in project.rounds():
         m, t, s = r["metrics"] or {}, r["timings"] or {}, (r["settings"] or {}).get("round", {})
         losses = m.get("losses") or {}
+        status = "interrupted" if r["status"] == "running" and not training else r["status"]
         rows.append({
-            "round": r["id"], "sampler": r["sampler"], "budget": r["budget"], "status": r["status"],
+            "round": r["id"], "sampler": r["sampler"], "budget": r["budget"], "status": status,
             "labeled": r["n_labeled"], "pool": r["n_pool"], "fast": s.get("fast"), "device": m.get("device"),
             "iterations": m.get("iterations"), "warm_start": m.get("warm_start"),
             "train_s": t.get("train_s"), "score_s": t.get("score_s"), "select_s": t.get("select_s"),
@@ -38,9 +42,53 @@ def history(project: Project) -> list[dict[str, Any]]:
             "task_n_val": (m.get("task") or {}).get("n_val"), "task_how": (m.get("task") or {}).get("how"),
             "task_s": t.get("task_s"), "predict_s": t.get("predict_s"), "features_s": t.get("features_s"),
             "started": r["created_at"], "finished": r["finished_at"],
-            "error": r["error"], **_discriminator(m),
+            "error": r["error"], "policy": (m.get("policy") or {}).get("name"),
+            "calibration": (m.get("task") or {}).get("calibration"), **_discriminator(m),
         })
     return rows
+
+
+def _seconds(value: float) -> str:
+    """'38 s', '4 min 5 s', '1 h 12 min'."""
+    s = round(value)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def round_sentence(row: dict[str, Any]) -> str:
+    """A history row in words for people who do not train models, e.g.
+    'Round 3 · typiclust (chosen by auto) picked 50 images · from 412
+    labels · suggestions right 71% of the time on 41 held-out labels,
+    confidence calibrated · 38 s'. Plain text: the page escapes it."""
+    sampler = row["sampler"] + (f" (chosen by {row['policy']})" if row.get("policy") else "")
+    head = f"Round {row['round']} · {sampler}"
+    if row["status"] == "running":
+        return f"{head} · training now"
+    if row["status"] == "interrupted":
+        return f"{head} · interrupted: its process ended; the previous queue was kept"
+    if row["status"] != "done":
+        why = f": {row['error']}" if row.get("error") else ""
+        return f"{head} · {row['status']}{why}"
+    parts = [f"{head} picked {row['budget']:,} images", f"from {row['labeled'] or 0:,} labels"]
+    trust = calibration.of_round({"task": {"calibration": row.get("calibration"), "n_val": row.get("task_n_val")}})
+    if row.get("task_accuracy") is not None:
+        sure = ("confidence calibrated" if trust.calibrated else
+                f"confidence not calibrated (it takes {calibration.MIN_HELD_OUT} held-out labels)"
+                if row.get("calibration") else "confidence not calibrated")
+        parts.append(f"suggestions right {row['task_accuracy']:.0%} of the time on {row['task_n_val']:,} "
+                     f"held-out labels, {sure}")
+    elif row.get("task_how") is not None:  # a task model, but too few labels to hold some out
+        parts.append("suggestions not measured yet (too few labels to hold some out), confidence not calibrated")
+    elif sum(1 for n in (row.get("class_counts") or {}).values() if n) < 2:
+        parts.append("no suggestions yet (they take labels of 2 classes)")
+    else:
+        parts.append("no suggestions this round")
+    if row.get("total_s") is not None:
+        parts.append(_seconds(row["total_s"]))
+    return " · ".join(parts)
 
 
 def _discriminator(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +103,33 @@ def _discriminator(metrics: dict[str, Any]) -> dict[str, Any]:
     return {"disc_auc": d.get("auc"), "disc_heldout_auc": d.get("heldout_auc"),
             "disc_overlap_x": None if ratio is None else round(ratio, 1), "disc_near_chance": d.get("near_chance"),
             "disc_verdict": d.get("verdict")}
+
+
+def calibration_sentence(row: dict[str, Any]) -> str:
+    """How far a round's suggestion confidences can be trusted, in words for
+    the Train page's reliability figure, or why the round has none."""
+    trust = calibration.of_round({"task": {"calibration": row.get("calibration"), "n_val": row.get("task_n_val")}})
+    cal = row.get("calibration") or {}
+    if trust.calibrated:
+        t = trust.temperature
+        how = ("the raw softmax was overconfident, so the confidence shown is lowered" if t > 1.05 else
+               "the raw softmax was about right" if t > 1 else
+               "the raw softmax was not overconfident, so it is shown as it is (calibration never raises it)")
+        noise = cal.get("ece_noise")
+        floor = (f"; on {trust.n_held_out:,} labels even a perfectly calibrated model would show about "
+                 f"{noise:.2f}, so gaps smaller than that are chance" if noise else "")
+        return (f"Round {row['round']}: calibrated on {trust.n_held_out:,} held-out labels. Calibration error "
+                f"(the average gap between the confidence shown and how often it is right; 0 is perfect): "
+                f"{trust.ece_before:.3f} raw, {trust.ece_after:.3f} calibrated (each held-out label graded by a "
+                f"temperature fitted without it){floor}. Temperature {t:.2f}: {how}. Suggestions at "
+                f"{trust.threshold:.0%} or more are pre-selected.")
+    if not cal:
+        return (f"Round {row['round']}: not calibrated: the round is from before calibration; its suggestions "
+                "are never pre-selected.")
+    share = TaskConfig().val_fraction
+    return (f"Round {row['round']}: not calibrated: too few held-out labels ({trust.n_held_out:,}; it takes "
+            f"{calibration.MIN_HELD_OUT}, about {round(calibration.MIN_HELD_OUT / share):,} labels in all, as "
+            f"{share:.0%} are held out). Its suggestions show the raw softmax and are never pre-selected.")
 
 
 # -- simulations ------------------------------------------------------------------
@@ -139,47 +214,6 @@ def overlap(results: dict[str, dict[str, list[dict]]]) -> list[dict[str, Any]]:
                 out.append({"a": a, "b": b, "first_batch": float(np.mean(first)), "all_picks": float(np.mean(every)),
                             "n_seeds": len(first), "rounds": int(min(rounds))})
     return out
-
-
-def headline(summary: dict[str, list[dict[str, Any]]]) -> str:
-    """The measured result in words: each sampler's latest mean against
-    random's at the same round, a difference called only when it exceeds the
-    pooled std. Random plays first within each seed, so it always has the
-    round another sampler reached; when finished, that is random's final
-    round."""
-    if BASELINE not in summary:
-        return "no results yet"
-    base_rows = {row["round"]: row for row in summary[BASELINE]}
-    parts = []
-    for name, rows in summary.items():
-        if name == BASELINE:
-            continue
-        last = rows[-1]
-        base = base_rows.get(last["round"], summary[BASELINE][-1])
-        target = ("random's final accuracy" if base is summary[BASELINE][-1]
-                  else f"random's accuracy at {base['labeled']:,} labels")
-        gap = last["mean"] - base["mean"]
-        pooled = math.sqrt((last["std"] ** 2 + base["std"] ** 2) / 2)
-        if min(last["n_seeds"], base["n_seeds"]) < 2:
-            verdict = f"{100 * gap:+.1f} points with one seed (no spread measured; run more seeds)"
-        elif abs(gap) <= pooled:
-            verdict = "no clear difference (within one std)"
-        else:
-            verdict = (f"{'higher' if gap > 0 else 'lower'} by {100 * abs(gap):.1f} points (more than the pooled "
-                       f"std of {100 * pooled:.1f} over {base['n_seeds']} seeds)")
-        text = (f"{name} reached {100 * last['mean']:.1f}% ± {100 * last['std']:.1f} at {last['labeled']:,} labels "
-                f"vs random {100 * base['mean']:.1f}% ± {100 * base['std']:.1f}: {verdict}")
-        reached = next((row for row in rows if row["mean"] >= base["mean"]), None)
-        if reached is not None:
-            text += f"; {name} needed {reached['labeled']:,} labels to reach {target}"
-        else:
-            text += f"; {name} did not reach {target} within {last['labeled']:,} labels"
-        parts.append(text)
-    if not parts:
-        base = summary[BASELINE][-1]
-        return (f"random reached {100 * base['mean']:.1f}% ± {100 * base['std']:.1f} at {base['labeled']:,} "
-                "labels (no other sampler ran)")
-    return "; ".join(parts) if len(parts) == 1 else " | ".join(parts)
 
 
 def summary_csv(result: dict[str, Any]) -> str:

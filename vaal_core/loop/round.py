@@ -10,7 +10,9 @@ live progress other processes can poll, and cancellation from the app.
 The task model (a classifier on the labeled set, warm-started from the last
 round) trains whenever the labels allow it (two classes or more), both for
 the task-aware samplers and for the Label page's suggestions; a fixed slice
-of the labels is held out of its training to estimate its accuracy.
+of the labels is held out of its training to estimate its accuracy and to
+fit the temperature that calibrates the suggestions' confidence
+(`learn/calibration.py`).
 
 A small share of each batch (`RoundConfig.audit`, 5% by default) is drawn
 at random instead of by the sampler, so the suggestions' accuracy can be
@@ -36,7 +38,7 @@ from vaal_core import samplers
 from vaal_core.config import EngineConfig, engine_config
 from vaal_core.errors import BadInput, RoundCancelled, VaalError, cannot_write
 from vaal_core.files import save_array_atomic
-from vaal_core.learn import pipeline
+from vaal_core.learn import calibration, pipeline
 from vaal_core.learn.devices import check_device_name, pick
 from vaal_core.loop.audit import DEFAULT_FRACTION, audit_rng, swap_in_audit
 from vaal_core.progress import Event, Phase, Progress, Throttle, announce
@@ -213,7 +215,7 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
             suggestions = None
             if made.values.get("task_probs") is not None:
                 probs = made.values["task_probs"][~data.labeled]  # aligned with pool_ids = sel.pool_ids
-                suggestions = [(data.classes[int(k)], float(p)) for k, p in zip(probs.argmax(1), probs.max(1))]
+                suggestions = _suggestions(probs, data.classes, metrics["task"])
             project.finish_round(round_id, sel.pool_ids, sel.scores, [ranks.get(int(i)) for i in sel.pool_ids],
                                  len(labeled_ids), timings, metrics, suggestions, audit=audit_ids)
         except RoundCancelled as err:
@@ -285,6 +287,19 @@ def _how_measured(task: dict[str, Any], n_labels: int, engine: EngineConfig) -> 
                 "them, so they are not a random sample of the folder and the estimate may be off either way")
     return (f"no estimate: {n_labels} labels are too few to hold some out (it takes at least "
             f"{engine.task.min_labels_for_val}, with 2 classes left to train on); all of them trained the model")
+
+
+def _suggestions(probs: np.ndarray, classes: list[str], task: dict[str, Any]) -> list[tuple[str, float]]:
+    """Each pool image's suggested class and the confidence the Label page
+    shows: the softmax scaled by the round's fitted temperature (the stored,
+    rounded one, so the confidence can be recomputed from the round's
+    record); the raw softmax when too few labels were held out to fit one.
+    The samplers keep reading the raw softmax (`task_probs`), which is what
+    they were benchmarked on."""
+    fitted = calibration.of_round({"task": task})
+    if fitted.calibrated:
+        probs = calibration.scale(probs, fitted.temperature)
+    return [(classes[int(k)], float(p)) for k, p in zip(probs.argmax(1), probs.max(1))]
 
 
 def _save_latents(folder: Path, item_ids: np.ndarray, space: tuple[np.ndarray, np.ndarray | None] | None) -> None:

@@ -41,7 +41,8 @@ from vaal_core.learn import pipeline
 from vaal_core.learn.checkpoints import InMemory
 from vaal_core.loop.chart import write_chart
 from vaal_core.loop.split import class_names, class_targets, split_rows
-from vaal_core.loop.report import BASELINE, headline, label_efficiency, overlap, summarize
+from vaal_core.loop.headline import headline
+from vaal_core.loop.report import BASELINE, label_efficiency, overlap, summarize
 from vaal_core.progress import Event, Phase, Progress, announce
 
 
@@ -368,7 +369,7 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
                         result["summary_common"] = summarize(result["results"], key="common_accuracy")
                     result["efficiency"] = label_efficiency(result["results"])
                     result["overlap"] = overlap(result["results"])
-                    result["headline"] = headline(result["summary"])
+                    result["headline"] = headline(result["summary"], result["results"], len(test))
                     save(Phase.START if rounds_done < result["progress"]["rounds_total"] else Phase.CHART)
 
                 _play(run, data, initial, cfg, engine, device, shared, tracked, on_round)

@@ -3,15 +3,22 @@ current state (labels now, the queue now, that round's discriminator).
 
 The map is per round (the latents a round's VAE produced); labels and the
 queue are live, so points change colour as the user labels without
-recomputing anything.
+recomputing anything. Every path it holds is the path as the app may
+show it (`data.images.shown_path`: no folder that gives a gold label away).
+
+Bulk actions on a selection name exactly the ids they act on: `Question`
+is what the page asked ("label these 74 as ship?"), and a confirmation
+counts only while the selection is still those ids (`Question.holds`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from vaal_core.data.images import shown_path
 from vaal_core.errors import BadInput
 from vaal_core.maps.cache import Projection
 from vaal_core.store import Project
@@ -24,7 +31,7 @@ class LatentMap:
     round_id: int
     ids: np.ndarray  # (N,) item ids present now
     xy: np.ndarray  # (N, 2)
-    paths: list[str]
+    paths: list[str]  # as shown (gold folders masked), never the raw path of a gold-labeled project
     labels: list[str | None]  # current labels
     queued: np.ndarray  # (N,) bool: in the current queue, unlabeled
     disc_prob: np.ndarray | None  # (N,) the round's discriminator P(labeled), None if it had none
@@ -36,7 +43,7 @@ class LatentMap:
 
 
 def latent_map(project: Project, proj: Projection) -> LatentMap:
-    paths = project.paths()
+    paths = {it.id: shown_path(it.path, it.gold) for it in project.items()}
     here = np.array([int(i) in paths for i in proj.item_ids], dtype=bool)  # missing files drop out
     ids, xy = proj.item_ids[here], proj.xy[here]
     labels_now = project.labels()
@@ -61,6 +68,51 @@ def drawn(m: LatentMap, selected: set[int] | None = None, max_points: int = MAX_
     if selected:
         keep |= np.isin(m.ids, list(selected))
     return draw_subset(len(m.ids), keep, max_points, seed=m.round_id)
+
+
+def selection_key(ids, round_id: int | None = None) -> str:
+    """A short name for a selection (its ids in order, on one round's map)."""
+    text = f"{round_id}|{','.join(str(int(i)) for i in ids)}"
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Question:
+    """A bulk action the page asked the user to confirm: `action` ("label"
+    or "push") on exactly `ids`, with `label` for a label. `nonce` makes
+    each asking distinct (so the same question asked again after an undo
+    is a new action); `seen` is (id, label then) per id, for a write that
+    is refused if a label changed since it was shown."""
+    action: str
+    ids: tuple[int, ...]
+    label: str | None = None
+    round_id: int | None = None
+    nonce: str = ""
+    seen: tuple[tuple[int, str | None], ...] = ()
+
+    def holds(self, ids, label: str | None = None, round_id: int | None = None) -> bool:
+        """Whether a confirmation now still means what was asked: the same
+        ids in the same order, the same class, the same map."""
+        return (tuple(int(i) for i in ids) == self.ids and round_id == self.round_id
+                and (self.action != "label" or label == self.label))
+
+    @property
+    def token(self) -> str:
+        """Names this asking's buttons and its write: a click on an older
+        question's button never confirms this one, and a confirmation sent
+        twice writes once (the store's action token)."""
+        text = f"{self.action}|{self.label}|{self.nonce}|{selection_key(self.ids, self.round_id)}"
+        return "explore-" + hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def page_span(n: int, page: int, per_page: int) -> tuple[int, int, int]:
+    """(start, stop, page) of page `page` (0-based, clamped to the pages
+    there are) of `n` items shown `per_page` at a time."""
+    if per_page < 1:
+        raise BadInput(f"per_page must be at least 1, got {per_page}")
+    pages = max(1, -(-n // per_page))
+    page = min(max(0, page), pages - 1)
+    return page * per_page, min(n, (page + 1) * per_page), page
 
 
 def latent_rounds(project: Project) -> list[int]:

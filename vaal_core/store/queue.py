@@ -125,6 +125,8 @@ class Queue:
 
     def pushed_ids(self) -> list[int]:
         """Pushed items still unlabeled, front first."""
-        rows = self.db.rows("SELECT p.item_id FROM priorities p JOIN items i ON i.id = p.item_id "
+        # CROSS JOIN keeps priorities (usually empty or short) as the outer loop; a plain JOIN let
+        # SQLite walk every unlabeled item instead (1.2 ms at 10,000 items, asked on every key).
+        rows = self.db.rows("SELECT p.item_id FROM priorities p CROSS JOIN items i ON i.id = p.item_id "
                             "WHERE i.label_class_id IS NULL AND i.status = 'ok' ORDER BY p.position")
         return [r["item_id"] for r in rows]
