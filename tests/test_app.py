@@ -112,6 +112,7 @@ def test_create_project_validates_the_folder_and_reports_skipped_files(home, pro
     (empty / "notes.txt").write_text("not an image")
     at = _create(at, "new", str(empty))
     assert "no image files" in texts(at) and not (home / "projects" / "new").exists()
+    assert not at.get("progress"), "a stale Scanning... bar above the error"
     at = _create(at, "../escape", str(images))
     assert "not usable" in texts(at)
     at = _create(at, "pets", str(images))

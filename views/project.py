@@ -81,6 +81,7 @@ def create_section() -> None:
         submitted = st.form_submit_button("Create project", type="primary")
     if not submitted:
         return
+    slot = st.empty()  # the scan's bar, cleared when it ends in an error (no stale "Scanning..." above it)
     try:
         root = workspace.new_project_path(name)
         if (root / DB_NAME).exists():
@@ -88,7 +89,7 @@ def create_section() -> None:
                            "open it above or pick another name")
         if not images.strip():
             raise BadInput("give the image folder: the path of a folder of images on this machine")
-        bar = st.progress(0.0, text="Scanning...")
+        bar = slot.progress(0.0, text="Scanning...")
 
         def progress(event: Event) -> None:
             bar.progress(event.fraction if event.total else 1.0, text=event.describe(sentence=True))
@@ -96,6 +97,7 @@ def create_section() -> None:
         _, report, _ = init_project(root, Path(images.strip()), parse_classes(classes), size,
                                           gold_from_folders=gold, progress=progress)
     except VaalError as err:
+        slot.empty()
         show_error(err)
         return
     st.session_state["ingest_report"] = {"project": str(root), **report.to_dict()}
