@@ -28,11 +28,12 @@ import streamlit as st
 from PIL import Image
 from streamlit.logger import get_logger
 
-from vaal_core.data.images import fit, load_image
-from vaal_core.errors import VaalError
+from vaal_core.data.images import fit, load_image, shown_path
+from vaal_core.errors import LabelConflict, VaalError
 from vaal_core.loop.chart import chart_text  # noqa: F401 (the pages' one Plotly escaping; defined beside the Demo chart)
 from vaal_core.services import workspace
 from vaal_core.store import DB_NAME, Project
+from vaal_core.store.labels import SOURCE_WORDS, ago
 
 QUERY_KEY = "project"  # ?project=<id> keeps the project through a refresh or a restart
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
@@ -125,6 +126,26 @@ def show_error(err: Exception) -> None:
     shown with its type so it can be reported. Messages quote names and
     paths, so they are shown as text, never as markdown."""
     st.error(plain(err if isinstance(err, VaalError) else f"{type(err).__name__}: {err}"), icon=":material/error:")
+
+
+LABEL_PAGE_SOURCES = ("ui", "suggestion", "grid")  # labels given on the Label page (tokens start with a tab id)
+
+
+def conflict_text(project: Project, err: LabelConflict) -> str:
+    """The store's refusal in the pages' words (markdown): the image named as
+    the pages show it (a hidden gold class's folder masked, where the
+    store's message quotes the raw path), who labeled it and when, with
+    'in this tab' / 'in another tab' for the Label page's own labels."""
+    item_id, _, label, seconds, source, token = err.changed[0]
+    where = SOURCE_WORDS.get(source, "")
+    if source in LABEL_PAGE_SOURCES:
+        mine = (token or "").startswith(st.session_state.get("tab_id", "?") + "-")
+        where = "in this tab" if mine else "in another tab"
+    what = f"was labeled **{plain(label)}**" if label else "was unlabeled"
+    more = f" (and {len(err.changed) - 1} more of them)" if len(err.changed) > 1 else ""
+    item = project.item(item_id)
+    return (f"{plain(shown_path(item.path, item.gold))} {what} {where} {ago(seconds)}, "
+            f"after this page showed it{more}.")
 
 
 def class_keys(classes: list[str]) -> list[str | None]:

@@ -26,7 +26,7 @@ from vaal_core.maps import explore
 from vaal_core.services import worker
 from vaal_core.store import Project
 from views import palette
-from views.common import chart_text, picture, plain, require_project, show_error
+from views.common import chart_text, conflict_text, picture, plain, require_project, show_error
 
 GALLERY = 24  # images per page of a selection: 3 rows of 8
 # "Select with" -> Plotly's drag mode. Streamlit makes a click select a point
@@ -221,14 +221,8 @@ def labeled_now(ids, label: str, token: str | None = None, seen: dict | None = N
     try:
         project.set_labels([(i, label) for i in ids], source="explore", token=token, seen=seen)
     except LabelConflict as err:
-        # The store's message quotes the raw path; name the image as the
-        # page does, so a folder named after a hidden gold class stays masked.
-        item_id, _, now, _, _, _ = err.changed[0]
-        item = project.item(item_id)
-        more = f" (and {len(err.changed) - 1} more)" if len(err.changed) > 1 else ""
-        st.error(f"{plain(shown_path(item.path, item.gold))}{more} was "
-                 f"{'labeled ' + plain(now) if now else 'unlabeled'} after this page showed it; "
-                 "nothing was labeled. Look at the selection again and label it once more.")
+        st.error(conflict_text(project, err) + " Nothing was labeled: look at the selection again.",
+                 icon=":material/group:")
         return
     except VaalError as err:
         show_error(err)

@@ -30,7 +30,7 @@ import uuid
 import streamlit as st
 
 from views import keyboard, label_parts
-from views.common import class_keys, picture, plain, require_project
+from views.common import class_keys, conflict_text, picture, plain, require_project
 from views.label_parts import shown
 from vaal_core.data.images import image_root_problem
 from vaal_core.errors import LabelConflict, VaalError
@@ -38,7 +38,6 @@ from vaal_core.learn import calibration
 from vaal_core.services import label_words, labeling, next_round
 from vaal_core.services.label_words import audit_marker, why_not
 from vaal_core.store import Project, Suggestion
-from vaal_core.store.labels import SOURCE_WORDS, ago
 
 GRID = 16  # 4 x 4 thumbnails
 SINGLE_WIDTH = 448  # the single view's image, px; the keyboard component shrinks it on a short screen
@@ -100,28 +99,12 @@ def where(order: labeling.LabelOrder, item_id: int) -> str:
 
 # -- actions (button callbacks: they run before the fragment re-renders) ----
 
-PAGE_SOURCES = ("ui", "suggestion", "grid")  # labels given on this page
-
-
 def drawing() -> str:
     """A token for one drawing of a view: this tab's id and a fresh part.
     Buttons are keyed by it (and the image), so each press names the
     drawing it was made on; the store writes each token once."""
     tab = st.session_state.setdefault("tab_id", uuid.uuid4().hex[:8])
     return f"{tab}-{uuid.uuid4().hex[:10]}"
-
-
-def conflict_text(err: LabelConflict) -> str:
-    """The store's refusal, with 'in another tab' when the label came from
-    this page in a tab other than this one."""
-    item_id, _, label, seconds, source, token = err.changed[0]
-    mine = (token or "").startswith(st.session_state.get("tab_id", "?") + "-")
-    where = SOURCE_WORDS.get(source, "")
-    if source in PAGE_SOURCES:
-        where = "in this tab" if mine else "in another tab"
-    what = f"was labeled **{plain(label)}**" if label else "was unlabeled"
-    more = f" (and {len(err.changed) - 1} more of them)" if len(err.changed) > 1 else ""
-    return f"{plain(shown(project.item(item_id)))} {what} {where} {ago(seconds)}, after this page showed it{more}."
 
 
 def _move_to(order: labeling.LabelOrder, pos: int | None) -> None:
@@ -140,7 +123,7 @@ def give_label(item_id: int, pos: int, name: str, source: str, seen: str | None,
                                 seen=None if token is None else {item_id: seen})
     except LabelConflict as err:
         st.session_state["conflict"] = {"item_id": item_id, "pos": pos, "name": name, "source": source,
-                                        "text": conflict_text(err)}
+                                        "text": conflict_text(project, err)}
         st.session_state["cursor"] = item_id  # stay on it: the person decides
         return
     except VaalError as err:
@@ -199,7 +182,7 @@ def _grid_write(pairs: list[tuple[int, str]], ids: list[int], source: str, token
                                seen=None if token is None else {i: None for i, _ in pairs})
     except LabelConflict as err:
         st.session_state["grid_conflict"] = {"pairs": pairs, "ids": ids, "source": source,
-                                             "text": conflict_text(err)}
+                                             "text": conflict_text(project, err)}
         return None
     except VaalError as err:
         st.session_state["label_error"] = str(err)

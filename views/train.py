@@ -25,7 +25,7 @@ from vaal_core import samplers
 from vaal_core.errors import VaalError
 from vaal_core.learn import calibration, devices, pipeline
 from vaal_core.loop.audit import DEFAULT_FRACTION, compare
-from vaal_core.loop.report import calibration_sentence, history, round_sentence
+from vaal_core.loop.report import calibration_sentence, history, round_sentence, row_trust
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event, Phase, phase_label
 from vaal_core.services import worker
@@ -328,7 +328,7 @@ def calibration_section(done: list[dict]) -> None:
                         format_func=lambda n: f"Round {n}")
     row = next(r for r in with_task if r["round"] == pick)
     words = calibration_sentence(row)
-    if calibration.of_round({"task": {"calibration": row["calibration"]}}).calibrated:
+    if row_trust(row).calibrated:
         st.plotly_chart(reliability_figure(row["calibration"]), key="reliability")
         st.caption(words)
     else:

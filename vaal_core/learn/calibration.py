@@ -189,10 +189,9 @@ def fit(probs: np.ndarray, targets: np.ndarray, minimum: int = MIN_HELD_OUT, bin
                reliability_before=reliability(probs, targets, bins))
     if n < minimum:
         return out
-    # (A simulation measures on its whole test split: thousands of rows, no need to pay for folds.)
-    after = _cross_validated(probs, targets, FOLDS, seed) if n <= CV_UP_TO else None
     temperature = _fitted(probs, targets)
-    after = scale(probs, temperature) if after is None else after
+    # (A simulation measures on its whole test split: thousands of rows, no need to pay for folds.)
+    after = _cross_validated(probs, targets, FOLDS, seed) if n <= CV_UP_TO else scale(probs, temperature)
     out.update(calibrated=True, temperature=round(temperature, 4),
                ece_after=round(expected_calibration_error(after, targets, bins), 4),
                ece_noise=round(noise_floor(after, bins, seed=seed), 4),

@@ -58,6 +58,11 @@ def _seconds(value: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
+def row_trust(row: dict[str, Any]) -> calibration.Trust:
+    """A history row's calibration, read as the pages read a round's (`calibration.of_round`)."""
+    return calibration.of_round({"task": {"calibration": row.get("calibration"), "n_val": row.get("task_n_val")}})
+
+
 def round_sentence(row: dict[str, Any]) -> str:
     """A history row in words for people who do not train models, e.g.
     'Round 3 · typiclust (chosen by auto) picked 50 images · from 412
@@ -73,7 +78,7 @@ def round_sentence(row: dict[str, Any]) -> str:
         why = f": {row['error']}" if row.get("error") else ""
         return f"{head} · {row['status']}{why}"
     parts = [f"{head} picked {row['budget']:,} images", f"from {row['labeled'] or 0:,} labels"]
-    trust = calibration.of_round({"task": {"calibration": row.get("calibration"), "n_val": row.get("task_n_val")}})
+    trust = row_trust(row)
     if row.get("task_accuracy") is not None:
         sure = ("confidence calibrated" if trust.calibrated else
                 f"confidence not calibrated (it takes {calibration.MIN_HELD_OUT} held-out labels)"
@@ -108,7 +113,7 @@ def _discriminator(metrics: dict[str, Any]) -> dict[str, Any]:
 def calibration_sentence(row: dict[str, Any]) -> str:
     """How far a round's suggestion confidences can be trusted, in words for
     the Train page's reliability figure, or why the round has none."""
-    trust = calibration.of_round({"task": {"calibration": row.get("calibration"), "n_val": row.get("task_n_val")}})
+    trust = row_trust(row)
     cal = row.get("calibration") or {}
     if trust.calibrated:
         t = trust.temperature
