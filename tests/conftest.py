@@ -3,6 +3,7 @@ per test session, and small class-folder subsets of them."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,9 +92,47 @@ def tiny_store(tmp_path: Path, classes: list[str], n: int):
     return p
 
 
+def drawn(at, what: str) -> list[dict]:
+    """The data of the keyboard components drawn on the page (views/keyboard.py)
+    that carry `what` ("image", "buttons")."""
+    return [json.loads(e.proto.json) for e in at.get("bidi_component") if f'"{what}"' in e.proto.json]
+
+
+class DrawnButton:
+    """A button the keyboard component draws (the Label page's single view):
+    its label, whether it is the primary one, and a click sent as the
+    browser sends it: a press naming the button and its drawing's token."""
+
+    def __init__(self, at, element, drawing: str, button: dict):
+        self.at, self.element, self.drawing, self.button = at, element, drawing, button
+        self.key, self.label = button["id"], button["label"] + (f" {button['key']}" if button.get("key") else "")
+        self.type = "primary" if button.get("primary") else "secondary"
+        self.disabled = bool(button.get("disabled"))
+
+    def click(self):
+        return self
+
+    def run(self):
+        from streamlit.components.v2.bidi_component.main import _make_trigger_id
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+        assert not self.disabled, f"{self.key} is disabled"
+        states = self.at._tree.get_widget_states()
+        press = WidgetState(id=_make_trigger_id(self.element.proto.id, "events"))
+        press.json_trigger_value = json.dumps([{"event": "press", "value": {
+            "key": self.key, "drawing": self.drawing, "n": 1}}])
+        states.widgets.append(press)
+        return self.at._run(states)
+
+
 def key_button(at, name: str):
-    """A Label page button by its stem ("class_1", "undo", "gaccept"): its
-    key also names the image and the drawing it belongs to (views/label.py)."""
+    """A Label page button by its stem ("class_1", "undo", "gaccept"): a
+    Streamlit button (its key also names the drawing it belongs to:
+    views/label.py), or one the keyboard component draws (DrawnButton)."""
     hits = [b for b in at.button if b.key and (b.key == name or b.key.startswith(name + "_"))]
+    for element in at.get("bidi_component"):
+        data = json.loads(element.proto.json)
+        hits += [DrawnButton(at, element, data["drawing"], b) for row in data.get("buttons", []) for b in row
+                 if b["id"] == name]
     assert len(hits) == 1, f"{len(hits)} buttons named {name!r}: {[b.key for b in at.button]}"
     return hits[0]

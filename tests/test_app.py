@@ -24,7 +24,7 @@ from vaal_core.services import workspace
 from vaal_core.services.worker import round_worker as worker_state
 from vaal_core.store import Project
 
-from conftest import ROOT, key_button, make_subset
+from conftest import ROOT, drawn, key_button, make_subset
 
 CLASSES = ["airplane", "cat", "dog"]
 
@@ -75,7 +75,8 @@ def test_first_start_builds_the_digits_demo(home):
     assert at.query_params["project"] == [workspace.project_id(demo)] or \
         at.query_params["project"] == workspace.project_id(demo)
     assert "0 of 1,797 labeled" in texts(at)  # the sidebar's counts
-    assert [b.label for b in at.button][:10] == [f"{d} `{d}`" for d in "1234567890"]  # name, then its key
+    classes = [b for b in single_buttons(at).values() if b["id"].startswith("class_")]
+    assert [(b["label"], b["key"]) for b in classes] == [(d, d) for d in "1234567890"]  # name, then its key
 
 
 def test_an_unknown_project_id_or_path_gets_a_message(home, project, monkeypatch):
@@ -152,8 +153,9 @@ def test_class_edits_keep_labels(project):
     at.button[[b.label for b in at.button].index("Add")].click().run()
     assert project.classes() == ["dog", "kitten", "**bold**", "<img src=x onerror=alert(1)>"]
     at.switch_page("views/label.py").run()
-    labels = [b.label for b in at.button if b.key and b.key.startswith("class_")]
-    assert labels == ["dog `1`", "kitten `2`", r"\*\*bold\*\* `3`", r"\<img src\=x onerror\=alert\(1\)\> `4`"]
+    labels = [b["label"] for b in single_buttons(at).values() if b["id"].startswith("class_")]
+    assert labels == ["dog", "kitten", "**bold**", "<img src=x onerror=alert(1)>"]  # drawn as text, never as HTML
+    assert [b["key"] for b in single_buttons(at).values() if b["id"].startswith("class_")] == ["1", "2", "3", "4"]
 
 
 def test_export_writes_an_imagefolder_copy(project, home):
@@ -191,9 +193,17 @@ def _shown_path(at: AppTest) -> str:
     """The stored path of the image on screen. The page shows it masked
     (this project's class folders are its hidden gold labels: `•••/0002.jpg`,
     the same for every class), so the image is named by its buttons' keys."""
-    item = at.session_state["project"].item(int(key_button(at, "skip").key.split("_")[1]))
+    [image] = drawn(at, "image")
+    item = at.session_state["project"].item(image["item"])
+    assert image["path"] == shown_path(item.path, item.gold)
     assert at.text[0].value == shown_path(item.path, item.gold) and "•••/" in at.text[0].value
     return item.path
+
+
+def single_buttons(at: AppTest) -> dict[str, dict]:
+    """The single view's buttons by id, as the keyboard component draws them."""
+    [data] = drawn(at, "buttons")
+    return {b["id"]: b for row in data["buttons"] for b in row}
 
 
 def test_labeling_writes_to_the_store_and_undo_takes_it_back(project):
@@ -293,8 +303,8 @@ def test_grid_labels_a_page_in_one_action(project):
 def test_label_page_survives_a_moved_image_folder(project, images):
     images.rename(images.with_name("moved"))
     at = app(project, "views/label.py")
-    drawn = [json.loads(e.proto.json) for e in at.get("bidi_component") if "image" in e.proto.json]
-    assert "missing" in texts(at) and len(drawn) == 1 and drawn[0]["image"].startswith("data:image/jpeg")
+    images_drawn = drawn(at, "image")
+    assert "missing" in texts(at) and len(images_drawn) == 1 and images_drawn[0]["image"].startswith("data:image/jpeg")
     assert "showing the cached copy" in texts(at)
     key_button(at, "class_0").click().run()
     assert len(project.labels()) == 1
@@ -329,12 +339,12 @@ def test_single_view_shows_the_suggestion_and_enter_accepts_it(project):
     assert _shown_path(at) == first
     assert (rf"Suggested: **\*\*bold\*\*** · 87% (round {rid}'s task model) — calibrated on 42 held-out labels"
             in texts(at)) and "not pre-selected" not in texts(at)
-    assert key_button(at, "accept").proto.type == "primary"  # calibrated, at or above 80%: the prominent one
+    assert key_button(at, "accept").type == "primary"  # calibrated, at or above 80%: the prominent one
     accept = key_button(at, "accept")
-    assert accept.label == r"Accept: \*\*bold\*\* `Enter`"  # the key is the keyboard component's (views/keyboard.py)
-    types = {b.label: b.proto.type for b in at.button if b.key and b.key.startswith("class_")}
-    assert types[r"\*\*bold\*\* `4`"] == "primary"  # the pre-selected class stands out
-    assert {t for label, t in types.items() if label != r"\*\*bold\*\* `4`"} == {"secondary"}
+    assert accept.label == "Accept: **bold** Enter"  # drawn by the keyboard component (views/keyboard.py), as text
+    types = {b["label"]: b.get("primary", False) for b in single_buttons(at).values() if b["id"].startswith("class_")}
+    assert types["**bold**"]  # the pre-selected class stands out
+    assert not any(t for label, t in types.items() if label != "**bold**")
 
     accept.click().run()  # what Enter does
     assert project.labels() == {ids[0]: "**bold**"}
@@ -342,19 +352,19 @@ def test_single_view_shows_the_suggestion_and_enter_accepts_it(project):
     assert last["author"] == "user" and last["source"] == "suggestion"
     assert _shown_path(at) == project.item(ids[1]).path  # moved on, like a class key
     # no suggestion for this image: nothing extra, no Enter button
-    assert "Suggested" not in texts(at) and not [b for b in at.button if b.key.startswith("accept")]
-    assert {b.proto.type for b in at.button if b.key and b.key.startswith("class_")} == {"secondary"}
+    assert "Suggested" not in texts(at) and "accept" not in single_buttons(at)
+    assert not any(b.get("primary", False) for b in single_buttons(at).values())
 
     key_button(at, "undo").click().run()  # Z takes the accepted suggestion back
     assert project.labels() == {} and _shown_path(at) == first
-    assert key_button(at, "accept").label == r"Accept: \*\*bold\*\* `Enter`"
+    assert key_button(at, "accept").label == "Accept: **bold** Enter"
 
     # an image the user labeled already: the suggestion is shown, Enter cannot overwrite the label
     key_button(at, "class_1").click().run()  # cat, not the suggested class
     key_button(at, "prev").click().run()
     assert _shown_path(at) == first and "Labeled **cat**" in texts(at)
-    assert "Suggested" in texts(at) and not [b for b in at.button if b.key.startswith("accept")]
-    assert key_button(at, "class_1").proto.type == "primary"
+    assert "Suggested" in texts(at) and "accept" not in single_buttons(at)
+    assert key_button(at, "class_1").type == "primary"
 
 
 def test_grid_accepts_each_images_own_suggestion_in_one_action(project):
@@ -404,7 +414,7 @@ def test_an_uncalibrated_or_unsure_suggestion_is_shown_but_not_preselected(proje
     at = app(project, "views/label.py")
     assert (f"Suggested: **cat** · 95% (round {rid}'s task model) — not calibrated: only 4 of your labels are held "
             "out (it takes 30); not pre-selected") in texts(at)
-    assert {b.proto.type for b in at.button if b.key.startswith(("class_", "accept"))} == {"secondary"}
+    assert not any(b.get("primary", False) for b in single_buttons(at).values())
     key_button(at, "accept").click().run()  # Enter
     assert project.labels() == {ids[0]: "cat"}
     at.segmented_control[0].set_value("Grid").run()
@@ -416,7 +426,7 @@ def test_an_uncalibrated_or_unsure_suggestion_is_shown_but_not_preselected(proje
     _suggesting_round(project, {ids[1]: ("dog", 0.62)}, CALIBRATED)  # ids[1]: the first unlabeled one
     at = app(project, "views/label.py")
     assert "— calibrated on 42 held-out labels; not pre-selected (below 80% calibrated confidence)" in texts(at)
-    assert key_button(at, "class_2").proto.type == "secondary" and key_button(at, "accept").proto.type == "secondary"
+    assert key_button(at, "class_2").type == "secondary" and key_button(at, "accept").type == "secondary"
 
 
 def test_a_labeled_batch_prompts_the_next_round_with_the_same_settings(project):

@@ -1,6 +1,7 @@
-"""Keys pressed in a real browser while a round trains (a real worker
-process using the CPU): every label lands on the image shown at the press,
-exactly once, and the first key after opening the page works.
+"""Keys pressed and class buttons clicked in a real browser while a round
+trains (a real worker process using the CPU): every label lands on the
+image shown at the press or click, exactly once, and the first key after
+opening the page works.
 
 Chromium driven by Playwright against a real `streamlit run app.py`, a real
 `python -m vaal_core round` worker, real CIFAR-10 JPEGs, the SQLite store
@@ -29,11 +30,18 @@ CLASSES = ["airplane", "cat", "ship"]
 KEYS = "123"
 OBSERVER = """
 window.__seen = [];
-document.addEventListener("keydown", (e) => {
-  const img = document.querySelector("img.vaal-shown");
-  window.__seen.push([e.key, img ? img.dataset.path : null]);
+const shown = () => { const img = document.querySelector("img.vaal-shown"); return img ? img.dataset.path : null; };
+document.addEventListener("keydown", (e) => window.__seen.push([e.key, shown()]), true);
+document.addEventListener("click", (e) => {
+  const button = e.target.closest("button.vaal-button");
+  if (button) window.__seen.push([button.dataset.action, shown()]);
 }, true);
 """
+
+
+def _class_of(press: str) -> str:
+    """The class a key ("2") or a class button ("class_1") gives."""
+    return CLASSES[KEYS.index(press)] if press in KEYS else CLASSES[int(press.removeprefix("class_"))]
 
 
 def _wait_for_change(pg, before: str, timeout_s: float) -> float:
@@ -81,7 +89,7 @@ def test_keys_pressed_while_a_round_trains_land_on_the_image_shown_exactly_once(
     def collect(must: list[bool]) -> None:
         seen = pg.evaluate("() => window.__seen.splice(0)")
         assert len(seen) == len(must), seen
-        pressed.extend((path, CLASSES[KEYS.index(key)], m) for (key, path), m in zip(seen, must))
+        pressed.extend((path, _class_of(key), m) for (key, path), m in zip(seen, must))
 
     try:
         deadline = time.monotonic() + 120
@@ -108,6 +116,12 @@ def test_keys_pressed_while_a_round_trains_land_on_the_image_shown_exactly_once(
             _wait_for_change(pg, shown, 60)
             # A second press on the same image is the same press again (written once); on the next
             # image it labels that one.
+            collect([True, False] if k % 3 == 2 else [True])
+        for k in range(6):  # the class buttons: a click is sent with its drawing's token, like a key
+            shown = _shown_path(pg)
+            button = pg.get_by_role("button", name=f"{CLASSES[k % 3]} {KEYS[k % 3]}", exact=True)
+            button.click(click_count=2 if k % 3 == 2 else 1)  # a double click: one drawing, written once
+            _wait_for_change(pg, shown, 60)
             collect([True, False] if k % 3 == 2 else [True])
         training_during = Project.open(project.root).status()["training"]
         _shot(pg, "label-under-load")

@@ -237,3 +237,18 @@ def test_project_chart_shows_names_as_text(hostile, page):
     _shot(page, "project-hover")
     _assert_text_only(page, page.evaluate(CHARTS_JS), [])
 
+
+
+@pytest.mark.browser
+def test_label_buttons_show_names_as_text(hostile, page):
+    """The single view's buttons are drawn by the keyboard component
+    (views/keyboard.py), outside Streamlit's markdown: a name is their text."""
+    _open(page, hostile, "label")
+    page.locator("img.vaal-shown").wait_for()
+    names = page.evaluate("() => [...document.querySelectorAll('button.vaal-button[data-action^=\"class_\"]')]"
+                          ".map(b => b.childNodes[0].textContent)")
+    assert names == HOSTILE, names
+    assert page.evaluate("() => document.querySelectorAll('.vaal-buttons a, .vaal-buttons b, .vaal-buttons span[style]')"
+                         ".length") == 0
+    _shot(page, "label")
+    _assert_text_only(page, [], [])

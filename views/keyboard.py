@@ -9,6 +9,14 @@ keyboard and sends each press with the token of the drawing on screen when
 it was pressed; the page keeps the actions of its recent drawings by token,
 so a press does what its own drawing offered, to the image that drawing
 showed, and the store writes each (drawing, key) once.
+
+The single view's buttons are drawn by the same component (`buttons`), not
+as Streamlit buttons: a Streamlit button's click names the button, so each
+drawing needed buttons keyed by its own token, and a page of new buttons on
+every key cost the browser ~115 ms of script (React, styles, markdown) and
+put the keypress p95 over 150 ms. Drawn here, a click is a press like a key,
+sent with its drawing's token, and the buttons change in the same step as
+the image.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ export default function (component) {
     state.n += 1;
     state.send("press", { key: key, drawing: state.data.drawing, n: state.n });
   };
+  if (data.buttons) return showButtons(component, state);
   if (data.listen) {
     // Mounted first on the page: a key pressed while the first drawing is still on its way is kept
     // (a few seconds) and given to that drawing, not lost.
@@ -65,6 +74,8 @@ export default function (component) {
     if (seq !== state.seq) return;  // a later drawing arrived first
     state.data = data;
     state.send = setTriggerValue;
+    // The buttons change with the image: this drawing's, or none clickable until they arrive.
+    if (state.buttons) state.buttons.data.drawing === data.drawing ? state.buttons.draw() : state.buttons.hold();
     const early = state.early.filter(([key, at]) => Date.now() - at < 15000 && data.keys.includes(key));
     state.early = [];
     if (early.length) deliver(early[0][0]);  // one: the first drawing shows one image
@@ -78,6 +89,7 @@ export default function (component) {
   next.className = "vaal-shown";
   next.dataset.path = data.path;
   next.dataset.drawing = data.drawing;
+  if (data.item != null) next.dataset.item = data.item;
   // At most `width` px, smaller on a short screen (a 1280 x 720 laptop shows the whole view), never tiny.
   next.style.width = `clamp(200px, calc(100vh - 360px), ${data.width}px)`;
   next.style.maxWidth = "100%";
@@ -90,9 +102,76 @@ export default function (component) {
   });
   return undefined;
 }
+
+// The buttons of a drawing: drawn when that drawing's image is on screen (now, if it already is),
+// in the same step as the keys; a click is sent like a key press, with the drawing's token.
+function showButtons(component, state) {
+  const { data, setTriggerValue, parentElement } = component;
+  const draw = () => {
+    const box = document.createElement("div");
+    box.className = "vaal-buttons";
+    for (const row of data.buttons) {
+      const line = document.createElement("div");
+      line.className = "vaal-row";
+      line.style.gridTemplateColumns = `repeat(${row.length}, minmax(0, 1fr))`;
+      for (const b of row) {
+        const el = document.createElement("button");
+        el.type = "button";
+        el.className = b.primary ? "vaal-button primary" : "vaal-button";
+        el.dataset.action = b.id;
+        el.disabled = !!b.disabled;
+        if (b.help) el.title = b.help;
+        if (b.icon) {
+          const icon = document.createElement("span");
+          icon.setAttribute("aria-hidden", "true");
+          icon.textContent = b.icon + " ";
+          el.appendChild(icon);
+        }
+        el.appendChild(document.createTextNode(b.label));
+        if (b.key) {
+          const key = document.createElement("code");
+          key.textContent = b.key;
+          el.append(" ", key);
+        }
+        el.addEventListener("click", () => {
+          state.n += 1;
+          setTriggerValue("press", { key: b.id, drawing: data.drawing, n: state.n });
+        });
+        line.appendChild(el);
+      }
+      box.appendChild(line);
+    }
+    const old = parentElement.querySelector(".vaal-buttons");
+    if (old) old.replaceWith(box); else parentElement.appendChild(box);
+  };
+  const hold = () => parentElement.querySelectorAll(".vaal-buttons button").forEach((el) => { el.disabled = true; });
+  state.buttons = { data, draw, hold };
+  if (state.data && state.data.drawing === data.drawing) draw();
+  return undefined;
+}
 """
 
-_component = st.components.v2.component("vaal_keyboard", js=JS, isolate_styles=False)
+# Streamlit's own button look (theme variables of st.components.v2), so these sit among st.buttons unnoticed.
+CSS = """
+.vaal-buttons { display: flex; flex-direction: column; gap: 0.5rem; }
+.vaal-row { display: grid; column-gap: 1rem; }
+.vaal-button {
+  font-family: var(--st-font, inherit); font-size: 0.9rem; line-height: 1.6; min-height: 2.5rem;
+  padding: 0.25rem 0.75rem; border-radius: var(--st-button-radius, 0.5rem); cursor: pointer;
+  border: 1px solid var(--st-border-color, rgba(49, 51, 63, 0.2));
+  background: var(--st-background-color, #fff); color: var(--st-text-color, #31333f);
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.vaal-button:hover:enabled { border-color: var(--st-primary-color, #ff4b4b); color: var(--st-primary-color, #ff4b4b); }
+.vaal-button.primary { background: var(--st-primary-color, #ff4b4b); border-color: var(--st-primary-color, #ff4b4b);
+  color: #fff; }
+.vaal-button.primary:hover:enabled { color: #fff; filter: brightness(0.92); }
+.vaal-button:disabled { cursor: not-allowed; opacity: 0.4; }
+.vaal-button code { font-size: 0.75em; padding: 0.1em 0.25em; border-radius: 0.25rem;
+  color: var(--st-code-text-color, #09ab3b); background: var(--st-code-background-color, rgba(128, 128, 128, 0.1)); }
+.vaal-button.primary code { color: inherit; background: rgba(255, 255, 255, 0.2); }
+"""
+
+_component = st.components.v2.component("vaal_keyboard", js=JS, css=CSS, isolate_styles=False)
 
 KEEP = 64  # drawings remembered per tab: a press older than that is refused, not guessed
 Action = tuple[Callable[..., Any], tuple]
@@ -105,11 +184,11 @@ def listen(key: str = "keyboard_listen") -> None:
 
 
 def keys(drawing: str, actions: dict[str, Action], key: str = "keyboard", image: Image.Image | None = None,
-         path: str = "", width: int = 0) -> None:
+         path: str = "", width: int = 0, item: int | None = None) -> None:
     """Bind `actions` ({key: (function, args)}; keys as KeyboardEvent.key,
     letters lower case: "1", "s", "Enter", "ArrowLeft") to this drawing.
     With `image`, the component draws it (`width` px wide, less on a short
-    screen, titled `path`)
+    screen, titled `path`, its element marked with the store's `item` id)
     and the keys change meaning the moment it is on screen; without, call
     it right after what the person looks at."""
     drawings: OrderedDict = st.session_state.setdefault("drawings", OrderedDict())
@@ -118,8 +197,17 @@ def keys(drawing: str, actions: dict[str, Action], key: str = "keyboard", image:
         drawings.popitem(last=False)
     data: dict[str, Any] = {"drawing": drawing, "keys": sorted(actions)}
     if image is not None:
-        data.update(image=data_url(image), path=path, width=width, pixelated=max(image.size) < width)
+        data.update(image=data_url(image), path=path, width=width, pixelated=max(image.size) < width, item=item)
     _component(key=key, data=data, height="content" if image is not None else 0,
+               on_press_change=lambda: _dispatch(key))
+
+
+def buttons(drawing: str, rows: list[list[dict[str, Any]]], key: str = "keyboard_buttons") -> None:
+    """Draw `rows` of buttons for this drawing, whose actions `keys` bound
+    (call `keys` first). A button is {"id": its action, "label", "key": the
+    key shown on it, "primary", "disabled", "help", "icon"}; a click does
+    what the action does for the drawing on screen when it was clicked."""
+    _component(key=key, data={"drawing": drawing, "buttons": rows}, height="content",
                on_press_change=lambda: _dispatch(key))
 
 

@@ -16,11 +16,12 @@ whatever suggestion is shown beside the one image: the person has it in
 front of them, as they would a class key. Enter never overwrites a label.
 
 A press can only label the image it was pressed on: every drawing of the
-page gives its buttons keys of their own (the image's id and a fresh
-token), so a press that reaches the server after the page moved on still
-names the image the person saw, and the store writes each token once and
-refuses a label that changed since the page showed it (another tab), saying
-so, instead of overwriting it.
+page has a fresh token, sent with each key press and each click of the
+single view's buttons (the keyboard component draws those) or carried in
+the grid's button keys, so a press that reaches the server after the page
+moved on still names the image the person saw, and the store writes each
+token once and refuses a label that changed since the page showed it
+(another tab), saying so, instead of overwriting it.
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def where(order: labeling.LabelOrder, item_id: int) -> str:
 
 def drawing() -> str:
     """A token for one drawing of a view: this tab's id and a fresh part.
-    Buttons are keyed by it (and the image), so each press names the
-    drawing it was made on; the store writes each token once."""
+    Each press is sent with it (keys and the single view's buttons) or the
+    button is keyed by it (the grid), so it names the drawing it was made
+    on; the store writes each token once."""
     tab = st.session_state.setdefault("tab_id", uuid.uuid4().hex[:8])
     return f"{tab}-{uuid.uuid4().hex[:10]}"
 
@@ -289,6 +291,30 @@ def conflict_box(item_id: int, pos: int) -> None:
         b.button("Keep it", key=f"keep_{item_id}", on_click=keep_theirs, args=(pos,), width="stretch")
 
 
+def single_buttons(acts: dict[str, keyboard.Action], highlight: str | None, sure: bool,
+                   suggestion: Suggestion | None) -> list[list[dict]]:
+    """The single view's buttons, in rows, each naming the action of its
+    key in `acts` (added to it as the button's id): the keyboard component
+    draws them (views/keyboard.py). Accept is the prominent one only when
+    the suggestion is pre-selected."""
+    rows: list[list[dict]] = []
+    if "Enter" in acts:
+        acts["accept"] = acts["Enter"]
+        rows.append([dict(id="accept", label=f"Accept: {suggestion.label}", key="Enter", primary=sure, icon="✓")])
+    per_row = 2 if len(classes) > 4 else 1  # 10 classes: 5 rows, not 10; a row at a time: keys in tab order
+    for i, name in enumerate(classes):
+        if i % per_row == 0:
+            rows.append([])
+        rows[-1].append(dict(id=f"class_{i}", label=name, key=KEYS[i], primary=highlight == name))
+    moves = {"prev": "ArrowLeft", "skip": "s", "undo": "z", "next": "ArrowRight"}
+    acts.update({name: acts[key] for name, key in moves.items() if key in acts})
+    rows.append([dict(id="prev", label="Prev", disabled="prev" not in acts, help="Key: ←"),
+                 dict(id="skip", label="Skip", help="Key: S (it comes back after every other image of this round)"),
+                 dict(id="undo", label="Undo", help="Key: Z"),
+                 dict(id="next", label="Next", disabled="next" not in acts, help="Key: →")])
+    return rows
+
+
 @st.fragment
 def single_view() -> None:
     order = current_order()
@@ -321,23 +347,14 @@ def single_view() -> None:
     if suggestion and not item.label:  # Enter never overwrites a label the user gave
         acts["Enter"] = (give_label, (item_id, pos, suggestion.label, "suggestion", None, f"{tok}-a"))
     for i, name in enumerate(classes):
+        acts[f"class_{i}"] = (give_label, (item_id, pos, name, "ui", item.label, f"{tok}-{i}"))
         if KEYS[i]:
-            acts[KEYS[i]] = (give_label, (item_id, pos, name, "ui", item.label, f"{tok}-{i}"))
+            acts[KEYS[i]] = acts[f"class_{i}"]
+    buttons = single_buttons(acts, highlight, sure, suggestion)
     label_parts.batch_progress(project, order, labeled, start_next)
     left, right = st.columns([3, 2], gap="medium")
-    with left:
-        img, note = picture(project, item_id, SINGLE_WIDTH)
-        # The image is drawn by the keyboard component: the keys mean this drawing from the moment
-        # its image is on screen, never before or after (views/keyboard.py).
-        keyboard.keys(tok, acts, image=img, path=shown(item), width=SINGLE_WIDTH)
-        st.text(shown(item))
-        st.caption(f"Image {pos + 1:,} of {len(order.ids):,} · {plain(where(order, item_id))}"
-                   + (" · skipped earlier" if item_id in postponed else ""))
-        if item_id in order.audit:
-            st.caption(f":material/casino: {audit_marker(order)}")
-        if note:
-            st.caption(f":material/warning: {plain(note)}")
-        label_parts.why_card(project, order, item_id, labeled, facts(order.round_id), len(classes))
+    # The right-hand column is written first: its buttons reach the page before the image, so they are
+    # ready to change in the same step as it (views/keyboard.py).
     with right:
         conflict_box(item_id, pos)
         if item.label:
@@ -348,28 +365,22 @@ def single_view() -> None:
                                             "; Enter takes the suggestion only if you agree with it"))
         if suggestion:
             st.caption(suggestion_line(suggestion))
-        key = f"{item_id}_{tok}"
-        if "Enter" in acts:  # prominent only when pre-selected; a quiet button otherwise
-            st.button(f"Accept: {plain(suggestion.label)}" + keyboard.hint("Enter"), key=f"accept_{key}",
-                      on_click=acts["Enter"][0], args=acts["Enter"][1], type="primary" if sure else "secondary",
-                      icon=":material/check:", width="stretch")
-        per_row = 2 if len(classes) > 4 else 1  # 10 classes: 5 rows, not 10; a row at a time: keys in tab order
-        for i, name in enumerate(classes):
-            if i % per_row == 0:
-                cols = st.columns(per_row, gap="small")
-            cols[i % per_row].button(plain(name) + keyboard.hint(KEYS[i]), key=f"class_{i}_{key}",
-                                     on_click=give_label, args=(item_id, pos, name, "ui", item.label, f"{tok}-{i}"),
-                                     type="primary" if highlight == name else "secondary", width="stretch")
-        a, b, c, d = st.columns(4, gap="small")
-        a.button("Prev", key=f"prev_{key}", on_click=step, args=(pos, -1), width="stretch", disabled=pos == 0,
-                 help="Key: ←")
-        b.button("Skip", key=f"skip_{key}", on_click=skip, args=(item_id, pos, f"{tok}-s"), width="stretch",
-                 help="Key: S (it comes back after every other image of this round)")
-        c.button("Undo", key=f"undo_{key}", on_click=undo, args=(latest,), width="stretch", help="Key: Z")
-        d.button("Next", key=f"next_{key}", on_click=step, args=(pos, 1), width="stretch",
-                 disabled=pos >= len(order.ids) - 1, help="Key: →")
+        keyboard.buttons(tok, buttons)
         st.caption("Keys: `←` prev · `S` skip · `Z` undo · `→` next")
         feedback()
+    with left:
+        img, note = picture(project, item_id, SINGLE_WIDTH)
+        # The image is drawn by the keyboard component: the keys mean this drawing from the moment
+        # its image is on screen, never before or after (views/keyboard.py).
+        keyboard.keys(tok, acts, image=img, path=shown(item), width=SINGLE_WIDTH, item=item_id)
+        st.text(shown(item))
+        st.caption(f"Image {pos + 1:,} of {len(order.ids):,} · {plain(where(order, item_id))}"
+                   + (" · skipped earlier" if item_id in postponed else ""))
+        if item_id in order.audit:
+            st.caption(f":material/casino: {audit_marker(order)}")
+        if note:
+            st.caption(f":material/warning: {plain(note)}")
+        label_parts.why_card(project, order, item_id, labeled, facts(order.round_id), len(classes))
     # The image a class key will most likely bring up next, decoded and scaled now (after this drawing is
     # sent): a press then waits for no file read (~9 ms of the ~28 ms a press costs the server).
     nxt = labeling.next_to_label(order, labeled | {item_id}, postponed - {item_id}, pos + 1)

@@ -167,18 +167,32 @@ def phase_bars(prog: dict) -> None:
             st.progress(0.0, text=f"{label}: waiting")
 
 
+def activity(last: dict | None, job) -> str | None:
+    """'running' (a round trains now), 'starting' (its worker is loading
+    PyTorch and has not opened the round yet) or None."""
+    if last and last["status"] == "running" and project.is_training():
+        return "running"
+    if job is not None and job.running and (last is None or last["created_at"] < job.started_at):
+        return "starting"
+    return None
+
+
 @st.fragment(run_every=1.0)
 def live_panel() -> None:
+    """A round training or starting, redrawn every second. When a round
+    starts, ends or fails, the whole page is drawn again (history, counts,
+    last_round_panel); while none runs this draws nothing, so the finished
+    round's link is not redrawn under the person's pointer every second."""
     last = project.last_round()
     job = worker.round_worker(project)
-    training = project.is_training()
+    active = activity(last, job)
     seen = st.session_state.get("live_seen")
-    now_seen = (last["id"], last["status"]) if last else None
+    now_seen = (last["id"] if last else None, last["status"] if last else None, active)
     st.session_state["live_seen"] = now_seen
-    if seen is not None and seen != now_seen and seen[1] == "running" and now_seen[1] != "running":
-        st.rerun()  # a round just ended: redraw the whole page (history, counts)
+    if seen is not None and seen != now_seen:
+        st.rerun()
 
-    if last and last["status"] == "running" and training:
+    if active == "running":
         prog = last["progress"] or {}
         st.markdown(f"**Round {last['id']}** ({plain(last['sampler'])}, budget {last['budget']:,}): "
                     f"{phase_label(prog.get('phase', Phase.START))}")
@@ -197,12 +211,18 @@ def live_panel() -> None:
         if st.button("Cancel round", icon=":material/stop:"):
             worker.cancel_round(project)
             st.toast("Cancelling: the round stops within a second and the old queue stays")
-        return
-    starting = job is not None and job.running and (last is None or last["created_at"] < job.started_at)
-    if starting:  # the worker has not opened its round yet (importing PyTorch takes seconds)
+    elif active == "starting":  # the worker has not opened its round yet (importing PyTorch takes seconds)
         st.info("Starting the training worker (loading PyTorch)...", icon=":material/hourglass_top:")
         if st.button("Cancel", icon=":material/stop:"):
             worker.cancel_round(project)
+
+
+def last_round_panel() -> None:
+    """The last round's outcome while none runs: finished (with the link
+    to label its queue), interrupted, failed, or none yet."""
+    last = project.last_round()
+    job = worker.round_worker(project)
+    if activity(last, job) is not None:
         return
     if last is None:
         if job is not None and job.error:
@@ -421,5 +441,6 @@ def audit_section() -> None:
 
 start_form()
 live_panel()
+last_round_panel()
 history_section()
 audit_section()
