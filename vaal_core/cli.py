@@ -15,12 +15,12 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from vaal_core.errors import BadInput, VaalError, cannot_write
-from vaal_core.progress import Event, Progress, Throttle
+from vaal_core.progress import describe_with_losses, stderr_printer
 
 EXIT_USER_ERROR = 2
 
@@ -28,27 +28,6 @@ EXIT_USER_ERROR = 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, like every other error
         raise BadInput(f"{message} (see: {self.prog} --help)")  # prog: "python -m vaal_core [command]"
-
-
-def _progress_printer(quiet: bool = False, describe: Callable[[Event], str] = Event.describe) -> Progress:
-    """Progress lines on stderr: every phase's start and end, and in between
-    at most one line a second."""
-    throttle, phase = Throttle(1.0), [None]
-
-    def show(event: Event) -> None:
-        new = event.phase != phase[0]
-        phase[0] = event.phase
-        if quiet or not throttle.ready(force=new or event.finished):
-            return
-        print(describe(event), file=sys.stderr, flush=True)
-    return show
-
-
-def _with_losses(event: Event) -> str:
-    """A round's progress line: the phase, and the losses of its last step."""
-    names = {"vae_loss": "vae", "disc_loss": "disc", "task_loss": "loss", "rank_loss": "rank"}
-    losses = "  ".join(f"{short} {event.values[key]:.4f}" for key, short in names.items() if key in event.values)
-    return event.describe() + (f"  {losses}" if losses else "")
 
 
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
@@ -62,7 +41,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 
     project, report, created = init_project(
         Path(args.project), Path(args.images).expanduser(), _parse_classes(args.classes), args.image_size,
-        gold_from_folders=args.gold_from_folders, progress=_progress_printer(quiet=args.json))
+        gold_from_folders=args.gold_from_folders, progress=stderr_printer(quiet=args.json))
     root = Path(args.project)
     status = project.status()
     out = {**report.to_dict(), "project": str(root), "created": created, "status": status}
@@ -106,7 +85,7 @@ def cmd_round(args: argparse.Namespace) -> None:
 
     project = _project(args.project)
     quiet = args.json
-    progress = _progress_printer(quiet, describe=_with_losses)
+    progress = stderr_printer(quiet, describe=describe_with_losses)
     cfg = RoundConfig(sampler=args.sampler, budget=args.budget, seed=args.seed, device=args.device,
                       fast=args.fast, fresh=args.fresh, suggest=not args.no_suggest, pretrained=args.pretrained,
                       audit=args.audit)
@@ -133,11 +112,9 @@ def cmd_round(args: argparse.Namespace) -> None:
 def _warn_if_slow(cfg, quiet: bool) -> None:
     """Reference-size models on a CPU take hours (bench/engine.py: about 0.2
     iterations/s on 2 cores); say so before starting rather than after."""
-    from vaal_core import samplers
-    from vaal_core.learn.devices import resolve_device
+    from vaal_core.loop.round import slow_on_cpu
 
-    needs_training = samplers.get(cfg.sampler).needs or cfg.suggest
-    if not quiet and needs_training and not cfg.fast and resolve_device(cfg.device).type == "cpu":
+    if not quiet and slow_on_cpu(cfg):
         print("note: full-size models on a CPU train slowly (hours for a large pool); "
               "add --fast for a quick round, or run on a GPU", file=sys.stderr, flush=True)
 
@@ -206,22 +183,14 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from vaal_core.loop.simulate import SimConfig, simulate
-
-    quiet = args.json
-
-    def progress(event: Event) -> None:
-        v = event.values
-        if not quiet and v.get("accuracy") is not None:
-            print(f"seed {v.get('seed')} {v.get('sampler')} round {v.get('round')}: "
-                  f"{v.get('labeled')} labels, accuracy {100 * v['accuracy']:.1f}%", file=sys.stderr, flush=True)
+    from vaal_core.loop.simulate import SimConfig, print_round, simulate
 
     names = [s.strip() for s in args.samplers.split(",") if s.strip()]
     cfg = SimConfig(samplers=tuple(names), init=args.init, budget=args.budget, rounds=args.rounds,
                     seeds=args.seeds, fast=args.fast, device=args.device, image_size=args.image_size,
                     test_fraction=args.test_fraction, subset=args.subset, map=args.map, evaluate=args.evaluate,
                     pretrained=args.pretrained)
-    result = simulate(Path(args.images), cfg, Path(args.out), progress=progress)
+    result = simulate(Path(args.images), cfg, Path(args.out), progress=None if args.json else print_round)
     lines = [*result["headline"].split(" | "), ""]
     for name, rows in result["summary"].items():
         lines.append(f"{name:>12}: " + "  ".join(f"{r['labeled']}:{100 * r['mean']:.1f}±{100 * r['std']:.1f}"
@@ -249,7 +218,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
         raise BadInput(f"project {project.root} has no round with latents yet; run a round with the "
                        "'vaal' or 'coreset' sampler first")
     project.round(round_id)  # an unknown round is a one-line error
-    proj = round_projection(project, round_id, progress=_progress_printer(quiet=args.json))
+    proj = round_projection(project, round_id, progress=stderr_printer(quiet=args.json))
     _emit(args, {"round": round_id, "points": len(proj.item_ids), "seconds": round(proj.seconds, 2),
                  "cached": proj.cached},
           f"round {round_id}: {len(proj.item_ids):,} points projected in {proj.seconds:.1f} s"

@@ -12,6 +12,7 @@ one event per interval, but always the first and the last of a phase.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -194,3 +195,31 @@ def announce(progress: Progress | None, phase: Phase, **values: Any) -> None:
     with no steps to count)."""
     if progress is not None:
         progress(Event(phase, values={k: _plain(v) for k, v in values.items()}))
+
+
+_LOSSES = {"vae_loss": "vae", "disc_loss": "disc", "task_loss": "loss", "rank_loss": "rank"}
+
+
+def losses_text(event: Event) -> str:
+    """The losses of a training step, 'vae 0.1234  disc 1.3862' ('' for none)."""
+    return "  ".join(f"{short} {event.values[key]:.4f}" for key, short in _LOSSES.items() if key in event.values)
+
+
+def describe_with_losses(event: Event) -> str:
+    """A round's progress line: the phase, and the losses of its last step."""
+    losses = losses_text(event)
+    return event.describe() + (f"  {losses}" if losses else "")
+
+
+def stderr_printer(quiet: bool = False, describe: Callable[[Event], str] = Event.describe) -> Progress:
+    """Progress lines on stderr (so stdout stays parseable): every phase's
+    start and end, and in between at most one line a second."""
+    throttle, phase = Throttle(1.0), [None]
+
+    def show(event: Event) -> None:
+        new = event.phase != phase[0]
+        phase[0] = event.phase
+        if quiet or not throttle.ready(force=new or event.finished):
+            return
+        print(describe(event), file=sys.stderr, flush=True)
+    return show

@@ -201,12 +201,15 @@ def load_folder(image_root: Path, size: int, workers: int | None = None, progres
 
 # -- creating a project -------------------------------------------------------
 
-def parse_classes(text: str | None, what: str = "the class list") -> list[str]:
-    """Comma-separated class names in key order; a name given twice is an
-    error (the second one would silently vanish)."""
+def parse_classes(text: str | Sequence[str] | None, what: str = "the class list") -> list[str]:
+    """Class names in key order, comma-separated or (from Python) a list; a
+    name given twice is an error (the second one would silently vanish)."""
     if not text:
         return []
-    names = [c.strip() for c in str(text).split(",") if c.strip()]
+    if isinstance(text, str):
+        names = [c.strip() for c in text.split(",") if c.strip()]
+    else:  # a list keeps a blank name, so that check_class_name refuses it instead of dropping it
+        names = [str(c).strip() for c in text]
     dupes = sorted({c for c in names if names.count(c) > 1})
     if dupes:
         raise BadInput(f"{what} lists {', '.join(dupes)} more than once")

@@ -121,6 +121,16 @@ def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | No
     return budget
 
 
+def slow_on_cpu(cfg: RoundConfig) -> bool:
+    """Whether the round would train reference-size models on a CPU, which
+    takes hours (bench/engine.py: about 0.2 iterations/s on 2 cores): worth
+    saying before starting rather than after."""
+    from vaal_core.learn.devices import resolve_device
+
+    needs_training = samplers.get(cfg.sampler).needs or cfg.suggest
+    return bool(needs_training) and not cfg.fast and resolve_device(cfg.device).type == "cpu"
+
+
 def choose_sampler(project: Project, cfg: RoundConfig) -> samplers.Resolved:
     """The sampler this round runs: `cfg.sampler` itself, or the one a policy
     (`auto`) chooses for the project's labels now."""

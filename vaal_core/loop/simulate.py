@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,6 +92,30 @@ def _sampler_list(names: tuple[str, ...]) -> tuple[list[str], bool]:
             out.append(name)
     added = BASELINE not in out
     return ([BASELINE] + out if added else out), added
+
+
+def rounds_total(cfg: SimConfig) -> int:
+    """How many rounds the run plays (and reports as done): every seed plays
+    every sampler, random included, from round 0 to `rounds`."""
+    names, _ = _sampler_list(tuple(cfg.samplers))
+    return cfg.seeds * len(names) * (cfg.rounds + 1)
+
+
+def round_line(event: Event) -> str | None:
+    """'seed 0 vaal round 2: 40 labels, accuracy 61.3%' for the event that
+    ends a round which measured an accuracy; None for any other event."""
+    v = event.values
+    if not v.get("done") or v.get("accuracy") is None:
+        return None
+    return (f"seed {v.get('seed')} {v.get('sampler')} round {v.get('round')}: "
+            f"{v.get('labeled')} labels, accuracy {100 * v['accuracy']:.1f}%")
+
+
+def print_round(event: Event) -> None:
+    """Progress for a terminal: a line on stderr per round measured."""
+    line = round_line(event)
+    if line:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _check_config(cfg: SimConfig) -> None:

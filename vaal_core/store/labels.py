@@ -26,7 +26,7 @@ from vaal_core.store.items import now
 # Where a label came from, in words, for the message that refuses a blind overwrite.
 SOURCE_WORDS = {"ui": "on the Label page", "suggestion": "on the Label page (an accepted suggestion)",
                 "grid": "on the Label page's grid", "explore": "on Explore", "csv": "by an import",
-                "import": "by an import"}
+                "import": "by an import", "api": "from Python (vaal_core's API)"}
 
 
 class Labels:
@@ -205,6 +205,17 @@ class Labels:
         rows = self.db.rows("SELECT i.id, c.name FROM items i JOIN classes c ON c.id = i.label_class_id "
                             "WHERE i.status = 'ok'")
         return {r["id"]: r["name"] for r in rows}
+
+    def current_rows(self) -> list[dict[str, Any]]:
+        """Every labeled present item with who gave its label, how and when
+        (from the newest history row still standing), sorted by path:
+        [{item_id, path, label, author, source, created_at}]."""
+        rows = self.db.rows(
+            "SELECT i.id AS item_id, i.path, c.name AS label, l.author, l.source, l.created_at "
+            "FROM items i JOIN classes c ON c.id = i.label_class_id "
+            "LEFT JOIN labels l ON l.id = (SELECT MAX(id) FROM labels WHERE item_id = i.id AND undone_at IS NULL) "
+            "WHERE i.status = 'ok' ORDER BY i.path")
+        return [dict(r) for r in rows]
 
     def per_class(self) -> dict[str, int]:
         """Labeled present items per class, every class listed (0 for none)."""

@@ -216,6 +216,9 @@ class Project:
     def labels(self) -> dict[int, str]:
         return self._labels.current()
 
+    def label_rows(self) -> list[dict[str, Any]]:
+        return self._labels.current_rows()
+
     def labeled_ids(self) -> set[int]:
         return self._labels.labeled_ids()
 

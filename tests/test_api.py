@@ -1,0 +1,277 @@
+"""The Python API (`import vaal_core as vc`) on real data: scikit-learn's
+handwritten digits written as PNG files in class folders. Each call is
+checked against what the store holds (a fresh `Project.open`) and against
+what the CLI says for the same project: one store, one set of rules."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+import vaal_core as vc
+from vaal_core.data.digits import digit_pixels
+from vaal_core.services import workspace
+from vaal_core.store import Project
+
+from conftest import ROOT, run_cli
+
+CLASSES = {"one": 1, "two": 2, "three": 3}
+PER_CLASS = 30
+
+
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory) -> Path:
+    """90 real digits (30 each of 1, 2, 3) as PNG files in class folders named one/, two/, three/."""
+    data = load_digits()
+    root = tmp_path_factory.mktemp("digits") / "images"
+    for name, digit in CLASSES.items():
+        (root / name).mkdir(parents=True)
+        for k, i in enumerate(np.flatnonzero(data.target == digit)[:PER_CLASS]):
+            Image.fromarray(digit_pixels(data.images[i])).save(root / name / f"{k:03d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch) -> Path:
+    """A workspace of this test's own: projects/ and the recent list in a temp folder."""
+    monkeypatch.setenv("VAAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def project(digits_folder):
+    p = vc.create_project("digits", images=digits_folder, classes=list(CLASSES), progress=False)
+    yield p
+    p.close()
+
+
+def test_import_loads_neither_torch_nor_pandas():
+    code = ("import sys, vaal_core as vc; print('torch' in sys.modules, 'pandas' in sys.modules); "
+            "vc.open_project; print('torch' in sys.modules, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "False", "False", "False"]  # not even once the API is loaded
+    assert issubclass(vc.UnknownClass, vc.BadInput) and issubclass(vc.BadInput, vc.VaalError)
+
+
+def test_create_by_name_in_the_workspace_then_open_by_name_and_path(digits_folder, home, capsys):
+    p = vc.create_project("digits", images=digits_folder, classes=["one", "two", "three"])
+    assert p.root == (home / "projects" / "digits").resolve()
+    assert p.ingest_report["added"] == 90 and p.ingest_report["skipped"] == []
+    assert "reading the images" in capsys.readouterr().err  # the progress bar (progress=False silences it)
+    # The app lists it: the recent list and the projects/ folder.
+    assert [k.path for k in workspace.known_projects()] == [p.root]
+
+    again = vc.open_project("digits")
+    assert again.root == p.root and again.classes() == ["one", "two", "three"]
+    assert vc.open_project(p.root).root == p.root
+    assert vc.open_project(str(p.root)).status() == p.status()
+    assert "90 images, 0 labeled" in repr(again)
+
+    with pytest.raises(vc.ProjectExists, match="exist_ok=True"):
+        vc.create_project("digits", images=digits_folder)
+    assert vc.create_project("digits", images=digits_folder, exist_ok=True,
+                             progress=False).ingest_report["known"] == 90
+    with pytest.raises(vc.ProjectNotFound, match="no project named 'cats'"):
+        vc.open_project("cats")
+    with pytest.raises(vc.ProjectNotFound, match="no project at"):
+        vc.open_project(home)  # a path, and not a project
+    with pytest.raises(vc.BadInput, match="not usable"):
+        vc.open_project("")
+    capsys.readouterr()
+
+
+def test_create_by_path_with_gold_from_folders_and_status_as_the_cli(digits_folder, tmp_path):
+    where = tmp_path / "elsewhere" / "proj"
+    p = vc.create_project(where, images=digits_folder, gold_from_folders=True, progress=False)
+    assert p.root == where.resolve()
+    assert sorted(p.classes()) == sorted(CLASSES)  # from the folders; the answers stay hidden
+    assert p.status()["labeled"] == 0
+    stored = Project.open(where)
+    assert {it.path.split("/")[0] == it.gold for it in stored.items()} == {True}
+
+    cli = json.loads(run_cli("status", p.root, "--json").stdout)
+    assert cli == p.status()
+
+    p.label("two/000.png", "two")
+    assert json.loads(run_cli("status", p.root, "--json").stdout) == p.status()
+    assert p.status()["per_class"]["two"] == 1
+
+
+def test_refuses_bad_input_before_writing(digits_folder, tmp_path):
+    with pytest.raises(vc.BadInput, match="more than once"):
+        vc.create_project(tmp_path / "p", images=digits_folder, classes=["a", "a"], progress=False)
+    with pytest.raises(vc.BadInput, match="not usable"):
+        vc.create_project(tmp_path / "p", images=digits_folder, classes=["a/b"], progress=False)
+    with pytest.raises(vc.BadImageFolder):
+        vc.create_project(tmp_path / "p", images=tmp_path / "nothing-here", progress=False)
+    with pytest.raises(vc.BadInput, match="not usable"):
+        vc.create_project(" ", images=digits_folder, progress=False)  # a name that cannot be a folder
+    assert not (tmp_path / "p").exists()
+
+
+def test_label_by_path_and_by_id_is_stored(project):
+    assert project.label("one/003.png", "one") == {"item_id": project.project.item_id("one/003.png"),
+                                                   "path": "one/003.png", "label": "one"}
+    two = Project.open(project.root).item_id("two/007.png")
+    assert project.label(two, "two")["path"] == "two/007.png"
+    assert project.label(np.int64(two), "three")["label"] == "three"  # an id from a DataFrame works too
+
+    fresh = Project.open(project.root)
+    labels = {fresh.item(i).path: name for i, name in fresh.labels().items()}
+    assert labels == {"one/003.png": "one", "two/007.png": "three"}
+    history = fresh.label_history(two)
+    assert [(h["label"], h["source"]) for h in history] == [("two", "api"), ("three", "api")]
+
+    project.label("two/007.png", None)  # clears it
+    assert set(Project.open(project.root).labels().values()) == {"one"}
+
+
+def test_bad_class_or_image_raises_bad_input_and_writes_nothing(project):
+    before = Project.open(project.root).label_version()
+    with pytest.raises(vc.UnknownClass, match="'four'") as err:
+        project.label("one/000.png", "four")
+    assert isinstance(err.value, vc.BadInput) and "one, two, three" in str(err.value)
+    with pytest.raises(vc.UnknownItem, match="'one/999.png'") as err:
+        project.label("one/999.png", "one")
+    assert isinstance(err.value, vc.BadInput)
+    with pytest.raises(vc.UnknownItem, match="12345"):
+        project.label(12345, "one")
+    with pytest.raises(vc.BadInput, match="path .* or its item id"):
+        project.label(1.5, "one")
+    fresh = Project.open(project.root)
+    assert fresh.labels() == {} and fresh.label_version() == before  # no label, no action row
+
+
+def test_labels_frame_and_exports_match_the_store(project, tmp_path):
+    empty = project.labels()
+    assert list(empty.columns) == ["path", "label", "author", "source", "time", "item_id"] and empty.empty
+
+    project.label("two/001.png", "two")
+    project.label("one/002.png", "one", author="ana")
+    frame = project.labels()
+    assert list(frame.columns) == ["path", "label", "author", "source", "time", "item_id"]
+    assert frame[["path", "label", "author", "source"]].values.tolist() == [
+        ["one/002.png", "one", "ana", "api"], ["two/001.png", "two", "user", "api"]]  # by path
+    assert isinstance(frame["time"].dtype, pd.DatetimeTZDtype)
+    assert (pd.Timestamp.now(tz="UTC") - frame["time"]).max() < pd.Timedelta(minutes=5)
+    stored = Project.open(project.root).labels()
+    assert dict(zip(frame["item_id"], frame["label"])) == stored
+
+    out = project.export(tmp_path / "labels.csv")
+    assert out == {"format": "csv", "out": str(tmp_path / "labels.csv"), "labels": 2}
+    with open(tmp_path / "labels.csv", newline="") as fh:
+        assert list(csv.DictReader(fh)) == [{"path": "one/002.png", "label": "one"},
+                                            {"path": "two/001.png", "label": "two"}]
+    project.export(tmp_path / "labels.txt", format="json")
+    data = json.loads((tmp_path / "labels.txt").read_text())
+    assert data["labels"] == [{"path": p, "label": lab} for p, lab in zip(frame["path"], frame["label"])]
+    assert data["classes"] == ["one", "two", "three"]
+
+    folder = project.export(tmp_path / "tree", format="imagefolder")
+    assert folder["labels"] == 2 and (tmp_path / "tree" / "one" / "one__002.png").is_file()
+    with pytest.raises(vc.BadInput, match="format="):
+        project.export(tmp_path / "labels")
+    with pytest.raises(vc.BadInput, match="unknown export format 'xml'"):
+        project.export(tmp_path / "labels.xml", format="xml")
+
+
+@pytest.mark.slow
+def test_round_then_queue_in_rank_order(project, capsys):
+    assert list(project.queue().columns) == ["path", "score", "rank", "suggestion", "confidence", "item_id",
+                                             "audit"]
+    assert project.queue().empty  # no round yet
+
+    with pytest.raises(vc.UnknownSampler):
+        project.round(sampler="nope", fast=True, progress=False)
+    with pytest.raises(vc.BudgetTooLarge):
+        project.round(sampler="random", budget=10_000, fast=True, progress=False)
+    assert Project.open(project.root).rounds() == []  # refused before any round row
+
+    summary = project.round(sampler="vaal", budget=12, fast=True)
+    err = capsys.readouterr().err
+    assert "training the VAE and discriminator" in err and "vae " in err  # a bar per phase, with the losses
+    assert summary["round_id"] == 1 and summary["sampler"] == "vaal" and summary["budget"] == 12
+    assert summary["queue_length"] == 12 and "queue" not in summary  # the batch
+    assert summary["metrics"]["iterations"] > 0 and "task" not in summary["metrics"]  # no labels: no task model
+    stored = Project.open(project.root)
+    assert stored.round(1)["status"] == "done"
+
+    queue = project.queue(limit=10)
+    assert list(queue.columns) == ["path", "score", "rank", "suggestion", "confidence", "item_id", "audit"]
+    assert queue["rank"].tolist() == list(range(1, 11))
+    assert queue["path"].tolist() == [q["path"] for q in stored.queue(10)]
+    assert queue[~queue["audit"]]["score"].is_monotonic_decreasing  # the sampler's picks, best first
+    assert queue["suggestion"].isna().all() and queue["confidence"].isna().all()  # no task model this round
+    assert queue.attrs["round"] == 1 and queue.attrs["task"] is None
+    with pytest.raises(vc.BadInput, match="limit"):
+        project.queue(limit=-1)
+
+    # Label the top of the queue (by its paths), then a second round trains a task model: suggestions.
+    for path in queue["path"][:6]:
+        project.label(path, path.split("/")[0])
+    project.label("one/020.png", "one")
+    project.label("two/020.png", "two")
+    assert project.queue(limit=3)["path"].tolist() == [q["path"] for q in stored.queue(3)]
+    assert not set(project.queue()["path"]) & set(project.labels()["path"])  # labeled ones leave the queue
+
+    second = project.round(sampler="entropy", budget=5, fast=True, progress=False)
+    assert second["round_id"] == 2 and second["metrics"]["task"]["n_train"] > 0
+    queue = project.queue(limit=5)
+    assert queue["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert queue["suggestion"].isin(["one", "two", "three"]).all()
+    assert queue["confidence"].between(0, 1).all()
+    cli = json.loads(run_cli("suggest", project.root, "--limit", "5", "--json").stdout)["items"]
+    assert [(r["path"], r["suggestion"]) for r in cli] == list(zip(queue["path"], queue["suggestion"]))
+
+    # A round while another process trains the project is refused, as for the CLI and the app.
+    with Project.open(project.root).training_lock():
+        with pytest.raises(vc.WorkerBusy, match="already being trained"):
+            project.round(sampler="random", budget=5, fast=True, progress=False)
+    assert len(Project.open(project.root).rounds()) == 2
+
+
+@pytest.mark.slow
+def test_simulate_on_digits(digits_folder, tmp_path, capsys):
+    with pytest.raises(vc.UnknownSampler):
+        vc.simulate(digits_folder, ["nope"], init=10, budget=10, rounds=2, out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+    sim = vc.simulate(digits_folder, ["random", "entropy"], init=10, budget=10, rounds=2, seeds=1, fast=True,
+                      out=tmp_path / "sim")
+    assert "simulating" in capsys.readouterr().err
+    assert sim.out == tmp_path / "sim" / "simulation.json" and sim.out.with_suffix(".html").is_file()
+    assert json.loads(sim.out.read_text())["summary"] == sim.raw["summary"]
+
+    summary = sim.summary
+    assert list(summary.columns) == ["sampler", "round", "labeled", "mean", "std", "min", "max", "n_seeds"]
+    assert len(summary) == 6  # 2 samplers x rounds 0, 1, 2
+    assert sorted(map(tuple, summary[["sampler", "round"]].values.tolist())) == [
+        ("entropy", 0), ("entropy", 1), ("entropy", 2), ("random", 0), ("random", 1), ("random", 2)]
+    assert summary.groupby("sampler")["labeled"].apply(list).to_dict() == {"entropy": [10, 20, 30],
+                                                                           "random": [10, 20, 30]}
+    assert summary["mean"].between(0, 1).all() and (summary["n_seeds"] == 1).all()
+
+    import plotly.graph_objects as go
+
+    assert isinstance(sim.figure, go.Figure)
+    named = {t.name for t in sim.figure.data if t.name}
+    assert named == {"random", "entropy"}
+    line = next(t for t in sim.figure.data if t.name == "entropy")
+    assert list(line.x) == [10, 20, 30]
+    assert sim.headline == sim.raw["headline"] and sim.headline
+    assert "simulation" in repr(sim)
+
+    quiet = vc.simulate(digits_folder, "random", init=10, budget=10, rounds=1, fast=True, progress=False)
+    assert capsys.readouterr().err == ""
+    assert quiet.out.parent.name.startswith("vaal-simulation-") and set(quiet.summary["sampler"]) == {"random"}
+    shutil.rmtree(quiet.out.parent)

@@ -1,0 +1,464 @@
+"""VAAL Studio from Python: a notebook or a script drives the same projects
+as the app and the CLI.
+
+    >>> import vaal_core as vc
+    >>> p = vc.create_project("pets", images="~/pets", classes=["cat", "dog"])
+    >>> p = vc.open_project("pets")                  # later, or in another kernel
+    >>> p.round(sampler="vaal", budget=50, fast=True)["queue_length"]
+    50
+    >>> p.queue(limit=3)                             # a pandas DataFrame, best first
+    >>> p.label("cat/001.jpg", "cat")
+    >>> p.labels()
+    >>> p.export("labels.csv")
+
+Every call goes through the functions the CLI and the app use (the store,
+`init_project`, `run_round`, `export_labels`, `simulate`), so the rules and
+the errors are theirs: a mistake raises a `vaal_core.BadInput` (a subclass
+such as `UnknownClass` saying what to do) before anything is written, every
+label is one transaction, and a round refuses to start while another one
+(from the app, the CLI or another kernel) trains the project.
+
+A bare name ("pets") means a project folder in the workspace's projects/
+folder (`$VAAL_HOME/projects`, where the app looks); to open one, the
+current folder and the app's recent projects are tried next. Anything
+with a slash, a leading '.' or '~', or a `pathlib.Path` is a path.
+Projects made or opened here join the app's recent list.
+
+pandas and plotly are imported only by the calls that return their objects,
+and torch only by the calls that train, so `import vaal_core` stays fast.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vaal_core.errors import BadInput, CannotWrite, ProjectExists, ProjectNotFound
+from vaal_core.progress import Event, Progress, describe_with_losses, losses_text, stderr_printer
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from vaal_core.store import Project
+
+__all__ = ["ProjectHandle", "Simulation", "create_project", "open_project", "simulate"]
+
+QUEUE_COLUMNS = ["path", "score", "rank", "suggestion", "confidence", "item_id", "audit"]
+LABEL_COLUMNS = ["path", "label", "author", "source", "time", "item_id"]
+SUMMARY_COLUMNS = ["sampler", "round", "labeled", "mean", "std", "min", "max", "n_seeds"]
+
+
+# -- finding projects ------------------------------------------------------------
+
+def _is_name(value: str | os.PathLike) -> bool:
+    """'pets' is a name; './pets', 'data/pets', '~/pets' and Path('pets') are paths."""
+    return isinstance(value, str) and not value.startswith((".", "~")) and not any(s in value for s in "/\\")
+
+
+def _path(value: str | os.PathLike) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+def _project_root(name_or_path: str | os.PathLike) -> Path:
+    """Where a project named or pointed at lives: a name is looked up in the
+    workspace's projects/ folder, then in the current folder, then among the
+    app's recent projects (the first place that holds one wins)."""
+    from vaal_core.services import workspace
+    from vaal_core.store import DB_NAME
+
+    if not _is_name(name_or_path):
+        root = _path(name_or_path)
+        if not (root / DB_NAME).is_file():
+            raise ProjectNotFound(f"no project at {root} (missing {DB_NAME}); create one with "
+                                  f"vc.create_project({str(root)!r}, images=...)")
+        return root
+    name = str(name_or_path)
+    in_home = workspace.new_project_path(name)  # a name that cannot be a folder is refused here
+    here = Path(name)
+    recent = [k.path for k in workspace.known_projects() if k.name == name]
+    for root in (in_home, here, *recent[:1]):
+        if (root / DB_NAME).is_file():
+            return _path(root)
+    raise ProjectNotFound(f"no project named {name!r} in {workspace.projects_dir()}, in the current folder or "
+                          f"among the recent projects; create it with vc.create_project({name!r}, images=...), "
+                          "or give the project folder's path")
+
+
+def _remember(root: Path) -> None:
+    from vaal_core.services import workspace
+
+    # Only the app's recent list: a home it cannot write to must not fail the project's own work.
+    with suppress(OSError, CannotWrite):
+        workspace.remember(root)
+
+
+def create_project(name: str | os.PathLike, images: str | os.PathLike, classes: Sequence[str] | str = (), *,
+                   gold_from_folders: bool = False, image_size: int | None = None, exist_ok: bool = False,
+                   progress: bool = True) -> "ProjectHandle":
+    """Create a project from a folder of images (scanned recursively; every
+    image decoded once into the project's cache) and open it.
+
+    `name`: a bare name makes the project in the workspace's projects/
+    folder (where the app lists it); a path makes it there. `classes`: the
+    class names in key order (a list, or "cat,dog"); more can come later.
+    `gold_from_folders`: each image's parent folder name is its hidden
+    true class (for evaluation; the classes come from the folders when none
+    are given). `image_size`: 32 (the default), 64 or 128. `exist_ok`: if
+    the project exists, add the folder's new images to it (labels kept)
+    instead of refusing. The ingest's report is `.ingest_report`.
+
+        >>> p = vc.create_project("pets", images="~/pets", classes=["cat", "dog"])
+        >>> p.ingest_report["added"], p.ingest_report["skipped"]
+        (2000, [])
+        >>> digits = vc.create_project("/tmp/digits", images="data/digits", gold_from_folders=True)
+    """
+    from vaal_core.data.ingest import init_project, parse_classes
+    from vaal_core.services import workspace
+    from vaal_core.store import DB_NAME
+
+    root = workspace.new_project_path(name) if _is_name(name) else _path(name)
+    if (root / DB_NAME).exists() and not exist_ok:
+        raise ProjectExists(f"a project already exists at {root}; open it with vc.open_project({str(name)!r}), "
+                            "or pass exist_ok=True to add the folder's new images to it")
+    with _phase_bars(progress) as show:
+        project, report, _ = init_project(root, Path(images), parse_classes(classes, what="classes"), image_size,
+                                          gold_from_folders=gold_from_folders, progress=show)
+    _remember(root)
+    handle = ProjectHandle(project)
+    handle.ingest_report = report.to_dict()
+    return handle
+
+
+def open_project(name_or_path: str | os.PathLike) -> "ProjectHandle":
+    """Open an existing project by its name (in the workspace's projects/
+    folder, the current folder or the app's recent list) or its path.
+
+        >>> p = vc.open_project("pets")
+        >>> p = vc.open_project("~/work/pets")
+    """
+    from vaal_core.store import Project
+
+    root = _project_root(name_or_path)
+    project = Project.open(root)
+    _remember(root)
+    return ProjectHandle(project)
+
+
+# -- a project -------------------------------------------------------------------
+
+class ProjectHandle:
+    """One open project: its status, rounds, queue and labels. Writes go to
+    the project's store at once (one transaction each), so the app, open on
+    the same project, sees them on its next refresh. `.project` is the
+    store's `Project`, for anything this class does not cover."""
+
+    ingest_report: dict[str, Any] | None = None  # what create_project's ingest found
+
+    def __init__(self, project: Project):
+        self.project = project
+
+    @property
+    def root(self) -> Path:
+        return self.project.root
+
+    @property
+    def name(self) -> str:
+        return self.project.root.name
+
+    def __repr__(self) -> str:
+        st = self.project.status()
+        return (f"<vaal_core project {self.name!r} at {self.root}: {st['items']} images, {st['labeled']} labeled, "
+                f"{st['rounds']} rounds>")
+
+    def close(self) -> None:
+        self.project.close()
+
+    def __enter__(self) -> "ProjectHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def classes(self) -> list[str]:
+        """The class names, in key order."""
+        return self.project.classes()
+
+    def status(self) -> dict[str, Any]:
+        """Counts of images, labels and rounds: the dict `python -m
+        vaal_core status PROJECT --json` prints.
+
+            >>> p.status()["labeled"], p.status()["per_class"]
+            (12, {'cat': 7, 'dog': 5})
+        """
+        return self.project.status()
+
+    def round(self, sampler: str = "auto", budget: int | None = None, *, fast: bool = False, seed: int = 0,
+              device: str = "auto", fresh: bool = False, suggest: bool = True, pretrained: str | None = None,
+              audit: float | None = None, progress: bool = True) -> dict[str, Any]:
+        """Train what `sampler` needs and write a new labeling queue (its
+        ranked batch of `budget` images); blocks until done, with a progress
+        bar per phase. Returns the round's summary: what `round --json`
+        prints, less the queue itself (see `queue()`) and with its length.
+
+        `budget`: the queue's ranked batch (default 5% of the images).
+        `fast`: small models, few iterations (seconds on a CPU). `suggest`:
+        also train the task model for label suggestions. `audit`: the share
+        of the batch drawn at random to measure the suggestions honestly
+        (default 0.05). Raises WorkerBusy when another process trains this
+        project, and BadInput (UnknownSampler, BudgetTooLarge, ...) before
+        any training. An interrupted round keeps the previous queue.
+
+            >>> summary = p.round(sampler="vaal", budget=50, fast=True)
+            >>> summary["round_id"], summary["queue_length"]
+            (1, 50)
+        """
+        from vaal_core.loop.round import RoundConfig, run_round, slow_on_cpu
+
+        cfg = RoundConfig(sampler=sampler, budget=budget, seed=seed, device=device, fast=fast, fresh=fresh,
+                          suggest=suggest, pretrained=pretrained, **({} if audit is None else {"audit": audit}))
+        if progress and slow_on_cpu(cfg):
+            print("note: full-size models on a CPU train slowly (hours for a large pool); pass fast=True for a "
+                  "quick round, or run on a GPU", file=sys.stderr, flush=True)
+        with _phase_bars(progress, describe_with_losses) as show:
+            result = run_round(self.project, cfg, progress=show)
+        summary = {k: v for k, v in result.to_dict().items() if k != "queue"}
+        summary["queue_length"] = len(result.queue)
+        return summary
+
+    def queue(self, limit: int | None = None) -> "pd.DataFrame":
+        """The last round's batch, its images still unlabeled, in rank
+        order, with the task model's suggested class and its confidence
+        (None where the round trained no task model). Columns: path, score,
+        rank, suggestion, confidence, item_id, audit (a random audit pick,
+        not the sampler's). `.attrs` holds the round id and the task
+        model's accuracy estimate (`attrs["task"]`, None without one).
+
+            >>> p.queue(limit=2)
+                      path     score  rank suggestion  confidence  item_id  audit
+            0  cat/014.jpg  0.981231     1        cat    0.912300       15  False
+            1  dog/201.jpg  0.977002     2        dog    0.640522      702  False
+        """
+        import pandas as pd
+
+        from vaal_core.services.labeling import queue_suggestions
+
+        if limit is not None and limit < 0:
+            raise BadInput(f"limit must be 0 or more, got {limit}")
+        out = queue_suggestions(self.project, limit)
+        frame = pd.DataFrame(out["items"], columns=QUEUE_COLUMNS)
+        frame.attrs.update(round=out["round"], task=out["task"])
+        return frame
+
+    def label(self, item: str | os.PathLike | int, label: str | None, *, author: str = "user") -> dict[str, Any]:
+        """Label one image, given by its path (relative to the image folder,
+        as in `queue()`) or its item id; `label=None` clears its label. One
+        transaction, kept in the history like a label given in the app. An
+        unknown class or image raises UnknownClass / UnknownItem (both
+        BadInput) and writes nothing.
+
+            >>> p.label("cat/001.jpg", "cat")
+            {'item_id': 1, 'path': 'cat/001.jpg', 'label': 'cat'}
+            >>> p.label(1, "dog")
+            {'item_id': 1, 'path': 'cat/001.jpg', 'label': 'dog'}
+        """
+        item_id, path = self._item(item)
+        self.project.set_label(item_id, label, author=author, source="api")
+        return {"item_id": item_id, "path": path, "label": label}
+
+    def _item(self, item: str | os.PathLike | int) -> tuple[int, str]:
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            found = self.project.item(int(item))  # UnknownItem names the id
+            return found.id, found.path
+        if isinstance(item, (str, os.PathLike)):
+            path = os.fspath(item).replace(os.sep, "/")
+            return self.project.item_id(path), path  # UnknownItem names the path
+        raise BadInput(f"give an image by its path (as in the queue) or its item id, not {item!r}")
+
+    def labels(self) -> "pd.DataFrame":
+        """Every labeled image, sorted by path, with who labeled it, how
+        ('ui', 'grid', 'suggestion' and 'explore' in the app, 'csv' for an
+        import, 'api' from here) and when (UTC). Columns: path, label,
+        author, source, time, item_id.
+
+            >>> p.labels().groupby("label").size()
+            label
+            cat    7
+            dog    5
+        """
+        import pandas as pd
+
+        frame = pd.DataFrame(self.project.label_rows()).rename(columns={"created_at": "time"})
+        frame = frame.reindex(columns=LABEL_COLUMNS)  # the columns even with no labels yet
+        frame["time"] = pd.to_datetime(frame["time"], format="ISO8601", utc=True)
+        return frame
+
+    def export(self, out: str | os.PathLike, format: str | None = None) -> dict[str, Any]:
+        """Write the labels as a `path,label` CSV, a JSON file or an
+        ImageFolder copy (a folder per class). The format is `format`, or
+        the file's suffix (.csv, .json). Returns what `export --json` prints.
+
+            >>> p.export("labels.csv")
+            {'format': 'csv', 'out': 'labels.csv', 'labels': 12}
+            >>> p.export("~/pets-labeled", format="imagefolder")["labels"]
+            12
+        """
+        from vaal_core.services.labels_io import export_labels
+
+        out = Path(out).expanduser()
+        fmt = format or {".csv": "csv", ".json": "json"}.get(out.suffix.lower())
+        if fmt is None:
+            raise BadInput(f"say which format to write {out} in: format='csv', 'json' or 'imagefolder'")
+        return export_labels(self.project, fmt, out)
+
+
+# -- simulation ----------------------------------------------------------------------
+
+class Simulation:
+    """What `simulate` measured. `.raw` is the results JSON as a dict (the
+    file is `.out`, its chart `.out.with_suffix('.html')`); `.summary`,
+    `.figure` and `.headline` read from it."""
+
+    def __init__(self, raw: dict[str, Any], out: Path):
+        self.raw, self.out = raw, out
+
+    @property
+    def headline(self) -> str:
+        """The result in one sentence per point (' | ' between them)."""
+        return self.raw["headline"]
+
+    @cached_property
+    def summary(self) -> "pd.DataFrame":
+        """Test accuracy per sampler and round: a row each, with the mean,
+        std, min and max over the seeds (as fractions) and n_seeds."""
+        import pandas as pd
+
+        rows = [{"sampler": name, **row} for name, rows in self.raw["summary"].items() for row in rows]
+        return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
+
+    @cached_property
+    def figure(self) -> "go.Figure":
+        """Accuracy against labels, a line per sampler (the Demo page's chart)."""
+        from vaal_core.loop.chart import chart_figure
+
+        return chart_figure(self.raw)
+
+    def __repr__(self) -> str:
+        return f"<vaal_core simulation: {self.headline or 'no results'}; files: {self.out.parent}>"
+
+
+def simulate(images: str | os.PathLike, samplers: Sequence[str] | str, *, init: int, budget: int, rounds: int,
+             seeds: int = 1, fast: bool = False, out: str | os.PathLike | None = None, device: str = "auto",
+             image_size: int = 32, test_fraction: float = 0.2, subset: int | None = None, evaluate: str = "own",
+             pretrained: str | None = None, map: bool = False, progress: bool = True) -> Simulation:
+    """Play active learning with an oracle on a folder with a subfolder
+    per class: from `init` random labels, each sampler picks `budget` more
+    per round for `rounds` rounds (random is always added as the baseline),
+    on `seeds` seeds, measuring test accuracy on a held-out split. As
+    `python -m vaal_core simulate`; the files (results JSON, chart HTML)
+    go to the folder `out` (default: a new temporary folder).
+
+        >>> sim = vc.simulate("data/digits", ["vaal", "entropy"], init=50, budget=50, rounds=4, fast=True)
+        >>> sim.summary.head(3)
+          sampler  round  labeled   mean   std   min   max  n_seeds
+        0  random      0       50  0.612   0.0  0.612  0.612       1
+        ...
+        >>> sim.figure.show()
+    """
+    from vaal_core.loop.simulate import SimConfig, rounds_total
+    from vaal_core.loop.simulate import simulate as run
+
+    names = [s.strip() for s in samplers.split(",") if s.strip()] if isinstance(samplers, str) else list(samplers)
+    cfg = SimConfig(samplers=tuple(names), init=init, budget=budget, rounds=rounds, seeds=seeds, fast=fast,
+                    device=device, image_size=image_size, test_fraction=test_fraction, subset=subset, map=map,
+                    evaluate=evaluate, pretrained=pretrained)
+    total = rounds_total(cfg)  # an unknown sampler is refused before a folder is made
+    folder = Path(out).expanduser() if out is not None else Path(tempfile.mkdtemp(prefix="vaal-simulation-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    with _round_bar(progress, total) as show:
+        raw = run(Path(images).expanduser(), cfg, folder / "simulation.json", progress=show)
+    return Simulation(raw, folder / "simulation.json")
+
+
+# -- progress ------------------------------------------------------------------------
+
+def _tqdm():
+    """tqdm's notebook bar in Jupyter, its text bar elsewhere; None if it is
+    not installed (it comes with umap-learn, not as our own dependency)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+@contextmanager
+def _phase_bars(show: bool, describe: Callable[[Event], str] = Event.describe) -> Iterator[Progress | None]:
+    """A bar per phase of the work (reading the images, training, scoring),
+    the losses beside it; lines on stderr without tqdm; nothing with
+    show=False."""
+    if not show:
+        yield None
+        return
+    tqdm = _tqdm()
+    if tqdm is None:
+        yield stderr_printer(describe=describe)
+        return
+    now: dict[str, Any] = {"phase": None, "bar": None}
+
+    def on_event(event: Event) -> None:
+        bar = now["bar"]
+        if event.phase != now["phase"]:
+            if bar is not None:
+                bar.close()
+            # A phase with nothing to count (selecting the batch) is its name alone, not "0step [00:00]".
+            bar = now["bar"] = tqdm(total=event.total, desc=event.phase.label, unit=event.phase.unit,
+                                    bar_format=None if event.total else "{desc}")
+            now["phase"] = event.phase
+        if event.total and bar.total != event.total:
+            bar.total, bar.bar_format = event.total, None
+        losses = losses_text(event)
+        if losses:
+            bar.set_postfix_str(losses, refresh=False)
+        bar.update(event.done - bar.n)
+
+    try:
+        yield on_event
+    finally:
+        if now["bar"] is not None:
+            now["bar"].close()
+
+
+@contextmanager
+def _round_bar(show: bool, total: int) -> Iterator[Progress | None]:
+    """One bar over a simulation's rounds, the last round's accuracy beside
+    it; a line per round on stderr without tqdm (as the CLI)."""
+    from vaal_core.loop.simulate import print_round, round_line
+
+    if not show:
+        yield None
+        return
+    tqdm = _tqdm()
+    if tqdm is None:
+        yield print_round
+        return
+    bar = tqdm(total=total, desc="simulating", unit="round")
+
+    def on_event(event: Event) -> None:
+        if event.values.get("done"):
+            line = round_line(event)
+            if line:
+                bar.set_postfix_str(line, refresh=False)
+            bar.update(1)
+
+    try:
+        yield on_event
+    finally:
+        bar.close()
