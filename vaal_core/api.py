@@ -34,14 +34,15 @@ import numbers
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaal_core.errors import BadInput, CannotWrite, ProjectExists, ProjectNotFound
-from vaal_core.progress import Event, Progress, describe_with_losses, losses_text, stderr_printer
+from vaal_core.progress import describe_with_losses
+from vaal_core.progress_bars import phase_bars, round_bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,7 +129,7 @@ def create_project(name: str | os.PathLike, images: str | os.PathLike, classes: 
     if (root / DB_NAME).exists() and not exist_ok:
         raise ProjectExists(f"a project already exists at {root}; open it with vc.open_project({str(name)!r}), "
                             "or pass exist_ok=True to add the folder's new images to it")
-    with _phase_bars(progress) as show:
+    with phase_bars(progress) as show:
         project, report, _ = init_project(root, Path(images), parse_classes(classes, what="classes"), image_size,
                                           gold_from_folders=gold_from_folders, progress=show)
     _remember(root)
@@ -227,7 +228,7 @@ class ProjectHandle:
         if progress and slow_on_cpu(cfg):
             print("note: full-size models on a CPU train slowly (hours for a large pool); pass fast=True for a "
                   "quick round, or run on a GPU", file=sys.stderr, flush=True)
-        with _phase_bars(progress, describe_with_losses) as show:
+        with phase_bars(progress, describe_with_losses) as show:
             result = run_round(self.project, cfg, progress=show)
         summary = {k: v for k, v in result.to_dict().items() if k != "queue"}
         summary["queue_length"] = len(result.queue)
@@ -382,83 +383,6 @@ def simulate(images: str | os.PathLike, samplers: Sequence[str] | str, *, init: 
     total = rounds_total(cfg)  # an unknown sampler is refused before a folder is made
     folder = Path(out).expanduser() if out is not None else Path(tempfile.mkdtemp(prefix="vaal-simulation-"))
     folder.mkdir(parents=True, exist_ok=True)
-    with _round_bar(progress, total) as show:
+    with round_bar(progress, total) as show:
         raw = run(Path(images).expanduser(), cfg, folder / "simulation.json", progress=show)
     return Simulation(raw, folder / "simulation.json")
-
-
-# -- progress ------------------------------------------------------------------------
-
-def _tqdm():
-    """tqdm's notebook bar in Jupyter, its text bar elsewhere; None if it is
-    not installed (it comes with umap-learn, not as our own dependency)."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm
-
-
-@contextmanager
-def _phase_bars(show: bool, describe: Callable[[Event], str] = Event.describe) -> Iterator[Progress | None]:
-    """A bar per phase of the work (reading the images, training, scoring),
-    the losses beside it; lines on stderr without tqdm; nothing with
-    show=False."""
-    if not show:
-        yield None
-        return
-    tqdm = _tqdm()
-    if tqdm is None:
-        yield stderr_printer(describe=describe)
-        return
-    now: dict[str, Any] = {"phase": None, "bar": None}
-
-    def on_event(event: Event) -> None:
-        bar = now["bar"]
-        if event.phase != now["phase"]:
-            if bar is not None:
-                bar.close()
-            # A phase with nothing to count (selecting the batch) is its name alone, not "0step [00:00]".
-            bar = now["bar"] = tqdm(total=event.total, desc=event.phase.label, unit=event.phase.unit,
-                                    bar_format=None if event.total else "{desc}")
-            now["phase"] = event.phase
-        if event.total and bar.total != event.total:
-            bar.total, bar.bar_format = event.total, None
-        losses = losses_text(event)
-        if losses:
-            bar.set_postfix_str(losses, refresh=False)
-        bar.update(event.done - bar.n)
-
-    try:
-        yield on_event
-    finally:
-        if now["bar"] is not None:
-            now["bar"].close()
-
-
-@contextmanager
-def _round_bar(show: bool, total: int) -> Iterator[Progress | None]:
-    """One bar over a simulation's rounds, the last round's accuracy beside
-    it; a line per round on stderr without tqdm (as the CLI)."""
-    from vaal_core.loop.simulate import print_round, round_line
-
-    if not show:
-        yield None
-        return
-    tqdm = _tqdm()
-    if tqdm is None:
-        yield print_round
-        return
-    bar = tqdm(total=total, desc="simulating", unit="round")
-
-    def on_event(event: Event) -> None:
-        if event.values.get("done"):
-            line = round_line(event)
-            if line:
-                bar.set_postfix_str(line, refresh=False)
-            bar.update(1)
-
-    try:
-        yield on_event
-    finally:
-        bar.close()
