@@ -29,7 +29,7 @@ $(RUN_STAMP): requirements.txt | $(PY)
 	@touch $@
 	@echo ">>> App dependencies installed."
 
-$(DEV_STAMP): requirements-dev.txt $(RUN_STAMP)
+$(DEV_STAMP): requirements-dev.txt requirements-notebook.txt $(RUN_STAMP)
 	@echo ">>> Installing the test tools from requirements-dev.txt (pytest, Playwright)"
 	$(PY) -m pip install -r requirements-dev.txt
 	@touch $@

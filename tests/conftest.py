@@ -136,3 +136,34 @@ def key_button(at, name: str):
                  if b["id"] == name]
     assert len(hits) == 1, f"{len(hits)} buttons named {name!r}: {[b.key for b in at.button]}"
     return hits[0]
+
+
+# -- handwritten digits (scikit-learn) as a small image folder -----------------------
+
+DIGITS = {"one": 1, "two": 2, "three": 3}  # class folder -> digit
+DIGITS_PER_CLASS = 30
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory) -> Path:
+    """90 real digits (30 each of 1, 2, 3) as PNG files in class folders named one/, two/, three/."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from vaal_core.data.digits import digit_pixels
+
+    data = load_digits()
+    root = tmp_path_factory.mktemp("digits") / "images"
+    for name, digit in DIGITS.items():
+        (root / name).mkdir(parents=True)
+        for k, i in enumerate(np.flatnonzero(data.target == digit)[:DIGITS_PER_CLASS]):
+            Image.fromarray(digit_pixels(data.images[i])).save(root / name / f"{k:03d}.png")
+    return root
+
+
+@pytest.fixture
+def workspace_home(tmp_path, monkeypatch) -> Path:
+    """A workspace of this test's own: projects/ and the recent list in a temp folder."""
+    monkeypatch.setenv("VAAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

@@ -15,37 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-from sklearn.datasets import load_digits
 
 import vaal_core as vc
-from vaal_core.data.digits import digit_pixels
 from vaal_core.services import workspace
 from vaal_core.store import Project
 
 from conftest import ROOT, run_cli
 
 CLASSES = {"one": 1, "two": 2, "three": 3}
-PER_CLASS = 30
-
-
-@pytest.fixture(scope="module")
-def digits_folder(tmp_path_factory) -> Path:
-    """90 real digits (30 each of 1, 2, 3) as PNG files in class folders named one/, two/, three/."""
-    data = load_digits()
-    root = tmp_path_factory.mktemp("digits") / "images"
-    for name, digit in CLASSES.items():
-        (root / name).mkdir(parents=True)
-        for k, i in enumerate(np.flatnonzero(data.target == digit)[:PER_CLASS]):
-            Image.fromarray(digit_pixels(data.images[i])).save(root / name / f"{k:03d}.png")
-    return root
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch) -> Path:
-    """A workspace of this test's own: projects/ and the recent list in a temp folder."""
-    monkeypatch.setenv("VAAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+def home(workspace_home) -> Path:
+    return workspace_home
 
 
 @pytest.fixture

@@ -302,7 +302,7 @@ def test_cached_projection_of_a_file(digits, tmp_path):
         cached_projection_of(tmp_path / "missing.npy")
 
 
-# -- what Explore draws and asks (vaal_core.maps.explore, views.palette) -----------
+# -- what Explore draws and asks (vaal_core.maps.explore, vaal_core.maps.palette) -----------
 
 def test_latent_map_shows_no_gold_folder(tmp_path):
     """A project whose answers came from class folders: every path the map
@@ -355,7 +355,7 @@ def test_page_span_pages_every_item_once():
 
 
 def test_class_palette_is_distinct_from_unlabeled_and_stable():
-    from views import palette
+    from vaal_core.maps import palette
 
     cifar = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     colors, symbols = palette.class_colors(cifar), palette.class_symbols(cifar)

@@ -148,13 +148,6 @@ def conflict_text(project: Project, err: LabelConflict) -> str:
             f"after this page showed it{more}.")
 
 
-def class_keys(classes: list[str]) -> list[str | None]:
-    """Number keys for the classes in their order: 1-9, then 0 for the
-    tenth; classes past the tenth get no key."""
-    keys = [str(k) for k in range(1, 10)] + ["0"]
-    return [keys[i] if i < len(keys) else None for i in range(len(classes))]
-
-
 @st.cache_resource(max_entries=512, show_spinner=False)
 def _picture(path: str, item_id: int, side: int, _project: Project) -> tuple[Image.Image, str | None]:
     img, note = load_image(_project, _project.item(item_id), max_side=side)

@@ -25,7 +25,7 @@ from vaal_core.maps import cache as maps
 from vaal_core.maps import explore
 from vaal_core.services import worker
 from vaal_core.store import Project
-from views import palette
+from vaal_core.maps import palette
 from views.common import chart_text, conflict_text, picture, plain, require_project, show_error
 
 GALLERY = 24  # images per page of a selection: 3 rows of 8

@@ -31,7 +31,7 @@ import uuid
 import streamlit as st
 
 from views import keyboard, label_parts
-from views.common import class_keys, conflict_text, picture, plain, require_project
+from views.common import conflict_text, picture, plain, require_project
 from views.label_parts import shown
 from vaal_core.data.images import image_root_problem
 from vaal_core.errors import LabelConflict, VaalError
@@ -64,7 +64,7 @@ if not classes:
 problem = image_root_problem(project)
 if problem:
     st.warning(plain(problem), icon=":material/folder_off:")
-KEYS = class_keys(classes)
+KEYS = label_words.class_keys(classes)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -262,12 +262,7 @@ def trust_of(s: Suggestion) -> calibration.Trust:
 def suggestion_line(s: Suggestion) -> str:
     """'Suggested: **cat** · 87% (round 3's task model) — calibrated on 42
     held-out labels', saying when it is not pre-selected and why."""
-    trust = trust_of(s)
-    line = (f"Suggested: **{plain(s.label)}** · {s.confidence:.0%} (round {s.round_id}'s task model) — "
-            + trust.words())
-    if calibration.preselect(s.confidence, trust):
-        return line
-    return f"{line}; not pre-selected" + (f" ({why_not(trust)})" if trust.calibrated else "")
+    return label_words.suggestion_sentence(s, trust_of(s), lambda name: f"**{plain(name)}**")
 
 
 def feedback() -> None:

@@ -15,10 +15,10 @@ from vaal_core.data.ingest import init_project, parse_classes
 from vaal_core.errors import BadInput, VaalError
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event
-from vaal_core.services import workspace
+from vaal_core.services import label_words, workspace
 from vaal_core.services.labels_io import export_labels, labels_text
 from vaal_core.store import DB_NAME
-from views.common import chart_text, class_keys, plain, select_project, show_error
+from views.common import chart_text, plain, select_project, show_error
 
 project = st.session_state.get("project")
 st.title("Project")
@@ -146,7 +146,7 @@ def overview() -> None:
 def classes_section() -> None:
     classes = project.classes()
     counts = project.status()["per_class"]
-    keys = class_keys(classes)
+    keys = label_words.class_keys(classes)
     for i, name in enumerate(classes):
         c_key, c_name, c_up, c_down, c_del = st.columns([1, 6, 1, 1, 1], vertical_alignment="bottom")
         c_key.markdown(f"`{keys[i] or '-'}`")

@@ -8,7 +8,7 @@ changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,24 @@ def round_facts(project: Project, round_id: int) -> RoundFacts:
     metrics = row["metrics"] or {}
     return RoundFacts(round_id, row["sampler"], calibration.of_round(metrics), disc_quality.of_round(metrics),
                       {k: metrics[k] for k in ("cold_start", "map_space", "scored_subset") if k in metrics})
+
+
+def class_keys(classes: list[str]) -> list[str | None]:
+    """Number keys for the classes in their order: 1-9, then 0 for the
+    tenth; classes past the tenth get no key (the app and the notebook)."""
+    keys = [str(k) for k in range(1, 10)] + ["0"]
+    return [keys[i] if i < len(keys) else None for i in range(len(classes))]
+
+
+def suggestion_sentence(s: Suggestion, trust: calibration.Trust, name: Callable[[str], str] = str) -> str:
+    """'Suggested: cat · 87% (round 3's task model) — calibrated on 42
+    held-out labels', saying when it is not pre-selected and why; `name`
+    dresses the class name (the page: bold, escaped)."""
+    line = (f"Suggested: {name(s.label)} · {s.confidence:.0%} (round {s.round_id}'s task model) — "
+            + trust.words())
+    if calibration.preselect(s.confidence, trust):
+        return line
+    return f"{line}; not pre-selected" + (f" ({why_not(trust)})" if trust.calibrated else "")
 
 
 def place(order: LabelOrder, item_id: int, facts: RoundFacts | None, n_classes: int) -> str:

@@ -26,8 +26,14 @@ MAX_RECENT = 12
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding vaal_core/
 
 
+# A checkout keeps projects/ beside the code; an installed copy (`pip install .`) has
+# no app.py above vaal_core (that folder is site-packages), so it keeps them here.
+INSTALLED_HOME = Path("~/vaal-studio")
+
+
 def home() -> Path:
-    return Path(os.environ.get("VAAL_HOME") or PACKAGE_ROOT).expanduser().resolve()
+    default = PACKAGE_ROOT if (PACKAGE_ROOT / "app.py").is_file() else INSTALLED_HOME
+    return Path(os.environ.get("VAAL_HOME") or default).expanduser().resolve()
 
 
 def projects_dir() -> Path:

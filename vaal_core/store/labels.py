@@ -26,7 +26,9 @@ from vaal_core.store.items import now
 # Where a label came from, in words, for the message that refuses a blind overwrite.
 SOURCE_WORDS = {"ui": "on the Label page", "suggestion": "on the Label page (an accepted suggestion)",
                 "grid": "on the Label page's grid", "explore": "on Explore", "csv": "by an import",
-                "import": "by an import", "api": "from Python (vaal_core's API)"}
+                "import": "by an import", "api": "from Python (vaal_core's API)",
+                "notebook": "in a notebook (vc.Labeler or vc.LatentMap)",
+                "notebook_suggestion": "in a notebook (vc.Labeler, an accepted suggestion)"}
 
 
 class Labels:
