@@ -50,6 +50,7 @@ test-fast: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(PY) bench/engine.py
 	$(PY) bench/app.py
+	$(PY) bench/notebook.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts
