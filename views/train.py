@@ -177,21 +177,32 @@ def activity(last: dict | None, job) -> str | None:
     return None
 
 
-@st.fragment(run_every=1.0)
-def live_panel() -> None:
-    """A round training or starting, redrawn every second. When a round
-    starts, ends or fails, the whole page is drawn again (history, counts,
-    last_round_panel); while none runs this draws nothing, so the finished
-    round's link is not redrawn under the person's pointer every second."""
+def redraw_on_change() -> tuple[dict | None, str | None]:
+    """(the last round, its activity); the whole page is drawn again when a
+    round starts, ends or fails (history, counts, last_round_panel)."""
     last = project.last_round()
-    job = worker.round_worker(project)
-    active = activity(last, job)
+    active = activity(last, worker.round_worker(project))
     seen = st.session_state.get("live_seen")
     now_seen = (last["id"] if last else None, last["status"] if last else None, active)
     st.session_state["live_seen"] = now_seen
     if seen is not None and seen != now_seen:
         st.rerun()
+    return last, active
 
+
+@st.fragment(run_every=5.0)
+def idle_watch() -> None:
+    """While no round runs: notices one started elsewhere (the CLI, a
+    notebook) every 5 s and draws nothing. Not every second: a click on the
+    finished round's link could be lost when it met a fragment run (the
+    newcomer browser test saw that under a full run's load)."""
+    redraw_on_change()
+
+
+@st.fragment(run_every=1.0)
+def live_panel() -> None:
+    """A round training or starting, redrawn every second."""
+    last, active = redraw_on_change()
     if active == "running":
         prog = last["progress"] or {}
         st.markdown(f"**Round {last['id']}** ({plain(last['sampler'])}, budget {last['budget']:,}): "
@@ -440,7 +451,10 @@ def audit_section() -> None:
 
 
 start_form()
-live_panel()
+if activity(project.last_round(), worker.round_worker(project)) is None:
+    idle_watch()
+else:
+    live_panel()
 last_round_panel()
 history_section()
 audit_section()
