@@ -13,8 +13,6 @@ read live from the store by `refresh()`.
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +22,7 @@ from vaal_core.errors import BadInput
 from vaal_core.maps import palette
 from vaal_core.maps.explore import latent_map, latent_rounds
 from vaal_core.notebook.labeler import project_of
-from vaal_core.notebook.session import SOURCE
+from vaal_core.notebook.session import SOURCE, jpeg_data_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,7 +79,7 @@ class LatentMap:
 
     # -- the data ---------------------------------------------------------------------
 
-    def _frame(self) -> "pd.DataFrame":
+    def _frame(self, thumbnails: bool = True) -> "pd.DataFrame":
         import pandas as pd
 
         m = latent_map(self.project, self.projection)
@@ -97,16 +95,14 @@ class LatentMap:
             "state": pd.Categorical(state, categories=list(STATES)),
             "score": (m.disc_prob if m.disc_prob is not None else np.full(len(m.ids), np.nan)).astype(np.float32),
         })
-        if self.thumbnails:
+        if self.thumbnails and thumbnails:
             frame["thumbnail"] = [self._thumbnail(int(i)) for i in m.ids]
         frame.attrs.update(round=self.round_id, not_on_map=m.not_on_map)
         return frame
 
     def _thumbnail(self, item_id: int) -> str:
         img = cached_image(self.project, self.project.item(item_id))  # the decoded cache: no file reads
-        buf = io.BytesIO()
-        img.resize((THUMB, THUMB)).save(buf, "JPEG", quality=80)
-        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+        return jpeg_data_url(img.resize((THUMB, THUMB)), quality=80)
 
     def _encoding(self) -> dict[str, Any]:
         if self.color_by == "score":
@@ -199,7 +195,7 @@ class LatentMap:
         """Recolour from the store's labels and queue now (the points stay
         where they are; the selection is kept)."""
         kept = self.selection
-        new = self._frame()
+        new = self._frame(thumbnails=False)  # the images do not change: only what colours them
         for col in ("label", "state", "score"):  # in place: jupyter-scatter holds this frame
             self.frame[col] = new[col]  # categorical stays categorical: jupyter-scatter's colour codes follow it
         enc = self._encoding()

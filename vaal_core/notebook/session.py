@@ -29,6 +29,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
 from vaal_core.data.images import fit, image_root_problem, load_image, shown_path
 from vaal_core.errors import LabelConflict, VaalError
 from vaal_core.learn import calibration
@@ -41,6 +43,13 @@ TILE = 128  # a grid tile, px
 GRID = 12  # tiles per grid page (3 rows of 4)
 KEPT_DRAWINGS = 64  # presses on older drawings than this are refused, not guessed at
 SOURCE, ACCEPTED = "notebook", "notebook_suggestion"  # how the store records this widget's labels (SOURCE_WORDS)
+
+
+def jpeg_data_url(img: Image.Image, quality: int) -> str:
+    """An image as a data: URL, for the widgets (the browser gets it with the drawing, no file server)."""
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 @dataclass
@@ -71,6 +80,7 @@ class LabelSession:
         self._drawings: OrderedDict[str, Drawing] = OrderedDict()
         self._order: labeling.LabelOrder | None = None
         self._order_version: tuple | None = None
+        self._facts: dict[int, label_words.RoundFacts] = {}
         self._pictures: OrderedDict[tuple[int, int], tuple[str, str | None]] = OrderedDict()
 
     # -- reading the store ---------------------------------------------------------
@@ -82,7 +92,12 @@ class LabelSession:
         return self._order
 
     def facts(self, round_id: int | None) -> label_words.RoundFacts | None:
-        return None if round_id is None else label_words.round_facts(self.project, round_id)
+        # A finished round's record never changes: read once per round, not on every press.
+        if round_id is None:
+            return None
+        if round_id not in self._facts:
+            self._facts[round_id] = label_words.round_facts(self.project, round_id)
+        return self._facts[round_id]
 
     def picture(self, item_id: int, side: int) -> tuple[str, str | None]:
         """(a JPEG data URL of the image, its longer side `side` px; a note when
@@ -90,9 +105,7 @@ class LabelSession:
         key = (item_id, side)
         if key not in self._pictures:
             img, note = load_image(self.project, self.project.item(item_id), max_side=side)
-            buf = io.BytesIO()
-            fit(img, side).save(buf, "JPEG", quality=88)
-            self._pictures[key] = ("data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), note)
+            self._pictures[key] = (jpeg_data_url(fit(img, side), quality=88), note)
             while len(self._pictures) > 64:
                 self._pictures.popitem(last=False)
         return self._pictures[key]
