@@ -115,9 +115,16 @@ def training_strip(project: Project) -> None:
         st.session_state["label_round"] = status["current_round"]
         st.session_state.pop("cursor", None)  # start at the top of the new queue
         st.session_state.pop("last_action", None)
-        st.toast(f"Round {status['current_round']} finished: a new queue of {status['queue']:,} images",
-                 icon=":material/autorenew:")
+        # Said by the run this rerun starts, not before it: a toast sent just
+        # before st.rerun(), in the first run after the tab came from another
+        # page, blanked the tab (Streamlit's frontend: "Bad delta path index";
+        # 2 of 3 newcomer browser runs).
+        st.session_state["round_toast"] = (f"Round {status['current_round']} finished: a new queue of "
+                                           f"{status['queue']:,} images")
         st.rerun()
+    toast = st.session_state.pop("round_toast", None)
+    if toast:
+        st.toast(toast, icon=":material/autorenew:")
     last = status["last_round"]
     job = worker.round_worker(project)
     if status["training"] and last and last["status"] == "running":
