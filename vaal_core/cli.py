@@ -81,6 +81,7 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_round(args: argparse.Namespace) -> None:
+    from vaal_core.config import AccelConfig
     from vaal_core.loop.round import RoundConfig, run_round
 
     project = _project(args.project)
@@ -88,7 +89,7 @@ def cmd_round(args: argparse.Namespace) -> None:
     progress = stderr_printer(quiet, describe=describe_with_losses)
     cfg = RoundConfig(sampler=args.sampler, budget=args.budget, seed=args.seed, device=args.device,
                       fast=args.fast, fresh=args.fresh, suggest=not args.no_suggest, pretrained=args.pretrained,
-                      audit=args.audit)
+                      audit=args.audit, accel=AccelConfig(precision=args.precision))
     _warn_if_slow(cfg, quiet)
     result = run_round(project, cfg, progress=progress)
     m, t = result.metrics, result.timings
@@ -104,6 +105,13 @@ def cmd_round(args: argparse.Namespace) -> None:
                  f"steps on {task['n_train']} labels, {acc}; suggestions stored for the queue")
     if m.get("cold_start"):
         text += f"\ncold start: {m['cold_start']}"
+    if m.get("accel"):
+        from vaal_core.loop.report import accel_words
+
+        text += f"\nran on {m['accel']['device']}: {accel_words(m['accel'])}"
+        note = (m.get("losses") or {}).get("compile_note")
+        if note:
+            text += f" ({note})"
     out = result.to_dict()
     out["queue_length"] = len(result.queue)
     _emit(args, out, text)
@@ -183,13 +191,14 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
+    from vaal_core.config import AccelConfig
     from vaal_core.loop.simulate import SimConfig, print_round, simulate
 
     names = [s.strip() for s in args.samplers.split(",") if s.strip()]
     cfg = SimConfig(samplers=tuple(names), init=args.init, budget=args.budget, rounds=args.rounds,
                     seeds=args.seeds, fast=args.fast, device=args.device, image_size=args.image_size,
                     test_fraction=args.test_fraction, subset=args.subset, map=args.map, evaluate=args.evaluate,
-                    pretrained=args.pretrained)
+                    pretrained=args.pretrained, accel=AccelConfig(precision=args.precision))
     result = simulate(Path(args.images), cfg, Path(args.out), progress=None if args.json else print_round)
     lines = [*result["headline"].split(" | "), ""]
     for name, rows in result["summary"].items():
@@ -281,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--audit", type=float, default=0.05, metavar="FRACTION",
                     help="share of the batch drawn at random instead of by the sampler, to estimate the task "
                          "model's accuracy honestly (default 0.05; 0: none; batches under 10 get none)")
+    sp.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                    help="training and scoring precision: auto (bf16, or fp16 where a CUDA GPU lacks bf16; fp32 "
+                         "on a CPU), fp32, bf16 or fp16 (GPU only)")
 
     sp = command("queue", cmd_queue, "the current labeling queue, best first")
     sp.add_argument("--limit", type=int)
@@ -318,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pretrained", metavar="FILE",
                     help="ImageNet ResNet-18/50 weights (local .pth) for the feature space of typiclust, "
                          "probcover and auto (default: self-supervised SimCLR on the images)")
+    sp.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                    help="training and scoring precision: auto (bf16, or fp16 where a CUDA GPU lacks bf16; fp32 "
+                         "on a CPU), fp32, bf16 or fp16 (GPU only)")
 
     sp = command("embed", cmd_embed, "compute (and cache) the 2-D UMAP map of a round's VAE latents")
     sp.add_argument("--round", type=int, help="round id (default: the latest with latents)")

@@ -110,12 +110,29 @@ def feature_config(fast: bool = False) -> FeatureConfig:
                          min_steps=60, pretrained_size=112)
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """How the models run on the device (learn/accel.py resolves "auto"):
+    none of it changes what a round learns beyond float rounding, so it is
+    not part of a model's signature."""
+
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16/fp16 on CUDA, fp32 on CPU and MPS)
+    channels_last: str = "auto"  # auto | on | off (auto: on, except on MPS)
+    device_cache: str = "auto"  # auto | on | off: the decoded images on the device (auto: on CUDA, when they fit)
+    compile: str = "auto"  # auto | on | off: torch.compile, eager where it fails (auto: on CUDA)
+    score_batch: int = 0  # images per scoring batch; 0: 4096 on a GPU, 512 on a CPU
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    accel: AccelConfig = field(default_factory=AccelConfig)
     fast: bool = False
 
 

@@ -391,7 +391,8 @@ def history_section() -> None:
 def engineering(rows: list[dict], done: list[dict]) -> None:
     """The figures behind the sentences: every round's settings, timings and
     losses, the time per step, the VAE's loss curves."""
-    table = [{**{k: r[k] for k in ("round", "sampler", "budget", "status", "labeled", "device", "iterations",
+    table = [{**{k: r[k] for k in ("round", "sampler", "budget", "status", "labeled", "device", "precision",
+                                   "iterations",
                                    "warm_start", "features_s", "train_s", "score_s", "select_s", "total_s",
                                    "vae_loss", "disc_loss")},
               "task acc %": None if r.get("task_accuracy") is None else round(100 * r["task_accuracy"], 1),

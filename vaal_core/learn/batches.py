@@ -11,8 +11,14 @@ import torch.nn.functional as F
 from vaal_core.errors import TrainingDiverged
 
 
-def to_tensor(images: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, S, S, 3) cache rows -> float (B, 3, S, S) in [-1, 1] on device."""
+def to_tensor(images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, S, S, 3) cache rows -> float (B, 3, S, S) in [-1, 1] on device.
+    `images` is the memmap, or the cache already on the device
+    (`accel.place_images`): then the batch is gathered there, with no copy
+    through the host."""
+    if isinstance(images, torch.Tensor):
+        batch = images.index_select(0, torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(images.device))
+        return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
     order = np.sort(rows)  # sorted reads are sequential on a memmap
     batch = torch.from_numpy(np.ascontiguousarray(images[order]))
     if not np.array_equal(order, rows):

@@ -31,6 +31,20 @@ def check_device_name(name: str | None) -> str:
     return name
 
 
+def check_precision(precision: str | None, device: str | None) -> str:
+    """A precision name the round can use on `device` (torch-free, for the
+    app's early check): auto, fp32, bf16 or fp16 (fp16 only on a GPU)."""
+    from vaal_core.config import PRECISIONS
+
+    name = (precision or "auto").lower()
+    if name not in PRECISIONS:
+        raise BadInput(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)} (auto: bf16 or fp16 on a "
+                       "CUDA GPU, fp32 on a CPU)")
+    if name == "fp16" and (device or "auto").lower() == "cpu":
+        raise BadInput("precision fp16 needs a GPU; on a CPU use --precision bf16 or fp32 (or auto)")
+    return name
+
+
 def probe() -> dict[str, Any]:
     """What this machine offers PyTorch: {"cuda": [GPU names], "mps": bool,
     "cpu_cores": n, "torch": version}."""

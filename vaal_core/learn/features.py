@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from vaal_core.config import FeatureConfig, TaskConfig
 from vaal_core.errors import BadInput, RoundCancelled
+from vaal_core.learn.accel import Accel
 from vaal_core.learn.batches import BatchStream, check_finite, to_tensor
 from vaal_core.learn.checkpoints import read_user_weights
 from vaal_core.learn.models import TaskNet, build_task_net
@@ -108,11 +109,15 @@ class SimCLR(nn.Module):
         return self.head(self.embed(x))
 
 
-def train_simclr(model: SimCLR, images: np.ndarray, rows: np.ndarray, cfg: FeatureConfig, epochs: float,
-                 device: torch.device, progress: Progress | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+def train_simclr(model: SimCLR, images: np.ndarray | torch.Tensor, rows: np.ndarray, cfg: FeatureConfig,
+                 epochs: float, device: torch.device, progress: Progress | None = None,
+                 should_stop: Callable[[], bool] | None = None, accel: Accel | None = None) -> dict[str, Any]:
     """Train in place for `epochs` passes over `rows` (at least
-    `cfg.min_steps` steps). Returns the last loss and the step count."""
+    `cfg.min_steps` steps). Returns the last loss and the step count.
+    `accel`: the forward passes under its autocast and memory layout, the
+    loss (similarities over the batch) in float32."""
+    accel = accel or Accel(torch.device(device))
+    scaler = accel.scaler()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     batch = min(cfg.batch_size, len(rows))
@@ -129,12 +134,12 @@ def train_simclr(model: SimCLR, images: np.ndarray, rows: np.ndarray, cfg: Featu
             raise RoundCancelled(f"round cancelled while training the feature space (step {step} of {steps}); "
                                  "the previous queue is kept")
         x = to_tensor(images, stream.next(), device)
-        loss = nt_xent(model(two_views(x, gen, cfg.crop_scale)), model(two_views(x, gen, cfg.crop_scale)),
-                       cfg.temperature)
+        views = [accel.layout(two_views(x, gen, cfg.crop_scale)) for _ in range(2)]
+        with accel.autocast():
+            z1, z2 = model(views[0]), model(views[1])
+        loss = nt_xent(z1.float(), z2.float(), cfg.temperature)
         check_finite("feature (SimCLR)", loss, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.step(loss, opt)
         sched.step()
         report(step, feature_loss=loss.item())
     model.eval()
@@ -142,18 +147,23 @@ def train_simclr(model: SimCLR, images: np.ndarray, rows: np.ndarray, cfg: Featu
 
 
 @torch.no_grad()
-def embed_rows(net: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, rows: np.ndarray,
+def embed_rows(net: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray | torch.Tensor, rows: np.ndarray,
                device: torch.device, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
-               batch_size: int = 512, progress: Progress | None = None) -> np.ndarray:
+               batch_size: int | None = None, progress: Progress | None = None,
+               accel: Accel | None = None) -> np.ndarray:
     """L2-normalised embeddings (len(rows), D) of `net` (eval mode, no
-    augmentation), in batches."""
+    augmentation), in batches (of `accel.score_batch` unless given)."""
+    accel = accel or Accel(torch.device(device))
+    batch_size = batch_size or accel.score_batch
     out = []
     starts = range(0, len(rows), batch_size)
     report = Steps(progress, Phase.EMBED, len(starts), items_per_step=batch_size)
     report(0)
     for k, i in enumerate(starts, start=1):
         x = to_tensor(images, rows[i:i + batch_size], device)
-        out.append(F.normalize(net(prepare(x) if prepare else x).float(), dim=1).cpu())
+        with accel.autocast():
+            y = net(accel.layout(prepare(x) if prepare else x))
+        out.append(F.normalize(y.float(), dim=1).cpu())
         report(k)
     return torch.cat(out).numpy() if out else np.zeros((0, 1), np.float32)
 
@@ -208,14 +218,15 @@ class FeatureSpace:
     state: dict[str, Any]  # what to keep for the next round
 
 
-def feature_space(images: np.ndarray, rows: np.ndarray, item_ids: np.ndarray, cfg: FeatureConfig,
+def feature_space(images: np.ndarray | torch.Tensor, rows: np.ndarray, item_ids: np.ndarray, cfg: FeatureConfig,
                   device: torch.device, previous: dict[str, Any] | None, pretrained: Path | None = None,
                   progress: Progress | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> FeatureSpace:
+                  should_stop: Callable[[], bool] | None = None, accel: Accel | None = None) -> FeatureSpace:
     """The embeddings of `rows` (items `item_ids`): from an ImageNet backbone
     when weights are given or cached, else SimCLR on these images, trained
     fresh, warm (images were added since `previous`) or not at all (the
     same images: `previous`'s embeddings are reused)."""
+    accel = accel or Accel(torch.device(device))
     t0 = time.perf_counter()
     weights = pretrained or hub_weights()
     if weights is not None:
@@ -223,22 +234,22 @@ def feature_space(images: np.ndarray, rows: np.ndarray, item_ids: np.ndarray, cf
         if previous is not None and previous.get("source") == source and _same_items(previous, item_ids):
             return _reused(previous, item_ids)
         net, arch = load_imagenet_backbone(Path(weights))
-        embed = embed_rows(net.to(device), images, rows, device, imagenet_input(cfg.pretrained_size),
-                           batch_size=128, progress=progress)
+        embed = embed_rows(accel.prepare(net.to(device)), images, rows, device, imagenet_input(cfg.pretrained_size),
+                           batch_size=128, progress=progress, accel=accel)
         info = {**source, "arch": arch, "dim": int(embed.shape[1]), "trained": "no (ImageNet weights)",
                 "seconds": round(time.perf_counter() - t0, 2)}
         return FeatureSpace(embed, info, _state(source, None, item_ids, embed, info))
 
     source = {"source": "simclr", "config": asdict(cfg), "image_size": int(images.shape[1])}
-    model = SimCLR(cfg).to(device)
+    model = accel.prepare(SimCLR(cfg).to(device))
     warm = previous is not None and previous.get("source") == source
     if warm and _same_items(previous, item_ids):
         return _reused(previous, item_ids)
     if warm:
         model.load_state_dict(previous["net"])
     epochs = cfg.epochs_warm if warm else cfg.epochs_fresh
-    trained = train_simclr(model, images, rows, cfg, epochs, device, progress, should_stop)
-    embed = embed_rows(model.embed, images, rows, device, progress=progress)
+    trained = train_simclr(model, images, rows, cfg, epochs, device, progress, should_stop, accel)
+    embed = embed_rows(model.embed, images, rows, device, progress=progress, accel=accel)
     info = {"source": "simclr", "arch": cfg.arch, "dim": int(embed.shape[1]), "images": int(len(rows)),
             "epochs": epochs, "warm_start": warm, **trained, "seconds": round(time.perf_counter() - t0, 2)}
     return FeatureSpace(embed, info, _state(source, model.state_dict(), item_ids, embed, info))

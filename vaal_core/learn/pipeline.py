@@ -79,6 +79,11 @@ class Job:
     # on: a fresh start on the same data with the same seed gives the same
     # models, so a simulation shares them between the samplers of one seed.
     shared: dict[tuple, "_Made"] | None = None
+    # Set by `produce`: how the models run on the device (learn/accel.py), and
+    # the decoded images where batches are gathered from (on the device when
+    # the device cache is chosen and fits, else `data.images`).
+    accel: Any = field(default=None, init=False)
+    pixels: Any = field(default=None, init=False)
 
 
 @dataclass
@@ -134,7 +139,7 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
 
     d, cfg = job.data, job.engine.task
     loss_head = "pred_loss" in wanted
-    model = task.new_task_model(len(d.classes), cfg, job.device, job.seed, loss_head)
+    model = task.new_task_model(len(d.classes), cfg, job.device, job.seed, loss_head, job.accel)
     state, signature = job.models.load("task"), _task_signature(job)
     warm = state is not None and state.get("signature") == signature
     if warm:
@@ -143,14 +148,14 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
             model.head.load_state_dict(state["head"])
     pretrained = task.load_pretrained(model, job.pretrained) if not warm and job.pretrained else None
     t0 = time.perf_counter()
-    last = task.train_task(model, d.images, d.rows[d.task_train], d.targets[d.task_train], cfg, job.device,
-                           job.seed, job.progress, job.should_stop)
+    last = task.train_task(model, job.pixels, d.rows[d.task_train], d.targets[d.task_train], cfg, job.device,
+                           job.seed, job.progress, job.should_stop, job.accel)
     t1 = time.perf_counter()
     made: dict[str, Any] = {}
     if wanted - {"task_model"}:  # outputs for the round's items
         mc = cfg.mc_samples if "task_mc" in wanted else 0
-        out = task.run_task(model, d.images, d.rows, job.device, mc_samples=mc, seed=job.seed,
-                            progress=job.progress)
+        out = task.run_task(model, job.pixels, d.rows, job.device, mc_samples=mc, seed=job.seed,
+                            progress=job.progress, accel=job.accel)
         made["task_probs"] = out.probs
         made["task_embed"] = out.embed
         if out.pred_loss is not None:
@@ -159,7 +164,7 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
             made["task_mc"] = out.mc_probs
     accuracy, held_out = None, np.zeros((0, len(d.classes)), np.float32)
     if len(d.eval_rows):
-        held_out = task.predict(model, d.images, d.eval_rows, job.device)
+        held_out = task.predict(model, job.pixels, d.eval_rows, job.device, job.accel)
         accuracy = float((held_out.argmax(1) == d.eval_targets).mean())
     # The temperature that makes the softmax's confidence match the accuracy on the
     # labels it never trained on: what a round's suggestions show (learn/calibration.py).
@@ -188,7 +193,7 @@ def _vaal_game(conditioned: bool) -> Callable[[Job, frozenset[str], dict[str, An
 
         d, eng = job.data, job.engine
         vae_cfg = replace(eng.vae, cond_dim=1) if conditioned else eng.vae
-        models = vaal.build_vaal(vae_cfg, eng.train, job.device, job.seed)
+        models = vaal.build_vaal(vae_cfg, eng.train, job.device, job.seed, job.accel)
         state = job.models.load(name)
         warm = state is not None and state.get("vae_config") == asdict(vae_cfg)
         if warm:
@@ -201,10 +206,11 @@ def _vaal_game(conditioned: bool) -> Callable[[Job, frozenset[str], dict[str, An
         iterations = eng.train.iterations(int((~d.labeled).sum()), warm)
         t0 = time.perf_counter()
         torch.manual_seed(job.seed)  # the VAE's reparameterisation noise
-        losses = vaal.train_vaal(models, d.images, d.rows[d.labeled], d.rows[~d.labeled], eng.train, iterations,
-                                 job.device, job.seed, job.progress, job.should_stop, ranker=ranker)
+        losses = vaal.train_vaal(models, job.pixels, d.rows[d.labeled], d.rows[~d.labeled], eng.train, iterations,
+                                 job.device, job.seed, job.progress, job.should_stop, ranker=ranker,
+                                 accel=job.accel)
         t1 = time.perf_counter()
-        latents = vaal.encode(models.vae, d.images, d.rows, job.device, progress=job.progress)
+        latents = vaal.encode(models.vae, job.pixels, d.rows, job.device, progress=job.progress, accel=job.accel)
         cond = None if ranker is None else ranker[d.rows]
         disc = (vaal.discriminate(models.disc, latents, job.device, cond)
                 if d.labeled.any() else None)  # nothing labeled: nothing to tell apart
@@ -233,8 +239,9 @@ def _feature_space(job: Job, wanted: frozenset[str], values: dict[str, Any]) -> 
     from vaal_core.learn import features
 
     d = job.data
-    space = features.feature_space(d.images, d.rows, d.item_ids, job.engine.features, job.device,
-                                   job.models.load("features"), job.feature_weights, job.progress, job.should_stop)
+    space = features.feature_space(job.pixels, d.rows, d.item_ids, job.engine.features, job.device,
+                                   job.models.load("features"), job.feature_weights, job.progress, job.should_stop,
+                                   job.accel)
     job.models.save("features", {**space.state, **job.tag})
     return _Made({"features": space.embed}, {"features_s": space.info["seconds"]}, {"features": space.info})
 
@@ -296,9 +303,18 @@ def phases(needs: Iterable[str]) -> list[Phase]:
 
 
 def produce(needs: Iterable[str], job: Job) -> Produced:
-    """Train and compute what `needs` call for; see the module docstring."""
+    """Train and compute what `needs` call for; see the module docstring.
+    The job's images are placed once (`accel.place_images`) for every
+    producer that runs."""
     out = Produced({}, {}, {})
-    for producer, wanted in plan(needs):
+    steps = plan(needs)
+    if steps:
+        from vaal_core.learn import accel
+
+        job.accel = accel.resolve(job.engine.accel, job.device)
+        job.pixels = accel.place_images(job.data.images, job.accel)
+        out.metrics["accel"] = job.accel.describe()
+    for producer, wanted in steps:
         made = _shared_run(producer, wanted, job, out.values)
         out.values.update(made.values)
         out.timings.update(made.timings)

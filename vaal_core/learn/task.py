@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from vaal_core.config import TaskConfig
 from vaal_core.errors import BadInput, RoundCancelled
+from vaal_core.learn.accel import Accel
 from vaal_core.learn.batches import BatchStream, check_finite, random_crop, random_flip, to_tensor
 from vaal_core.learn.checkpoints import read_user_weights
 from vaal_core.learn.models import LossHead, TaskNet, build_task_net
@@ -34,9 +35,11 @@ class TaskModel:
 
 
 def new_task_model(num_classes: int, cfg: TaskConfig, device: torch.device, seed: int,
-                   loss_head: bool = False) -> TaskModel:
+                   loss_head: bool = False, accel: Accel | None = None) -> TaskModel:
     torch.manual_seed(seed)
     net = build_task_net(num_classes, cfg).to(device)
+    if accel is not None:
+        accel.prepare(net)
     return TaskModel(net, LossHead(net.stage_channels).to(device) if loss_head else None)
 
 
@@ -50,16 +53,19 @@ def class_weights(targets: np.ndarray, num_classes: int, device: torch.device) -
     return torch.tensor(weight, dtype=torch.float32, device=device)
 
 
-def train_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, targets: np.ndarray, cfg: TaskConfig,
-               device: torch.device, seed: int, progress: Progress | None = None,
-               should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+def train_task(model: TaskModel, images: np.ndarray | torch.Tensor, rows: np.ndarray, targets: np.ndarray,
+               cfg: TaskConfig, device: torch.device, seed: int, progress: Progress | None = None,
+               should_stop: Callable[[], bool] | None = None, accel: Accel | None = None) -> dict[str, Any]:
     """Train `model` in place on the labeled rows (warm start: whatever
     weights it holds), with random crop (padding 4) and flip augmentation and
     a class-weighted cross-entropy. With a loss head, the LL4AL objective is
     added: the head learns to rank the per-image (unweighted) losses with a
     margin ranking loss, and after `loss_stop_fraction` of the steps its
     gradient no longer reaches the backbone. Returns the last losses and the
-    step count; the model is left in eval mode."""
+    step count; the model is left in eval mode. `accel`: forward passes
+    under its autocast and memory layout, losses in float32."""
+    accel = accel or Accel(torch.device(device))
+    scaler = accel.scaler()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -85,22 +91,23 @@ def train_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, targets: 
             raise RoundCancelled(f"round cancelled while training the task model (step {step} of {steps}); "
                                  "the previous queue is kept")
         batch = stream.next()
-        x = random_crop(random_flip(to_tensor(images, batch, device), gen), 4, gen)
+        x = accel.layout(random_crop(random_flip(to_tensor(images, batch, device), gen), 4, gen))
         y = torch.tensor([by_row[r] for r in batch.tolist()], device=device)
-        feats = model.net.features(x)
-        logits = model.net.classify(model.net.pooled(feats))
-        per_image = F.cross_entropy(logits, y, reduction="none")  # (B,) the loss LL4AL predicts
+        with accel.autocast():
+            feats = model.net.features(x)
+            logits = model.net.classify(model.net.pooled(feats))
+        per_image = F.cross_entropy(logits.float(), y, reduction="none")  # (B,) the loss LL4AL predicts
         loss = (per_image * weight[y]).sum() / weight[y].sum()  # = F.cross_entropy(..., weight=weight)
         last = {"task_loss": loss.item()}
         if model.head is not None:
             head_in = feats if step <= detach_after else [f.detach() for f in feats]
-            rank = LossHead.ranking_loss(model.head(head_in), per_image, cfg.loss_margin)
+            with accel.autocast():
+                predicted = model.head(head_in)
+            rank = LossHead.ranking_loss(predicted.float(), per_image, cfg.loss_margin)
             loss = loss + cfg.loss_weight * rank
             last["rank_loss"] = rank.item()
         check_finite("task model", loss, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.step(loss, opt)
         sched.step()
         report(step, **last)
     model.net.eval()
@@ -120,12 +127,15 @@ class TaskOutputs:
 
 
 @torch.no_grad()
-def run_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: torch.device,
-             mc_samples: int = 0, seed: int = 0, batch_size: int = 512,
-             progress: Progress | None = None) -> TaskOutputs:
+def run_task(model: TaskModel, images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device,
+             mc_samples: int = 0, seed: int = 0, batch_size: int | None = None,
+             progress: Progress | None = None, accel: Accel | None = None) -> TaskOutputs:
     """Class probabilities, the loss head's predictions (with a head) and,
     with `mc_samples`, that many MC-dropout samples of the last layer, which
-    reuse the features of one forward pass (dropout is only there)."""
+    reuse the features of one forward pass (dropout is only there).
+    Batches of `accel.score_batch` unless `batch_size` is given."""
+    accel = accel or Accel(torch.device(device))
+    batch_size = batch_size or accel.score_batch
     net, head = model.net, model.head
     was = net.training, head.training if head is not None else False
     net.eval()
@@ -139,12 +149,16 @@ def run_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: tor
     report(0)
     try:
         for k, i in enumerate(starts, start=1):
-            feats = net.features(to_tensor(images, rows[i:i + batch_size], device))
-            pooled = net.pooled(feats)
-            probs.append(torch.softmax(net.classify(pooled).float(), 1).cpu())
-            embed.append(pooled.float().cpu())
-            if head is not None:
-                losses.append(head(feats).float().cpu())
+            with accel.autocast():
+                feats = net.features(accel.layout(to_tensor(images, rows[i:i + batch_size], device)))
+                pooled = net.pooled(feats)
+                logits = net.classify(pooled)
+                loss_pred = head(feats) if head is not None else None
+            pooled = pooled.float()  # MC dropout below samples the last layer in float32
+            probs.append(torch.softmax(logits.float(), 1).cpu())
+            embed.append(pooled.cpu())
+            if loss_pred is not None:
+                losses.append(loss_pred.float().cpu())
             if mc_samples:
                 mc.append(torch.stack([torch.softmax(net.classify(pooled, dropout=True).float(), 1)
                                        for _ in range(mc_samples)]).cpu())  # (T, B, C)
@@ -163,9 +177,10 @@ def run_task(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: tor
         embed=torch.cat(embed).numpy() if embed else np.zeros((0, net.fc.in_features), np.float32))
 
 
-def predict(model: TaskModel, images: np.ndarray, rows: np.ndarray, device: torch.device) -> np.ndarray:
+def predict(model: TaskModel, images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device,
+            accel: Accel | None = None) -> np.ndarray:
     """Class probabilities (len(rows), classes), eval mode, no augmentation."""
-    return run_task(model, images, rows, device).probs
+    return run_task(model, images, rows, device, accel=accel).probs
 
 
 def load_pretrained(model: TaskModel, path: Path) -> dict[str, Any]:

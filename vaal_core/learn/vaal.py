@@ -31,6 +31,7 @@ import torch
 from vaal_core.config import TrainConfig, VAEConfig
 from vaal_core.errors import RoundCancelled
 from vaal_core.learn import disc_quality
+from vaal_core.learn.accel import Accel
 from vaal_core.learn.batches import BatchStream, check_finite, random_flip, to_tensor
 from vaal_core.learn.models import VAE, Discriminator
 from vaal_core.progress import Phase, Progress, Steps
@@ -44,18 +45,21 @@ class VAALModels:
     opt_disc: torch.optim.Optimizer
 
 
-def build_vaal(vae_cfg: VAEConfig, train_cfg: TrainConfig, device: torch.device, seed: int) -> VAALModels:
+def build_vaal(vae_cfg: VAEConfig, train_cfg: TrainConfig, device: torch.device, seed: int,
+               accel: Accel | None = None) -> VAALModels:
     torch.manual_seed(seed)
     vae, disc = VAE(vae_cfg).to(device), Discriminator(vae_cfg).to(device)
+    if accel is not None:
+        accel.prepare(vae)
     return VAALModels(vae, disc, torch.optim.Adam(vae.parameters(), lr=train_cfg.lr_vae),
                       torch.optim.Adam(disc.parameters(), lr=train_cfg.lr_disc))
 
 
-def train_vaal(m: VAALModels, images: np.ndarray, labeled: np.ndarray, unlabeled: np.ndarray,
+def train_vaal(m: VAALModels, images: np.ndarray | torch.Tensor, labeled: np.ndarray, unlabeled: np.ndarray,
                cfg: TrainConfig, iterations: int, device: torch.device, seed: int,
                progress: Progress | None = None,
                should_stop: Callable[[], bool] | None = None,
-               ranker: np.ndarray | None = None) -> dict[str, float]:
+               ranker: np.ndarray | None = None, accel: Accel | None = None) -> dict[str, float]:
     """Play VAAL's minimax game for `iterations` iterations.
 
     Each iteration: `vae_steps` VAE updates (reconstruction + beta*KL on a
@@ -67,8 +71,15 @@ def train_vaal(m: VAALModels, images: np.ndarray, labeled: np.ndarray, unlabeled
     TA-VAAL: `ranker` holds the loss head's prediction r for every image row;
     the decoder then gets [z, sigmoid(r)] and the discriminator [mu, r]
     (the models must have been built with cond_dim 1).
-    Returns the last losses.
+    `accel` (learn/accel.py): the forward passes under autocast, images in
+    its memory layout, the VAE's forward compiled where chosen; the losses
+    are computed in float32 whatever the precision.
+    Returns the last losses (and, when compiling failed, `compile_note`).
     """
+    accel = accel or Accel(torch.device(device))
+    notes: list[str] = []
+    vae_forward = accel.compiled(m.vae, notes)
+    scale_vae, scale_disc = accel.scaler(), accel.scaler()
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     adversarial = len(labeled) > 0
@@ -92,42 +103,51 @@ def train_vaal(m: VAALModels, images: np.ndarray, labeled: np.ndarray, unlabeled
             batches = [s.next() for s in streams]
             recon_loss, mse, kl, mus, rs = 0.0, 0.0, 0.0, [], []
             for rows in batches:
-                x, r = random_flip(to_tensor(images, rows, device), gen), r_of(rows)
-                recon, mu, logvar = m.vae(x, None if r is None else torch.sigmoid(r))
-                total, part_mse, part_kl = m.vae.loss(x, recon, mu, logvar, cfg.beta)
+                x, r = accel.layout(random_flip(to_tensor(images, rows, device), gen)), r_of(rows)
+                with accel.autocast():
+                    recon, mu, logvar = vae_forward(x, None if r is None else torch.sigmoid(r))
+                total, part_mse, part_kl = m.vae.loss(x, recon.float(), mu.float(), logvar.float(), cfg.beta)
                 recon_loss, mse, kl = recon_loss + total, mse + part_mse, kl + part_kl
                 mus.append(mu)
                 rs.append(r)
-            adv = (m.disc.fool_loss(*(m.disc(mu, r) for mu, r in zip(mus, rs))) if adversarial
-                   else torch.zeros((), device=device))
+            if adversarial:
+                with accel.autocast():
+                    logits = [m.disc(mu, r) for mu, r in zip(mus, rs)]
+                adv = m.disc.fool_loss(*(lg.float() for lg in logits))
+            else:
+                adv = torch.zeros((), device=device)
             vae_loss = recon_loss + cfg.adversary_weight * adv
             check_finite("VAE", vae_loss, it)
-            m.opt_vae.zero_grad(set_to_none=True)
-            vae_loss.backward()
-            m.opt_vae.step()
+            scale_vae.step(vae_loss, m.opt_vae)
         disc_loss = torch.zeros(())
         if adversarial:
             for _ in range(cfg.disc_steps):
                 rows_l, rows_u = streams[0].next(), streams[1].next()
-                with torch.no_grad():
-                    mu_l = m.vae.encode(to_tensor(images, rows_l, device))[0]
-                    mu_u = m.vae.encode(to_tensor(images, rows_u, device))[0]
-                disc_loss = m.disc.loss(m.disc(mu_l, r_of(rows_l)), m.disc(mu_u, r_of(rows_u)))
+                with torch.no_grad(), accel.autocast():
+                    mu_l = m.vae.encode(accel.layout(to_tensor(images, rows_l, device)))[0]
+                    mu_u = m.vae.encode(accel.layout(to_tensor(images, rows_u, device)))[0]
+                with accel.autocast():
+                    logits_l, logits_u = m.disc(mu_l, r_of(rows_l)), m.disc(mu_u, r_of(rows_u))
+                disc_loss = m.disc.loss(logits_l.float(), logits_u.float())
                 check_finite("discriminator", disc_loss, it)
-                m.opt_disc.zero_grad(set_to_none=True)
-                disc_loss.backward()
-                m.opt_disc.step()
+                scale_disc.step(disc_loss, m.opt_disc)
         last = {"vae_loss": vae_loss.item(), "mse": float(mse.detach()), "kl": float(kl.detach()),
                 "adversarial": float(adv.detach()), "disc_loss": disc_loss.item()}
         report(it, **last)
+    if notes:
+        last["compile_note"] = notes[0]
     return last
 
 
 @torch.no_grad()
-def encode(vae: VAE, images: np.ndarray, rows: np.ndarray, device: torch.device, batch_size: int = 512,
-           progress: Progress | None = None) -> np.ndarray:
+def encode(vae: VAE, images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device,
+           batch_size: int | None = None, progress: Progress | None = None,
+           accel: Accel | None = None) -> np.ndarray:
     """Latent means of the given cache rows, in eval mode with no
-    augmentation: (len(rows), Z) float32."""
+    augmentation: (len(rows), Z) float32 (batches of `accel.score_batch`
+    unless `batch_size` is given)."""
+    accel = accel or Accel(torch.device(device))
+    batch_size = batch_size or accel.score_batch
     was_training = vae.training
     vae.eval()
     starts = range(0, len(rows), batch_size)
@@ -136,7 +156,9 @@ def encode(vae: VAE, images: np.ndarray, rows: np.ndarray, device: torch.device,
     out = []
     try:
         for k, i in enumerate(starts, start=1):
-            out.append(vae.encode(to_tensor(images, rows[i:i + batch_size], device))[0].float().cpu())
+            with accel.autocast():
+                mu = vae.encode(accel.layout(to_tensor(images, rows[i:i + batch_size], device)))[0]
+            out.append(mu.float().cpu())
             report(k)
     finally:
         vae.train(was_training)

@@ -21,6 +21,17 @@ from vaal_core.store import Project
 BASELINE = "random"
 
 
+def accel_words(accel: dict | None) -> str | None:
+    """How a round's models ran (learn/accel.py), e.g. "bf16 · channels_last ·
+    images on the device · compiled"; None for rounds that did not say."""
+    if not accel:
+        return None
+    words = [accel["precision"]]
+    words += [w for key, w in (("channels_last", "channels_last"), ("device_cache", "images on the device"),
+                               ("compile", "compiled")) if accel.get(key)]
+    return " · ".join(words)
+
+
 def history(project: Project) -> list[dict[str, Any]]:
     """One flat row per round for tables and charts: what ran, on what, how
     long each step took, how it ended, and the labels it started from. A
@@ -34,6 +45,7 @@ def history(project: Project) -> list[dict[str, Any]]:
         rows.append({
             "round": r["id"], "sampler": r["sampler"], "budget": r["budget"], "status": status,
             "labeled": r["n_labeled"], "pool": r["n_pool"], "fast": s.get("fast"), "device": m.get("device"),
+            "precision": accel_words(m.get("accel")),
             "iterations": m.get("iterations"), "warm_start": m.get("warm_start"),
             "train_s": t.get("train_s"), "score_s": t.get("score_s"), "select_s": t.get("select_s"),
             "total_s": t.get("total_s"), "vae_loss": losses.get("vae_loss"), "disc_loss": losses.get("disc_loss"),

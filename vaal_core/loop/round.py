@@ -28,18 +28,18 @@ from __future__ import annotations
 import numbers
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vaal_core import samplers
-from vaal_core.config import EngineConfig, engine_config
+from vaal_core.config import AccelConfig, EngineConfig, engine_config
 from vaal_core.errors import BadInput, RoundCancelled, VaalError, cannot_write
 from vaal_core.files import save_array_atomic
 from vaal_core.learn import calibration, pipeline
-from vaal_core.learn.devices import check_device_name, pick
+from vaal_core.learn.devices import check_device_name, check_precision, pick
 from vaal_core.loop.audit import DEFAULT_FRACTION, audit_rng, swap_in_audit
 from vaal_core.progress import Event, Phase, Progress, Throttle, announce
 from vaal_core.store import Project
@@ -61,6 +61,7 @@ class RoundConfig:
     # for a ResNet-18 file and full-size models, the task model's first (cold) start
     pretrained: str | None = None
     audit: float = DEFAULT_FRACTION  # share of the batch drawn at random instead (loop/audit.py); 0: none
+    accel: AccelConfig = field(default_factory=AccelConfig)  # precision, memory layout, ... (learn/accel.py)
 
 
 @dataclass
@@ -90,6 +91,7 @@ def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | No
     loading PyTorch itself."""
     sampler = choose_sampler(project, cfg).sampler
     check_device_name(cfg.device)
+    check_precision(cfg.accel.precision, cfg.device)
     if devices is not None:
         pick(cfg.device, devices)
     n_items, _ = project.item_count()
@@ -166,7 +168,7 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
     budget = check_round(project, cfg)
     chosen = choose_sampler(project, cfg)
     sampler = chosen.sampler
-    engine = engine_config(project.image_size, cfg.fast)
+    engine = replace(engine_config(project.image_size, cfg.fast), accel=cfg.accel)
     weights = Path(cfg.pretrained).expanduser() if cfg.pretrained else None
     if weights is not None:
         load_imagenet_backbone(weights)  # a file that holds no ResNet's weights is refused now

@@ -28,14 +28,15 @@ import json
 import posixpath
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from vaal_core import samplers
-from vaal_core.config import IMAGE_SIZES, EngineConfig, engine_config
+from vaal_core.config import IMAGE_SIZES, AccelConfig, EngineConfig, engine_config
+from vaal_core.learn.devices import check_precision
 from vaal_core.errors import BadInput
 from vaal_core.files import save_arrays_atomic, write_json_atomic
 from vaal_core.learn import pipeline
@@ -65,6 +66,7 @@ class SimConfig:
     # sampler: pick quality apart from a sampler's training objective) or "both".
     evaluate: str = "own"
     pretrained: str | None = None  # ImageNet ResNet weights for the feature space (else SimCLR or the hub cache)
+    accel: AccelConfig = field(default_factory=AccelConfig)  # precision, memory layout, ... (learn/accel.py)
 
 
 EVALUATIONS = ("own", "common", "both")
@@ -128,6 +130,7 @@ def _check_config(cfg: SimConfig) -> None:
     if cfg.pretrained is not None and not Path(cfg.pretrained).expanduser().is_file():
         raise BadInput(f"pretrained weights file {cfg.pretrained} does not exist; give the path of a torchvision "
                        "ResNet-18 or ResNet-50 state dict")
+    check_precision(cfg.accel.precision, cfg.device)
     if cfg.image_size not in IMAGE_SIZES:
         raise BadInput(f"--image-size {cfg.image_size} is not supported; use one of {IMAGE_SIZES}")
     if not 0.0 < cfg.test_fraction < 1.0:
@@ -308,7 +311,7 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
     y = class_targets(golds, classes)
     pool, test = split_rows(y, cfg)
     data = _Data(images, y, pool, test, classes)
-    engine = engine_config(cfg.image_size, cfg.fast)
+    engine = replace(engine_config(cfg.image_size, cfg.fast), accel=cfg.accel)
     # The map's latents: seed 0 of the first sampler that trains a VAE, at its last round.
     map_sampler = next((n for n in names if pipeline.trains_vae(samplers.get(n).needs)), None)
 
