@@ -63,8 +63,8 @@ class Accel:
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
     def autocast(self) -> ContextManager:
-        """Forward passes and losses run under this: lower precision where
-        chosen (autocast keeps reductions and losses in float32)."""
+        """Forward passes run under this, in lower precision where chosen;
+        the callers compute their losses outside it, in float32."""
         if self.dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
@@ -95,9 +95,6 @@ class Accel:
     def describe(self) -> dict[str, Any]:
         return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
                 "device_cache": self.device_cache, "compile": self.compile, "score_batch": self.score_batch}
-
-
-FP32_CPU = Accel(torch.device("cpu"))
 
 
 class Scaler:
