@@ -489,10 +489,10 @@ def test_round_start_checks_the_budget_first(project):
     assert last["status"] == "done", last
     assert last["metrics"]["class_counts"] == {"airplane": 0, "cat": 0, "dog": 0}
     at.run()
-    # the default, auto, with nothing labeled: typiclust in a SimCLR space, both said on the page
+    # the default, auto, with nothing labeled: typiclust in the patch feature space, both said on the page
     assert "Round 1 (typiclust) finished" in texts(at)
     assert "**auto** used **typiclust** this round. Why: fewer than 2 classes are labeled" in texts(at)
-    assert "Feature space: self-supervised SimCLR features trained on this project's" in texts(at)
+    assert "Feature space: k-means patch features learned from this project's" in texts(at)
     at.switch_page("views/label.py").run()
     assert "rank 1 of 5 in round 1's batch" in texts(at)
 

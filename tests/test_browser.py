@@ -216,7 +216,7 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
     page.get_by_text(re.compile(r"Round 1 \(typiclust\) finished")).wait_for(timeout=300_000)
     _ready(page)
     page.get_by_text(re.compile(r"auto used typiclust this round\. Why:")).wait_for()
-    page.get_by_text(re.compile(r"Feature space: self-supervised SimCLR features trained on this project's 30 images")) \
+    page.get_by_text(re.compile(r"Feature space: k-means patch features learned from this project's 30 images")) \
         .wait_for()
     page.get_by_text("Task model of round 1:").wait_for()  # 9 labels of 3 classes: a task model trained
     _shot(page, "06-train-done")

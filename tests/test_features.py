@@ -1,5 +1,5 @@
 """The feature space: SimCLR on a project's own images (trained, kept,
-warm-started, reused), ImageNet backbones from weights the test saves
+warm-started, reused), k-means patch features (`--fast`'s space), ImageNet backbones from weights the test saves
 itself (no download), and the round that records which space it used."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from vaal_core.learn import features
 from vaal_core.learn.features import feature_space, load_imagenet_backbone, nt_xent, two_views
 
 CPU = torch.device("cpu")
-TINY = dataclasses.replace(feature_config(fast=True), width=8, batch_size=64, epochs_fresh=2.0, epochs_warm=1.0,
+TINY = dataclasses.replace(feature_config(fast=True), method="simclr", width=8, batch_size=64, epochs_fresh=2.0, epochs_warm=1.0,
                            min_steps=8)
 
 
@@ -82,6 +82,74 @@ def test_simclr_space_has_class_meaning_and_is_kept_and_reused(digits):
     assert not other.info["warm_start"]
 
 
+def test_fast_space_is_patch_features():
+    assert feature_config(fast=True).method == "patches" and feature_config().method == "simclr"
+
+
+def test_patch_space_has_class_meaning_and_is_kept_reused_and_warm(digits):
+    """No label read, yet neighbours share their digit: well above raw
+    pixels' neighbours; the same images reuse the embeddings, added images
+    keep the centroids, another configuration starts afresh."""
+    images, y = digits
+    rows, ids = np.arange(len(images)), np.arange(len(images), dtype=np.int64) + 7
+    cfg = dataclasses.replace(feature_config(fast=True), patch_clusters=64, patch_dims=32)
+    space = feature_space(images, rows, ids, cfg, CPU, previous=None)
+    assert space.embed.shape == (len(images), 32) and space.info["source"] == "patches"
+    assert space.info["centroids"] == 64 and not space.info["warm_start"]
+    assert np.allclose(np.linalg.norm(space.embed, axis=1), 1, atol=1e-5)
+    assert _knn_accuracy(space.embed, y) > 0.8
+    # deterministic: the space belongs to the images and the seed
+    assert np.array_equal(feature_space(images, rows, ids, cfg, CPU, previous=None).embed, space.embed)
+    again = feature_space(images, rows, ids, cfg, CPU, previous=space.state)
+    assert again.info["reused"] and np.array_equal(again.embed, space.embed)
+    more = feature_space(images, rows, ids + (ids >= 500) * 1000, cfg, CPU, previous=space.state)
+    assert more.info["warm_start"] and not more.info.get("reused")
+    assert torch.equal(more.state["net"]["centroids"], space.state["net"]["centroids"])
+    other = feature_space(images, rows, ids, dataclasses.replace(cfg, patch_dims=16), CPU, previous=space.state)
+    assert not other.info["warm_start"] and other.embed.shape[1] == 16
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    x = images.reshape(len(images), -1).astype(np.float32)
+    x -= x.mean(0)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.slow
+def test_patch_space_beats_raw_pixels_on_real_photos(cifar_root):
+    """On CIFAR-10 JPEGs (1,000, 100 a class) an image's neighbours share its
+    class far more often in the patch space than on raw pixels: the reason
+    it is `--fast`'s space (bench/features.py measures the 8,000-image pool)."""
+    from PIL import Image
+
+    images, y = [], []
+    for c, folder in enumerate(sorted((cifar_root / "train").iterdir())):
+        for f in sorted(folder.iterdir())[:100]:
+            with Image.open(f) as im:
+                images.append(np.asarray(im.convert("RGB")))
+            y.append(c)
+    images, y = np.stack(images), np.asarray(y)
+    cfg = dataclasses.replace(feature_config(fast=True), patch_clusters=200, patch_dims=32)
+    space = feature_space(images, np.arange(len(y)), np.arange(len(y), dtype=np.int64), cfg, CPU, None)
+    ours, pixels = _knn_accuracy(space.embed, y), _knn_accuracy(_pixels(images), y)
+    assert ours > pixels + 0.05, (ours, pixels)
+
+
+def test_patch_space_of_larger_images_and_a_cancelled_one(digits):
+    """Images of another size are brought to the recipe's 32 px first; a
+    cancel between batches stops it in words."""
+    from vaal_core.errors import RoundCancelled
+
+    images, _ = digits
+    big = np.repeat(np.repeat(images[:300], 2, axis=1), 2, axis=2)  # 64 px
+    cfg = dataclasses.replace(feature_config(fast=True), patch_clusters=32, patch_dims=16)
+    space = feature_space(big, np.arange(300), np.arange(300, dtype=np.int64), cfg, CPU, None)
+    assert space.embed.shape == (300, 16) and space.info["source"] == "patches"
+    with pytest.raises(RoundCancelled, match="feature space"):
+        feature_space(big, np.arange(300), np.arange(300, dtype=np.int64), cfg, CPU, None,
+                      should_stop=lambda: True)
+
+
 def test_checkpoint_state_loads_with_weights_only(digits, tmp_path):
     from vaal_core.learn.checkpoints import CheckpointDir
 
@@ -90,6 +158,12 @@ def test_checkpoint_state_loads_with_weights_only(digits, tmp_path):
     store = CheckpointDir(tmp_path)
     store.save("features", space.state)
     again = feature_space(images[:100], np.arange(100), np.arange(100, dtype=np.int64), TINY, CPU,
+                          store.load("features"))
+    assert again.info["reused"] and np.allclose(again.embed, space.embed)
+    patches = dataclasses.replace(feature_config(fast=True), patch_clusters=16, patch_dims=8)
+    space = feature_space(images[:100], np.arange(100), np.arange(100, dtype=np.int64), patches, CPU, None)
+    store.save("features", space.state)
+    again = feature_space(images[:100], np.arange(100), np.arange(100, dtype=np.int64), patches, CPU,
                           store.load("features"))
     assert again.info["reused"] and np.allclose(again.embed, space.embed)
 

@@ -240,14 +240,14 @@ def test_cli_round_and_suggest(ingested, tmp_path):
 
 def test_auto_round_says_what_it_chose_and_keeps_its_feature_space(ingested, tmp_path):
     """The default round (auto) on a project with no labels: typiclust in a
-    SimCLR space trained on the project's images, recorded with the round;
+    patch feature space learned from the project's images, recorded with the round;
     the next round, with the same images, reuses the space without training."""
     project = _project(ingested, tmp_path, n_labeled=0)
     first = run_round(project, RoundConfig(budget=6, fast=True, device="cpu"))
     assert first.sampler == "typiclust" and len(first.queue) == 6
     policy, space = first.metrics["policy"], first.metrics["features"]
     assert policy["name"] == "auto" and policy["chose"] == "typiclust" and "fewer than 2 classes" in policy["why"]
-    assert space["source"] == "simclr" and space["images"] == len(project.items()) and not space.get("reused")
+    assert space["source"] == "patches" and space["images"] == len(project.items()) and not space.get("reused")
     assert first.metrics["typiclust"]["clusters"] == 6
     assert (project.checkpoint_dir / "features.pt").is_file()
     # no VAE trained: the Explore page maps the feature space instead, one unit-length row per item

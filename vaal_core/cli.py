@@ -84,14 +84,24 @@ def cmd_round(args: argparse.Namespace) -> None:
     from vaal_core.config import AccelConfig
     from vaal_core.loop.round import RoundConfig, run_round
 
+    from vaal_core.learn import distributed
+
     project = _project(args.project)
-    quiet = args.json
+    # Under `torchrun --nproc_per_node N -m vaal_core round ...` this process is one rank of N
+    # (learn/distributed.py): rank 0 prints and writes, the others only train and score.
+    dist = distributed.from_env(args.device)
+    quiet = args.json or not dist.main
     progress = stderr_printer(quiet, describe=describe_with_losses)
     cfg = RoundConfig(sampler=args.sampler, budget=args.budget, seed=args.seed, device=args.device,
                       fast=args.fast, fresh=args.fresh, suggest=not args.no_suggest, pretrained=args.pretrained,
                       audit=args.audit, accel=AccelConfig(precision=args.precision))
     _warn_if_slow(cfg, quiet)
-    result = run_round(project, cfg, progress=progress)
+    try:
+        result = run_round(project, cfg, progress=progress, dist=dist)
+    finally:
+        distributed.close()
+    if result is None:  # a rank other than 0: rank 0 reports the round
+        return
     m, t = result.metrics, result.timings
     trained = (f"{m['iterations']} VAE/discriminator iterations on {m['device']}"
                f"{' (warm start)' if m['warm_start'] else ''}" if "iterations" in m else "no VAE needed")
@@ -329,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "on every labeled set (common), or both")
     sp.add_argument("--pretrained", metavar="FILE",
                     help="ImageNet ResNet-18/50 weights (local .pth) for the feature space of typiclust, "
-                         "probcover and auto (default: self-supervised SimCLR on the images)")
+                         "probcover and auto (default: learned from the images themselves: SimCLR, or k-means "
+                         "patch features with --fast)")
     sp.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                     help="training and scoring precision: auto (bf16, or fp16 where a CUDA GPU lacks bf16; fp32 "
                          "on a CPU), fp32, bf16 or fp16 (GPU only)")

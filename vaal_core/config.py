@@ -85,9 +85,12 @@ class FeatureConfig:
     batch), unless the user has pretrained ImageNet weights. VAE latents
     carry little class meaning; these features do (see README, "Samplers").
 
-    Default: the CIFAR-style ResNet-18 (for a GPU). `--fast`: the small CNN,
-    sized so a 10,000-image pool trains in a few minutes on 2 CPU cores."""
+    Default: SimCLR on the CIFAR-style ResNet-18 (for a GPU). `--fast`:
+    single-layer k-means patch features (learn/patch_features.py), which
+    gave better neighbourhoods on CIFAR-10 than a SimCLR small enough for 2
+    CPU cores, in a third of its time (README, "The feature space")."""
 
+    method: str = "simclr"  # "simclr" (a trained backbone) or "patches" (k-means patch features)
     arch: str = "resnet18"  # backbone: "resnet18" (CIFAR-style) or "cnn" (the task model's small CNN)
     width: int = 64  # cnn only
     proj_dim: int = 128  # SimCLR's projection head output
@@ -101,12 +104,16 @@ class FeatureConfig:
     crop_scale: float = 0.2  # RandomResizedCrop's smallest area (CIFAR SimCLR setting)
     seed: int = 0  # the space belongs to the images, not to a round: one seed for every round
     pretrained_size: int = 224  # images are resized to this for an ImageNet backbone
+    patch_input: int = 32  # "patches": images are resized to this (the recipe's CIFAR scale)
+    patch_size: int = 6  # "patches": the paper's best receptive field at 32 px
+    patch_clusters: int = 400  # "patches": k-means centroids (4 x this pooled features)
+    patch_dims: int = 64  # "patches": whitened principal components kept
 
 
 def feature_config(fast: bool = False) -> FeatureConfig:
     if not fast:
         return FeatureConfig()
-    return FeatureConfig(arch="cnn", width=16, batch_size=256, lr=2e-3, epochs_fresh=20.0, epochs_warm=3.0,
+    return FeatureConfig(method="patches", arch="cnn", width=16, batch_size=256, lr=2e-3, epochs_fresh=20.0, epochs_warm=3.0,
                          min_steps=60, pretrained_size=112)
 
 

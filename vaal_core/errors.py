@@ -54,6 +54,10 @@ class RoundCancelled(VaalError):
     pass
 
 
+class RankFailed(VaalError):
+    """A process of a round run on several (torchrun) stopped or stopped answering."""
+
+
 class SchemaTooNew(VaalError):
     pass
 

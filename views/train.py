@@ -113,12 +113,18 @@ def start_form() -> None:
                                     help="drawn at random instead of by the sampler, so the suggestions' accuracy "
                                          "can be estimated honestly (see 'Sampler picks vs random audit picks' "
                                          "below); 0 turns it off; batches under 10 images get none")
+            gpus = len(found.get("cuda") or [])
+            processes = 1
+            if gpus > 1 and device in ("auto", "cuda"):  # one process per GPU (torchrun, learn/distributed.py)
+                processes = int(st.number_input("GPUs to train on (one process each)", min_value=1, max_value=gpus,
+                                                value=gpus, step=1))
         problem = device_problem(device, found)
         counts = f"Labeled now: {status['labeled']:,}; unlabeled pool: {pool:,}."
+        on = f", {processes} GPUs ({processes} processes)" if processes > 1 else ""
         if found.get("error"):  # the probe failed: the round's process checks the device itself
             st.caption(f"Trains on: {DEVICES[device]}, not checked ({found['error']}). {counts}")
         else:
-            st.caption(counts if problem else f"Trains on: {devices.describe(device, found)}. {counts}")
+            st.caption(counts if problem else f"Trains on: {devices.describe(device, found)}{on}. {counts}")
         if st.form_submit_button("Start round", type="primary", icon=":material/play_arrow:"):
             if problem:  # refused here, in the page's words; nothing is saved
                 st.error(problem, icon=":material/error:")
@@ -126,7 +132,8 @@ def start_form() -> None:
             try:
                 started = worker.start_round(project, sampler, int(budget), device=device, fast=fast,
                                              seed=int(seed), fresh=fresh,
-                                             devices=None if found.get("error") else found, audit=float(audit))
+                                             devices=None if found.get("error") else found, audit=float(audit),
+                                             processes=processes)
             except VaalError as err:
                 show_error(err)
             else:  # only a round that started makes its choices the project's defaults
@@ -273,6 +280,10 @@ def round_choices(metrics: dict) -> list[str]:
     if space:
         if space.get("source") == "pretrained":
             what = f"ImageNet {space.get('arch')} features (weights: {plain(Path(space['file']).name)})"
+        elif space.get("source") == "patches":
+            what = (f"k-means patch features learned from this project's {space.get('images', 0):,} images "
+                    f"({space.get('centroids')} centroids, {space.get('dim')} dimensions"
+                    f"{', centroids kept from an earlier round' if space.get('warm_start') else ''}; no label read)")
         else:
             what = (f"self-supervised SimCLR features trained on this project's {space.get('images', 0):,} "
                     f"images ({space.get('arch')}, {space.get('epochs') or 0:g} epochs"

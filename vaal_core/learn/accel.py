@@ -42,6 +42,7 @@ from torch import nn
 from vaal_core.config import AccelConfig
 from vaal_core.errors import BadInput
 from vaal_core.learn.devices import check_precision
+from vaal_core.learn.distributed import SINGLE, Dist
 
 # The decoded cache goes to the GPU only when it takes at most this share
 # of the free memory: the models, activations and the allocator's slack
@@ -57,6 +58,7 @@ class Accel:
     device_cache: bool = False
     compile: bool = False
     score_batch: int = 512
+    dist: Dist = SINGLE  # the round's processes (learn/distributed.py): gradients averaged over them
 
     @property
     def dtype(self) -> torch.dtype | None:
@@ -71,7 +73,7 @@ class Accel:
 
     def scaler(self) -> "Scaler":
         """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
-        return Scaler(self.precision == "fp16" and self.device.type == "cuda")
+        return Scaler(self.precision == "fp16" and self.device.type == "cuda", self.dist)
 
     def layout(self, x: torch.Tensor) -> torch.Tensor:
         """An image batch (B, C, H, W) in the memory layout the models use."""
@@ -94,28 +96,38 @@ class Accel:
 
     def describe(self) -> dict[str, Any]:
         return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
-                "device_cache": self.device_cache, "compile": self.compile, "score_batch": self.score_batch}
+                "device_cache": self.device_cache, "compile": self.compile, "score_batch": self.score_batch,
+                **({"processes": self.dist.world} if self.dist.on else {})}
 
 
 class Scaler:
     """torch.amp.GradScaler where fp16 needs it; plain backward and step
-    otherwise, so every loop has one code path."""
+    otherwise, so every loop has one code path. In a round of several
+    processes the gradients are averaged over them between the backward pass
+    and the step (learn/distributed.py)."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, dist: Dist = SINGLE):
         self._scaler = torch.amp.GradScaler("cuda") if enabled else None
+        self._dist = dist
 
     def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
         opt.zero_grad(set_to_none=True)
         if self._scaler is None:
             loss.backward()
+            self._average(opt)
             opt.step()
             return
         self._scaler.scale(loss).backward()
+        self._average(opt)  # scaled gradients: averaging is linear, the scaler unscales after
         self._scaler.step(opt)
         self._scaler.update()
 
+    def _average(self, opt: torch.optim.Optimizer) -> None:
+        if self._dist.on:
+            self._dist.average_gradients(p for group in opt.param_groups for p in group["params"])
 
-def resolve(cfg: AccelConfig, device: torch.device | str) -> Accel:
+
+def resolve(cfg: AccelConfig, device: torch.device | str, dist: Dist = SINGLE) -> Accel:
     """The concrete settings for this device (see the module docstring)."""
     device = torch.device(device)
     cuda = device.type == "cuda"
@@ -128,7 +140,7 @@ def resolve(cfg: AccelConfig, device: torch.device | str) -> Accel:
                  channels_last=(device.type != "mps") if cfg.channels_last == "auto" else cfg.channels_last == "on",
                  device_cache=cfg.device_cache == "on" or (cfg.device_cache == "auto" and cuda),
                  compile=cuda if cfg.compile == "auto" else cfg.compile == "on",
-                 score_batch=cfg.score_batch or (4096 if cuda else 512))
+                 score_batch=cfg.score_batch or (4096 if cuda else 512), dist=dist)
 
 
 def place_images(images: np.ndarray, accel: Accel) -> np.ndarray | torch.Tensor:

@@ -153,3 +153,22 @@ def read_user_weights(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise BadInput(f"{path} is not a state dict of {what}")
     return state
+
+
+class ReadOnly:
+    """What the other ranks of a round on several processes see
+    (learn/distributed.py): the same checkpoints rank 0 warm-starts from;
+    only rank 0 saves."""
+
+    def __init__(self, store: ModelStore):
+        self._store = store
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        return self._store.load(name)
+
+    def save(self, name: str, state: dict[str, Any]) -> None:
+        pass
+
+    def has(self, name: str) -> bool:
+        return self._store.has(name)
+

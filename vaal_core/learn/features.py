@@ -1,7 +1,7 @@
 """A feature space with class meaning, per project: what the typicality and
 coverage samplers (TypiClust, ProbCover) and `auto` pick in.
 
-Two sources, the better one the user has:
+Three sources, the best one the user has:
 - a pretrained torchvision ResNet-18/50 (ImageNet) when its weights are on
   this machine: a file the user names (`--pretrained FILE`) or torchvision's
   own download in the torch hub cache. Nothing is downloaded here.
@@ -9,7 +9,10 @@ Two sources, the better one the user has:
   SimCLR (Chen et al. 2020), two augmented views of every image, a small
   backbone and projection head trained with the NT-Xent loss. Warm-started
   from the last training when images were added; reused as they are when
-  the images did not change.
+  the images did not change. This is the full size (for a GPU).
+- with `--fast`, instead of SimCLR: k-means patch features of the
+  project's own images (learn/patch_features.py): better neighbourhoods
+  than a SimCLR small enough for a CPU round, in less time.
 
 Embeddings are the backbone's pooled features (before the projection head,
 as SimCLR evaluates them), L2-normalised, so Euclidean distances are
@@ -119,12 +122,15 @@ def train_simclr(model: SimCLR, images: np.ndarray | torch.Tensor, rows: np.ndar
     accel = accel or Accel(torch.device(device))
     scaler = accel.scaler()
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    dist = accel.dist  # several processes: each its share of the rows, 1/N of each batch (learn/distributed.py)
+    gen = torch.Generator().manual_seed(cfg.seed + dist.rank)
     batch = min(cfg.batch_size, len(rows))
-    steps = max(cfg.min_steps, math.ceil(epochs * len(rows) / batch))
+    steps = max(cfg.min_steps, math.ceil(epochs * len(rows) / batch))  # the same on every rank
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.05)
-    stream = BatchStream(rows, batch, np.random.default_rng(cfg.seed))
+    # Each rank's NT-Xent sees its own part of the batch as negatives (SimCLR's
+    # multi-GPU runs gather them; a smaller set of negatives is the cost here).
+    stream = BatchStream(dist.shard(rows), dist.batch(batch), np.random.default_rng(cfg.seed))
     report = Steps(progress, Phase.FEATURES, steps, items_per_step=batch)
     report(0)
     model.train()
@@ -234,11 +240,16 @@ def feature_space(images: np.ndarray | torch.Tensor, rows: np.ndarray, item_ids:
         if previous is not None and previous.get("source") == source and _same_items(previous, item_ids):
             return _reused(previous, item_ids)
         net, arch = load_imagenet_backbone(Path(weights))
-        embed = embed_rows(accel.prepare(net.to(device)), images, rows, device, imagenet_input(cfg.pretrained_size),
-                           batch_size=128, progress=progress, accel=accel)
+        net = accel.prepare(net.to(device))
+        embed = accel.dist.gather_rows(lambda part: embed_rows(net, images, part, device,
+                                                               imagenet_input(cfg.pretrained_size), batch_size=128,
+                                                               progress=progress, accel=accel), rows)
         info = {**source, "arch": arch, "dim": int(embed.shape[1]), "trained": "no (ImageNet weights)",
                 "seconds": round(time.perf_counter() - t0, 2)}
         return FeatureSpace(embed, info, _state(source, None, item_ids, embed, info))
+
+    if cfg.method == "patches":
+        return _patch_space(images, rows, item_ids, cfg, device, previous, progress, should_stop, t0, accel)
 
     source = {"source": "simclr", "config": asdict(cfg), "image_size": int(images.shape[1])}
     model = accel.prepare(SimCLR(cfg).to(device))
@@ -249,10 +260,31 @@ def feature_space(images: np.ndarray | torch.Tensor, rows: np.ndarray, item_ids:
         model.load_state_dict(previous["net"])
     epochs = cfg.epochs_warm if warm else cfg.epochs_fresh
     trained = train_simclr(model, images, rows, cfg, epochs, device, progress, should_stop, accel)
-    embed = embed_rows(model.embed, images, rows, device, progress=progress, accel=accel)
+    accel.dist.sync(model)  # every rank embeds with rank 0's BatchNorm statistics
+    embed = accel.dist.gather_rows(lambda part: embed_rows(model.embed, images, part, device, progress=progress,
+                                                           accel=accel), rows)
     info = {"source": "simclr", "arch": cfg.arch, "dim": int(embed.shape[1]), "images": int(len(rows)),
             "epochs": epochs, "warm_start": warm, **trained, "seconds": round(time.perf_counter() - t0, 2)}
     return FeatureSpace(embed, info, _state(source, model.state_dict(), item_ids, embed, info))
+
+
+def _patch_space(images: np.ndarray | torch.Tensor, rows: np.ndarray, item_ids: np.ndarray, cfg: FeatureConfig,
+                 device: torch.device, previous: dict[str, Any] | None, progress: Progress | None,
+                 should_stop: Callable[[], bool] | None, t0: float, accel: Accel) -> FeatureSpace:
+    """k-means patch features (learn/patch_features.py): the same images reuse
+    the last embeddings; added images keep the centroids (`net` holds them)."""
+    from vaal_core.learn.patch_features import patch_space
+
+    source = {"source": "patches", "config": asdict(cfg), "image_size": int(images.shape[1])}
+    same = previous is not None and previous.get("source") == source
+    if same and _same_items(previous, item_ids):
+        return _reused(previous, item_ids)
+    embed, dictionary, warm = patch_space(images, rows, cfg, device, previous["net"] if same else None,
+                                          progress, should_stop, accel.dist)
+    info = {"source": "patches", "dim": int(embed.shape[1]), "images": int(len(rows)),
+            "centroids": int(dictionary["centroids"].shape[0]), "warm_start": warm,
+            "seconds": round(time.perf_counter() - t0, 2)}
+    return FeatureSpace(embed, info, _state(source, dictionary, item_ids, embed, info))
 
 
 def _state(source: dict, net: dict | None, item_ids: np.ndarray, embed: np.ndarray, info: dict) -> dict[str, Any]:

@@ -15,7 +15,8 @@ for each input, the producer that trains or computes it:
     disc_prob      vaal      VAAL's discriminator P(labeled), (N,); None with no labels
     ta_latents     ta_vaal   TA-VAAL's VAE latent means (conditioned on pred_loss)
     ta_disc_prob   ta_vaal   TA-VAAL's discriminator P(labeled)
-    features       features  the project's feature space: SimCLR on its own images, or an
+    features       features  the project's feature space: SimCLR (k-means patch features with
+                             --fast) on its own images, or an
                              ImageNet backbone when weights are at hand; L2-normalised (N, D)
 
 `produce(needs, job)` runs exactly the producers those needs call for (and
@@ -41,6 +42,7 @@ import numpy as np
 from vaal_core.config import EngineConfig
 from vaal_core.learn import calibration
 from vaal_core.learn.checkpoints import ModelStore
+from vaal_core.learn.distributed import SINGLE, Dist
 from vaal_core.progress import Phase, Progress
 
 
@@ -75,6 +77,9 @@ class Job:
     pretrained: Path | None = None  # weights for the task model's cold start
     feature_weights: Path | None = None  # ImageNet ResNet weights for the feature space (else SimCLR or the hub cache)
     tag: dict[str, Any] = field(default_factory=dict)  # saved with every checkpoint (the round id)
+    # The round's processes (learn/distributed.py): each trains on its share of
+    # the rows and scores its part of the pool; one process unless torchrun.
+    dist: Dist = SINGLE
     # Runs of producers that started fresh, keyed by everything they depend
     # on: a fresh start on the same data with the same seed gives the same
     # models, so a simulation shares them between the samplers of one seed.
@@ -150,18 +155,21 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
     t0 = time.perf_counter()
     last = task.train_task(model, job.pixels, d.rows[d.task_train], d.targets[d.task_train], cfg, job.device,
                            job.seed, job.progress, job.should_stop, job.accel)
+    job.dist.sync(model.net, model.head)  # every rank predicts with rank 0's BatchNorm statistics
     t1 = time.perf_counter()
     made: dict[str, Any] = {}
     if wanted - {"task_model"}:  # outputs for the round's items
         mc = cfg.mc_samples if "task_mc" in wanted else 0
-        out = task.run_task(model, job.pixels, d.rows, job.device, mc_samples=mc, seed=job.seed,
-                            progress=job.progress, accel=job.accel)
-        made["task_probs"] = out.probs
-        made["task_embed"] = out.embed
-        if out.pred_loss is not None:
-            made["pred_loss"] = out.pred_loss
-        if out.mc_probs is not None:
-            made["task_mc"] = out.mc_probs
+        def outputs(rows: np.ndarray) -> dict[str, np.ndarray | None]:  # row-major, for sharding
+            o = task.run_task(model, job.pixels, rows, job.device, mc_samples=mc, seed=job.seed,
+                              progress=job.progress, accel=job.accel)
+            return {"task_probs": o.probs, "task_embed": o.embed, "pred_loss": o.pred_loss,
+                    "task_mc": None if o.mc_probs is None else o.mc_probs.transpose(1, 0, 2)}
+
+        out = job.dist.gather_rows(outputs, d.rows)
+        if out["task_mc"] is not None:
+            out["task_mc"] = np.ascontiguousarray(out["task_mc"].transpose(1, 0, 2))  # (T, N, C)
+        made.update({k: v for k, v in out.items() if v is not None})
     accuracy, held_out = None, np.zeros((0, len(d.classes)), np.float32)
     if len(d.eval_rows):
         held_out = task.predict(model, job.pixels, d.eval_rows, job.device, job.accel)
@@ -209,13 +217,16 @@ def _vaal_game(conditioned: bool) -> Callable[[Job, frozenset[str], dict[str, An
         losses = vaal.train_vaal(models, job.pixels, d.rows[d.labeled], d.rows[~d.labeled], eng.train, iterations,
                                  job.device, job.seed, job.progress, job.should_stop, ranker=ranker,
                                  accel=job.accel)
+        job.dist.sync(models.vae, models.disc)
         t1 = time.perf_counter()
-        latents = vaal.encode(models.vae, job.pixels, d.rows, job.device, progress=job.progress, accel=job.accel)
+        latents = job.dist.gather_rows(lambda rows: vaal.encode(models.vae, job.pixels, rows, job.device,
+                                                                progress=job.progress, accel=job.accel), d.rows)
         cond = None if ranker is None else ranker[d.rows]
         disc = (vaal.discriminate(models.disc, latents, job.device, cond)
                 if d.labeled.any() else None)  # nothing labeled: nothing to tell apart
         quality = None
-        if disc is not None and not d.labeled.all():  # rank with a best response, and measure it (disc_quality)
+        # Rank with a best response, and measure it (disc_quality): what ranks is rank 0's alone.
+        if disc is not None and not d.labeled.all() and job.dist.main:
             tq = time.perf_counter()
             disc, quality = vaal.rank_and_measure(vae_cfg, eng.train, latents, d.labeled, job.device, job.seed,
                                                   cond, game_prob=disc)
@@ -311,7 +322,9 @@ def produce(needs: Iterable[str], job: Job) -> Produced:
     if steps:
         from vaal_core.learn import accel
 
-        job.accel = accel.resolve(job.engine.accel, job.device)
+        job.accel = accel.resolve(job.engine.accel, job.device, job.dist)
+        if job.dist.on:  # a stop on any rank stops every rank at the same step
+            job.should_stop = job.dist.agreed(job.should_stop)
         job.pixels = accel.place_images(job.data.images, job.accel)
         out.metrics["accel"] = job.accel.describe()
     for producer, wanted in steps:

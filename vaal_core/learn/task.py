@@ -66,10 +66,11 @@ def train_task(model: TaskModel, images: np.ndarray | torch.Tensor, rows: np.nda
     under its autocast and memory layout, losses in float32."""
     accel = accel or Accel(torch.device(device))
     scaler = accel.scaler()
+    dist = accel.dist  # several processes: each its share of the rows, 1/N of each batch (learn/distributed.py)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    steps = max(cfg.min_steps, math.ceil(cfg.epochs * len(rows) / cfg.batch_size))
+    gen = torch.Generator().manual_seed(seed + dist.rank)
+    steps = max(cfg.min_steps, math.ceil(cfg.epochs * len(rows) / cfg.batch_size))  # the same on every rank
     detach_after = int(cfg.loss_stop_fraction * steps)
     params = list(model.net.parameters()) + (list(model.head.parameters()) if model.head is not None else [])
     if cfg.optimizer == "sgd":
@@ -79,7 +80,7 @@ def train_task(model: TaskModel, images: np.ndarray | torch.Tensor, rows: np.nda
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     weight = class_weights(targets, model.net.fc.out_features, device)
     by_row = dict(zip(np.asarray(rows).tolist(), np.asarray(targets).tolist()))
-    stream = BatchStream(rows, cfg.batch_size, rng)
+    stream = BatchStream(dist.shard(rows), dist.batch(cfg.batch_size), rng)
     report = Steps(progress, Phase.TASK, steps, items_per_step=min(cfg.batch_size, len(rows)))
     report(0)
     model.net.train()

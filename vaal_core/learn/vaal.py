@@ -80,17 +80,19 @@ def train_vaal(m: VAALModels, images: np.ndarray | torch.Tensor, labeled: np.nda
     notes: list[str] = []
     vae_forward = accel.compiled(m.vae, notes)
     scale_vae, scale_disc = accel.scaler(), accel.scaler()
+    dist = accel.dist  # several processes: each its share of the rows, 1/N of each batch (learn/distributed.py)
     rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + dist.rank)
     adversarial = len(labeled) > 0
-    streams = [BatchStream(unlabeled, cfg.batch_size, rng)]
+    batch = dist.batch(cfg.batch_size)
+    streams = [BatchStream(dist.shard(unlabeled), batch, rng)]
     if adversarial:
-        streams.insert(0, BatchStream(labeled, cfg.batch_size, rng))
+        streams.insert(0, BatchStream(dist.shard(labeled), batch, rng))
 
     def r_of(rows: np.ndarray) -> torch.Tensor | None:
         return None if ranker is None else torch.from_numpy(ranker[rows]).float().to(device)[:, None]
 
-    per_step = sum(min(cfg.batch_size, len(s.rows)) for s in streams) * cfg.vae_steps
+    per_step = sum(min(batch, len(s.rows)) for s in streams) * cfg.vae_steps * dist.world
     report = Steps(progress, Phase.TRAIN, iterations, items_per_step=per_step)
     report(0)
     m.vae.train()

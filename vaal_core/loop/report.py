@@ -29,6 +29,8 @@ def accel_words(accel: dict | None) -> str | None:
     words = [accel["precision"]]
     words += [w for key, w in (("channels_last", "channels_last"), ("device_cache", "images on the device"),
                                ("compile", "compiled")) if accel.get(key)]
+    if accel.get("processes"):
+        words.append(f"{accel['processes']} processes")
     return " · ".join(words)
 
 

@@ -40,6 +40,7 @@ from vaal_core.errors import BadInput, RoundCancelled, VaalError, cannot_write
 from vaal_core.files import save_array_atomic
 from vaal_core.learn import calibration, pipeline
 from vaal_core.learn.devices import check_device_name, check_precision, pick
+from vaal_core.learn.distributed import SINGLE, Dist, rank_lost
 from vaal_core.loop.audit import DEFAULT_FRACTION, audit_rng, swap_in_audit
 from vaal_core.progress import Event, Phase, Progress, Throttle, announce
 from vaal_core.store import Project
@@ -150,21 +151,61 @@ def held_out(item_ids: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = None,
-              should_stop: Callable[[], bool] | None = None) -> RoundResult:
+              should_stop: Callable[[], bool] | None = None, dist: Dist = SINGLE) -> RoundResult | None:
     """Run one round; raises WorkerBusy if another process is training this
     project, BadInput/BudgetTooLarge/UnknownSampler before touching anything
     (no round row), TrainingDiverged/RoundCancelled/CannotWrite (a full disk)
     after marking the round failed/cancelled and dropping the models it
     saved: only a finished round's checkpoints are moved in for the next.
     Besides `should_stop`, a cancel asked for through the store
-    (`Project.request_cancel`, e.g. by the app) stops the round."""
+    (`Project.request_cancel`, e.g. by the app) stops the round.
+
+    On several processes (torchrun; `dist`, learn/distributed.py) rank 0
+    runs the round as above and hands the others what it read from the store
+    (the round's data, needs and settings); they train and score with it and
+    return None. A rank that stops fails the round (RankFailed)."""
+    if not dist.main:
+        _follow(project, cfg, dist)
+        return None
+    told = []  # whether the other ranks have been handed the round
+
+    def hand_over(plan: dict[str, Any]) -> None:
+        told.append(True)
+        dist.broadcast(plan)
+
+    try:
+        return _lead(project, cfg, progress, should_stop, dist, hand_over)
+    finally:
+        if dist.on and not told:
+            dist.broadcast(None)  # refused before any training: the other ranks have nothing to do
+
+
+def _follow(project: Project, cfg: RoundConfig, dist: Dist) -> None:
+    """A rank other than 0: rank 0's round data, trained and scored on this
+    rank's share; nothing written."""
+    from vaal_core.data.cache import open_cache
+    from vaal_core.learn.checkpoints import CheckpointDir, ReadOnly
+    from vaal_core.learn.devices import resolve_device
+
+    plan = dist.broadcast(None)
+    if plan is None:
+        return
+    data = replace(plan["data"], images=open_cache(project) if plan["needs"] else None)
+    models = ReadOnly(CheckpointDir(project.checkpoint_dir, cfg.fresh))
+    job = pipeline.Job(data, plan["engine"], dist.device(resolve_device(cfg.device)), cfg.seed, models,
+                       pretrained=plan["task_weights"], feature_weights=plan["weights"], dist=dist)
+    pipeline.produce(plan["needs"], job)
+
+
+def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_stop: Callable[[], bool] | None,
+          dist: Dist, hand_over: Callable[[dict[str, Any]], None]) -> RoundResult:
     from vaal_core.data.cache import open_cache
     from vaal_core.learn.checkpoints import CheckpointDir, settle
     from vaal_core.learn.devices import resolve_device
     from vaal_core.learn.features import load_imagenet_backbone
 
     # 1. Check the request before any work: a request refused here leaves no round behind.
-    device = resolve_device(cfg.device)
+    device = dist.device(resolve_device(cfg.device))
     budget = check_round(project, cfg)
     chosen = choose_sampler(project, cfg)
     sampler = chosen.sampler
@@ -186,12 +227,15 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
         reporter = RoundProgress(project, round_id, [*pipeline.phases(needs), Phase.SELECT], progress, should_stop)
         try:
             data = _round_data(project, engine, labels, open_cache(project) if needs else None)
+            task_weights = weights if engine.task.arch == "resnet18" else None
+            if dist.on:  # the other ranks learn from exactly what this one read
+                hand_over({"data": replace(data, images=None), "needs": sorted(needs), "engine": engine,
+                           "weights": weights, "task_weights": task_weights})
             # 2. Train and compute what the sampler needs (the task model
             #    first: TA-VAAL's VAE is conditioned on it), warm from the
             #    last round's checkpoints.
-            job = pipeline.Job(data, engine, device, cfg.seed, models, reporter, reporter.stop,
-                               weights if engine.task.arch == "resnet18" else None,
-                               feature_weights=weights, tag={"round_id": round_id})
+            job = pipeline.Job(data, engine, device, cfg.seed, models, reporter, reporter.stop, task_weights,
+                               feature_weights=weights, tag={"round_id": round_id}, dist=dist)
             made = pipeline.produce(needs, job)
             metrics: dict[str, Any] = {"n_labeled": int(data.labeled.sum()), "n_pool": int((~data.labeled).sum()),
                                        "class_counts": _class_counts(project, labels), **made.metrics}
@@ -237,6 +281,11 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
             _end(project, models, round_id, str(err))
             raise
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from the app (see cli.main)
+            if dist.on:  # torchrun stops every rank when one of them failed
+                _end(project, models, round_id, f"stopped: torchrun ended this {dist.world}-process round (one of "
+                                                "its processes failed, or it was interrupted); the previous queue "
+                                                "is kept")
+                raise
             _end(project, models, round_id, "stopped: the training process was interrupted; the previous "
                                             "queue is kept", status="cancelled")
             raise
@@ -247,7 +296,10 @@ def run_round(project: Project, cfg: RoundConfig, progress: Progress | None = No
                 raise
             raise words from err
         except BaseException as err:  # keep the old queue and say why, whatever broke
-            _end(project, models, round_id, f"{type(err).__name__}: {err}")
+            lost = rank_lost(err, dist)
+            _end(project, models, round_id, str(lost) if lost else f"{type(err).__name__}: {err}")
+            if lost:
+                raise lost from err
             raise
         models.commit()
     project.log_event("round", {"round_id": round_id, "sampler": sampler.name, "budget": budget})

@@ -1,6 +1,6 @@
 """Low-budget samplers: label typical, covering examples in a feature space
-with class meaning (`features`: SimCLR on the project's images, or an
-ImageNet backbone).
+with class meaning (`features`: SimCLR on the project's images, k-means
+patch features of them with `--fast`, or an ImageNet backbone).
 
 With few labels a model learns most from examples that represent dense
 regions of the data, one per region, rather than from the uncertain or

@@ -85,9 +85,11 @@ def _alive(pid: int, start: str | None) -> bool:
     return start is None or fields[19] == start
 
 
-def launch(folder: Path, name: str, args: Sequence[str]) -> WorkerState:
+def launch(folder: Path, name: str, args: Sequence[str], processes: int = 1) -> WorkerState:
     """Start `python -m vaal_core ARGS` in the background, its output in
-    folder/logs/<name>-<time>.log. Refuses (WorkerBusy) while a worker of
+    folder/logs/<name>-<time>.log; with `processes` > 1, as that many ranks
+    under torchrun (`python -m torch.distributed.run --standalone`: a free
+    local port for their rendezvous). Refuses (WorkerBusy) while a worker of
     the same name in the same folder is still running."""
     folder = Path(folder)
     current = state(folder, name)
@@ -97,7 +99,9 @@ def launch(folder: Path, name: str, args: Sequence[str]) -> WorkerState:
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}-{file_stamp()}.log"
-    command = [sys.executable, "-m", "vaal_core", *map(str, args)]
+    launcher = (["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(processes)}"]
+                if processes > 1 else [])
+    command = [sys.executable, *launcher, "-m", "vaal_core", *map(str, args)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
                                                                       os.environ.get("PYTHONPATH")])),
            "PYTHONUNBUFFERED": "1"}
@@ -155,15 +159,18 @@ def stop(folder: Path, name: str) -> bool:
 
 def start_round(project: Project, sampler: str, budget: int | None, device: str = "auto",
                 fast: bool = False, seed: int = 0, fresh: bool = False,
-                devices: dict[str, Any] | None = None, audit: float = 0.05) -> WorkerState:
+                devices: dict[str, Any] | None = None, audit: float = 0.05, processes: int = 1) -> WorkerState:
     """Check the request, then train the round in a background process.
     Raises WorkerBusy when a round of this project is training already (in
     this app or from the command line), and the checks' BadInput errors.
     `devices` (a `learn.devices.probe` answer) lets the check refuse a
     device the machine lacks without loading PyTorch here. `audit`: the
-    share of the batch drawn at random (`loop/audit.py`)."""
+    share of the batch drawn at random (`loop/audit.py`). `processes` > 1:
+    the round runs as that many torchrun ranks (one per GPU on a CUDA
+    machine; learn/distributed.py)."""
     from vaal_core.loop.round import RoundConfig, check_round
 
+    check_processes(processes, device, devices)
     if project.is_training():
         raise WorkerBusy(f"a round of {project.root.name} is training already; wait for it or cancel it")
     cfg = RoundConfig(sampler=sampler, budget=budget, seed=seed, device=device, fast=fast, fresh=fresh, audit=audit)
@@ -172,7 +179,20 @@ def start_round(project: Project, sampler: str, budget: int | None, device: str 
             "--seed", str(seed), "--audit", repr(float(audit)), "--json"]
     args += ["--fast"] if fast else []
     args += ["--fresh"] if fresh else []
-    return launch(project.root, "round", args)
+    return launch(project.root, "round", args, processes=processes)
+
+
+def check_processes(processes: int, device: str, devices: dict[str, Any] | None) -> None:
+    """A round on N processes asks for N GPUs on CUDA (one each); on a CPU
+    the ranks share its cores (useful for testing the path, rarely faster)."""
+    from vaal_core.errors import BadInput
+
+    if not isinstance(processes, int) or processes < 1:
+        raise BadInput(f"processes must be a whole number of at least 1, got {processes!r}")
+    if processes > 1 and devices is not None and device in ("auto", "cuda") and devices.get("cuda"):
+        if processes > len(devices["cuda"]):
+            raise BadInput(f"{processes} processes need {processes} GPUs; this machine has "
+                           f"{len(devices['cuda'])}")
 
 
 def round_worker(project: Project) -> WorkerState | None:
