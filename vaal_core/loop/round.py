@@ -194,7 +194,13 @@ def _follow(project: Project, cfg: RoundConfig, dist: Dist) -> None:
     models = ReadOnly(CheckpointDir(project.checkpoint_dir, cfg.fresh))
     job = pipeline.Job(data, plan["engine"], dist.device(resolve_device(cfg.device)), cfg.seed, models,
                        pretrained=plan["task_weights"], feature_weights=plan["weights"], dist=dist)
-    pipeline.produce(plan["needs"], job)
+    try:
+        pipeline.produce(plan["needs"], job)
+    except Exception as err:  # rank 0 gone: one line, as rank 0 says it (rank 0 records the round)
+        lost = rank_lost(err, dist)
+        if lost is None:
+            raise
+        raise lost from err
 
 
 def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_stop: Callable[[], bool] | None,
