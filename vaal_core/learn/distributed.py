@@ -223,8 +223,9 @@ def rank_lost(err: BaseException, dist: Dist) -> Exception | None:
 
     import re
 
-    # gloo's messages start with its source file's path: keep what it says
-    text = re.sub(r"^\[[^\]]*\]\s*", "", str(err).strip().splitlines()[0] if str(err).strip() else "")[:160]
+    # gloo's messages start with its source file's path: keep its first sentence
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(err).strip().splitlines()[0] if str(err).strip() else "")
+    text = text.split(". ")[0].rstrip(".")[:160]
     if isinstance(err, td.DistError) or any(w in str(err) for w in ("Gloo", "gloo", "NCCL", "Connection")):
         return RankFailed(f"a process of this {dist.world}-process round stopped or stopped answering "
                           f"({text or type(err).__name__}); the previous queue is kept")
