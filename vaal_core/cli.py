@@ -90,16 +90,19 @@ def cmd_round(args: argparse.Namespace) -> None:
     # Under `torchrun --nproc_per_node N -m vaal_core round ...` this process is one rank of N
     # (learn/distributed.py): rank 0 prints and writes, the others only train and score.
     dist = distributed.from_env(args.device)
+    if dist.on:
+        # torchrun sends SIGTERM to every rank as soon as one fails, while rank 0 is
+        # still recording the failure and printing it: a lost rank already fails
+        # the round through the collectives, and a cancel goes through the store.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     quiet = args.json or not dist.main
     progress = stderr_printer(quiet, describe=describe_with_losses)
     cfg = RoundConfig(sampler=args.sampler, budget=args.budget, seed=args.seed, device=args.device,
                       fast=args.fast, fresh=args.fresh, suggest=not args.no_suggest, pretrained=args.pretrained,
                       audit=args.audit, accel=AccelConfig(precision=args.precision))
     _warn_if_slow(cfg, quiet)
-    try:
-        result = run_round(project, cfg, progress=progress, dist=dist)
-    finally:
-        distributed.close()
+    result = run_round(project, cfg, progress=progress, dist=dist)
+    distributed.close()  # only after a round that ended well: a group that lost a rank may not close
     if result is None:  # a rank other than 0: rank 0 reports the round
         return
     m, t = result.metrics, result.timings
