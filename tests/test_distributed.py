@@ -208,7 +208,7 @@ def test_a_killed_rank_fails_the_round_cleanly_and_keeps_the_queue(labeled_proje
     assert proc.returncode != 0
     last = p.rounds()[-1]
     assert last["status"] == "failed", last
-    assert "a process of this 2-process round stopped" in last["error"] or "torchrun ended" in last["error"], last
+    assert "a process of this 2-process round stopped" in last["error"], last  # ranks ignore torchrun's SIGTERM
     assert "previous queue is kept" in last["error"]
     assert p.queue() == before and not list(p.checkpoint_dir.glob(".round-*"))
     assert "error: " in err and "previous queue is kept" in err

@@ -171,9 +171,6 @@ class Dist:
             return torch.device("cuda", self.local_rank)
         return device
 
-    def describe(self) -> dict[str, Any]:
-        return {"processes": self.world}
-
 
 SINGLE = Dist()
 
