@@ -14,7 +14,8 @@ when no project is open.
 This file is read twice. `streamlit run app.py` first imports it, finds
 `app` (an `st.App`, Streamlit's ASGI entry point) and serves that: the
 same server and pages, with `HostCheck` in front of it (a request whose
-Host is not this server's address gets 403: DNS rebinding). The server
+Host is not this server's address gets 403: DNS rebinding), and the routes
+the Explore map fetches its points and thumbnails from (views/routes.py). The server
 then runs this file as the script of each page view, where `main()` draws.
 """
 
@@ -129,6 +130,8 @@ def main() -> None:
 if get_script_run_ctx(suppress_warning=True) is None:  # imported by `streamlit run app.py`: serve
     from starlette.middleware import Middleware
 
-    app = st.App(__file__, middleware=[Middleware(HostCheck)])
+    from views.routes import ROUTES  # the Explore map's points, thumbnails and script
+
+    app = st.App(__file__, routes=ROUTES, middleware=[Middleware(HostCheck)])
 else:  # a page view (or AppTest)
     main()

@@ -2,6 +2,7 @@
 
     python bench/app.py [--items 10000] [--labels 100] [--warmup 5] [--pause 0.3]
                         [--explore-sizes 10000,50000] [--explore-runs 3]
+                        [--hovers 60] [--lassos 3] [--lasso-points 1000]
                         [--keep] [--port PORT] [--cifar DIR] [--screenshots DIR]
                         [--out FILE]
 
@@ -16,13 +17,39 @@ VAAL_HOME:
     (a) the shown path text changing, (b) the new <img> having loaded, (c)
     the next animation frame after that, (d) the script run having finished. The store is checked afterwards: label
     count and that every label went to the image it was meant for.
-  - Explore page: time from page.goto to the Plotly WebGL scatter drawn (the
-    plot's traces present, then a frame rendered), with the projection
-    already cached, for each --explore-sizes project; the first visit and
-    the repeat visits apart. Each project gets 1,000 gold labels and a real
-    `--fast` VAAL round (timed), and its UMAP is computed once beforehand
-    (timed, with vaal_core.maps.cache.round_projection). Also: the points the
-    page draws and the websocket bytes received until the plot is drawn.
+  - Explore page, the WebGL map (views/latent_map.py, frontend/latent_map),
+    for each --explore-sizes project. Each project gets 1,000 gold labels
+    and a real `--fast` VAAL round (timed), and its UMAP is computed once
+    beforehand (timed, with vaal_core.maps.cache.round_projection), so the
+    page finds the projection cached. Over --explore-runs visits (the first
+    apart from the median of the rest; one browser context, so the map's
+    payload and bundle are in the browser's cache after the first):
+      * points drawn: the map's `data-points`, checked against the round's
+        map (vaal_core.maps.geometry: its count and its ids);
+      * first frame: ms from navigation start to the map's `data-ready`
+        (its first frame with every point drawn), with the page's title
+        shown, the first script run finished, and main-thread long tasks
+        before that frame;
+      * bytes: websocket bytes received until that frame, plus the map's
+        payload from /vaal/map/ (its Content-Length: gzipped, as sent, and
+        what came over the network), and the map's JS bundle apart (fetched
+        on the first visit only);
+    then, on the last visit's page:
+      * hover to thumbnail: --hovers distinct points on screen (after 2
+        unmeasured), the mouse moved onto each in a few steps (to where
+        `vaalMap.screenOf(id)` says it is drawn) until the hover card shows
+        that point's thumbnail; the in-page ms from the last mousemove to the
+        <img> having loaded (`window.__vaalHoverMs`), p50 and p95, with the
+        Python-side wall time per hover as a cross-check;
+      * lasso: the Lasso tool round a box holding about --lasso-points
+        points (grown around the middle of the map), the ms from the mouseup
+        to the page's "N selected" heading (a script run with the selection)
+        and to the map's own selection before it, median of --lassos tries
+        (Clear selection between); N and the points inside the box.
+    The targets, at 50,000 points, are printed beside the figures: first
+    frame <= 2.0 s, bytes <= 1.5 MB, hover p95 <= 150 ms, a lasso of about
+    1,000 points <= 1.0 s. (bench/map_scale.py measures the map alone, up to
+    200,000 points.)
 
 Writes bench/results/app-cpu.json (app-cuda.json on a GPU machine) beside
 the printed table. Temporary folders and the server go away at the end,
@@ -35,6 +62,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -52,7 +80,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.map_scale import (LASSO_PROBE, MAP, MAP_FRAME, MAP_READY, clear_selection,  # noqa: E402
+                             drag_lasso, hover_bench, lasso_box, map_in_view, positions)
 from vaal_core.maps import cache as maps  # noqa: E402
+from vaal_core.maps import geometry  # noqa: E402
 from vaal_core.services import workspace  # noqa: E402
 from vaal_core.data.ingest import init_project  # noqa: E402
 from vaal_core.store import Project  # noqa: E402
@@ -108,10 +139,13 @@ LABEL_PROBE = """() => {
 
 LABEL_DONE = "() => window.__b && window.__b.tImg !== null && window.__b.tFrame !== null && window.__b.tIdle !== null"
 
-# Long tasks (>50 ms on the main thread) from navigation on, for Explore.
 # Installed before any page script on Explore: long tasks (>50 ms on the
-# main thread) and when the page's title appeared, the plot element appeared
-# and the first script run finished, all in ms since navigation start.
+# main thread) and, in ms since navigation start, when the page's title
+# appeared, the map component was mounted (window.vaalMap) and the first
+# script run finished; and, for a lasso armed by map_scale.LASSO_PROBE, when
+# the page's "N selected" heading appeared. (A MutationObserver on the
+# document does not see into the map's shadow root: the map's own moments
+# come from map_scale.MAP_READY and the map's hooks.)
 EXPLORE_INIT = """
 window.__long = [];
 window.__marks = {};
@@ -131,31 +165,21 @@ try {
     }
     const h1 = document.querySelector('[data-testid="stMain"] h1');
     if (h1 && h1.innerText.includes('Explore')) mark('title');
-    if (document.querySelector('[data-testid="stMain"] .js-plotly-plot')) mark('plotElement');
+    if (window.vaalMap) mark('mapMounted');
+    const s = window.__lasso;
+    if (s && s.up !== null && s.heading === null) {
+      for (const h of document.querySelectorAll('[data-testid="stMain"] h3')) {
+        const t = h.innerText.trim();
+        if (/^[0-9,]+ selected/.test(t)) { s.heading = performance.now(); s.text = t; break; }
+      }
+    }
   };
-  new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true});
+  new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true,
+                                                 characterData: true});
 })();
 """
 
-PLOT_READY = """() => {
-  const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
-  if (!gd || !gd._fullData || !gd._fullData.length || !gd._fullLayout) return false;
-  if (!gd.querySelector('canvas')) return false;
-  const n = gd._fullData.reduce((s, t) => s + ((t.x && t.x.length) || 0), 0);
-  if (!n) return false;
-  if (window.__tPlot === undefined) window.__tPlot = performance.now();
-  return true;
-}"""
-
-PLOT_FRAME = """() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => {
-  const gd = document.querySelector('[data-testid="stMain"] .js-plotly-plot');
-  const traces = gd._fullData.map((t) => ({name: t.name, points: (t.x && t.x.length) || 0}));
-  const caption = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stCaptionContainer"]')]
-    .map((c) => c.innerText).find((t) => t.includes('on the map')) || null;
-  resolve({tPlot: window.__tPlot, tFrame: performance.now(), traces, caption,
-           canvases: gd.querySelectorAll('canvas').length, longTasks: window.__long || [],
-           marks: window.__marks || {}});
-})))"""
+SELECTED_HEADING = re.compile(r"^\s*([0-9,]+) selected")
 
 
 # -- data and projects --------------------------------------------------------------
@@ -221,7 +245,10 @@ def prepare_explore(project: Project) -> dict:
     round_s = time.perf_counter() - t0
     proj = maps.round_projection(project, result.round_id)
     again = maps.round_projection(project, result.round_id)
-    return {"seed_labels": int(len(chosen)), "round_id": result.round_id, "round_s": round(round_s, 2),
+    on_map = geometry.geometry(project, again)  # what /vaal/map/ sends: the points the page must draw
+    return {"map_points": len(on_map), "map_ids": sorted(int(i) for i in on_map.columns["ids"]),
+            "map_not_on_map": on_map.not_on_map,
+            "seed_labels": int(len(chosen)), "round_id": result.round_id, "round_s": round(round_s, 2),
             "round_iterations": result.metrics.get("iterations"), "round_timings": result.timings,
             "umap_s": round(proj.seconds, 2), "umap_cached": proj.cached,
             "cached_read_s": round(again.seconds, 4), "cached_ok": again.cached}
@@ -338,14 +365,79 @@ def bench_label(browser, url: str, project: Project, classes: list[str], warmup:
     return out
 
 
-def bench_explore(browser, url: str, project: Project, runs: int, shots: Path | None) -> dict:
+def _map_http(responses) -> dict:
+    """Bytes of the map's payload and bundle responses a page got: the
+    Content-Length header (the compressed bytes, as sent; the bundle, which
+    the server gzips on the fly, has none) and the encoded body bytes that
+    came over the network (Playwright's request.sizes(); 0 for one served
+    from the browser's cache, where Chromium reports a negative size)."""
+    out = {"map_content_length": 0, "map_wire_bytes": 0, "bundle_content_length": 0, "bundle_wire_bytes": 0,
+           "responses": []}
+    for r in responses:
+        kind = "map" if "/vaal/map/" in r.url else "bundle"
+        length = int(r.headers.get("content-length") or 0)
+        try:
+            body = int(r.request.sizes()["responseBodySize"])
+        except Exception:  # noqa: BLE001 - a figure, not a requirement
+            body = length
+        cached = body < 0
+        wire = 0 if cached else body
+        out[f"{kind}_content_length"] += length
+        out[f"{kind}_wire_bytes"] += wire
+        out["responses"].append({"kind": kind, "status": r.status, "content_length": length, "wire_bytes": wire,
+                                 "from_cache": cached, "encoding": r.headers.get("content-encoding")})
+    return out
+
+
+def lasso_bench(page, tries: int, target: int, shots: Path | None, name: str) -> dict:
+    """`tries` lassos around about `target` points (the same box each time):
+    ms from the mouseup to the page's "N selected" heading (stamped in the
+    page, and the Python-side wall time), and to the map's own selection
+    (its "select" event, before the script run); Clear selection between."""
+    page.locator(f'{MAP} button[data-tool="freeform"]').click()
+    map_in_view(page)
+    pos = positions(page)
+    box, expected = lasso_box(pos, target)
+    heading = page.locator('[data-testid="stMain"] h3').filter(has_text=SELECTED_HEADING)
+    rows = []
+    for k in range(tries):
+        heading.first.wait_for(state="detached")
+        wait_idle(page)
+        page.evaluate("() => window.__lassoArm()")
+        drag_lasso(page, box)
+        t0 = time.perf_counter()
+        page.mouse.up()
+        heading.first.wait_for()
+        wall_ms = (time.perf_counter() - t0) * 1000
+        page.wait_for_function("() => window.__lasso.heading !== null && window.__lasso.select !== null")
+        s = page.evaluate("() => ({...window.__lasso, js: window.vaalMap.selected.length})")
+        shown = int(SELECTED_HEADING.match(heading.first.inner_text()).group(1).replace(",", ""))
+        rows.append({"heading_ms": round(s["heading"] - s["up"], 1), "select_ms": round(s["select"] - s["up"], 1),
+                     "wall_ms": round(wall_ms, 1), "heading_n": shown, "map_selected": s["js"]})
+        wait_idle(page)
+        if shots and k == 0:
+            page.screenshot(path=str(shots / f"{name}-lasso.png"), full_page=True)
+        clear_selection(page)
+    heading.first.wait_for(state="detached")
+    med = lambda key: round(statistics.median(r[key] for r in rows), 1) if rows else None  # noqa: E731
+    return {"tries": rows, "box_px": [round(v, 1) for v in box], "expected": expected,
+            "selected": rows[0]["heading_n"] if rows else None, "heading_ms_median": med("heading_ms"),
+            "select_ms_median": med("select_ms"), "wall_ms_median": med("wall_ms")}
+
+
+def bench_explore(browser, url: str, project: Project, info: dict, runs: int, hovers: int, lassos: int,
+                  lasso_points: int, shots: Path | None) -> dict:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.add_init_script(EXPLORE_INIT)
-    visits = []
+    name = f"explore-{len(project.items())}"
+    visits, page = [], None
     for k in range(runs):
+        if page is not None:
+            page.close()
         page = context.new_page()
         page.set_default_timeout(120_000)
         received = {"bytes": 0, "frames": 0}
+        http = []
 
         def on_ws(ws, received=received):
             def frame(payload):
@@ -354,33 +446,50 @@ def bench_explore(browser, url: str, project: Project, runs: int, shots: Path | 
             ws.on("framereceived", frame)
 
         page.on("websocket", on_ws)
+        page.on("response", lambda r, http=http: http.append(r)
+                if "/vaal/map/" in r.url or "/vaal/js/latent_map.js" in r.url else None)
         t0 = time.perf_counter()
         page.goto(f"{url}/explore?project={workspace.project_id(project.root)}")
-        page.wait_for_function(PLOT_READY, polling="raf")
-        info = page.evaluate(PLOT_FRAME)
+        page.wait_for_function(MAP_READY, polling="raf")
+        ws_bytes, ws_frames = received["bytes"], received["frames"]  # until the map's first frame
         wall_ms = (time.perf_counter() - t0) * 1000
-        ws_bytes, ws_frames = received["bytes"], received["frames"]
-        long_ms = sum(d for s, d in info["longTasks"] if s < info["tFrame"])
-        drawn = sum(t["points"] for t in info["traces"] if t["name"] != "next batch")
-        marks = {k: round(v, 1) for k, v in info["marks"].items()}
-        if shots:
-            page.screenshot(path=str(shots / f"explore-{len(project.items())}-{k + 1}.png"))
-        visits.append({"wall_ms": round(wall_ms, 1), "frame_ms": round(info["tFrame"], 1),
-                       "plot_ms": round(info["tPlot"], 1), "title_ms": marks.get("title"),
-                       "plot_element_ms": marks.get("plotElement"), "first_run_done_ms": marks.get("runDone"),
-                       "long_tasks_ms": round(long_ms, 1),
-                       "ws_bytes": ws_bytes, "ws_frames": ws_frames, "drawn": drawn,
-                       "traces": info["traces"], "caption": info["caption"]})
+        frame = page.evaluate(MAP_FRAME)
+        sizes = _map_http(http)
+        long_ms = sum(d for s, d in frame["longTasks"] if s < frame["tReady"])
+        marks = {key: round(v, 1) for key, v in frame["marks"].items()}
+        visit = {"wall_ms": round(wall_ms, 1), "ready_ms": round(frame["tReady"], 1),
+                 "frame_ms": round(frame["tFrame"], 1), "component_drawn_ms": round(frame["drawnMs"], 1),
+                 "title_ms": marks.get("title"), "map_mounted_ms": marks.get("mapMounted"),
+                 "first_run_done_ms": marks.get("runDone"), "long_tasks_ms": round(long_ms, 1),
+                 "ws_bytes": ws_bytes, "ws_frames": ws_frames, "map_bytes_in_page": frame["mapBytes"], **sizes,
+                 "sent_bytes": ws_bytes + sizes["map_wire_bytes"], "drawn": frame["points"],
+                 "status": frame["status"]}
+        if k == 0:
+            drawn_ids = sorted(page.evaluate("() => window.vaalMap.ids()"))
+            visit["ids_match_map"] = drawn_ids == info["map_ids"]
         wait_idle(page)
-        page.close()
+        if shots:
+            page.screenshot(path=str(shots / f"{name}-{k + 1}.png"))
+        visits.append(visit)
+
+    # the pointer and the lasso, on the last visit's page
+    page.evaluate(LASSO_PROBE)
+    hover = hover_bench(page, hovers, np.random.default_rng(len(project.items())))
+    lasso = lasso_bench(page, lassos, lasso_points, shots, name)
+    page.close()
     context.close()
-    rest = visits[1:] or visits
+    first, rest = visits[0], visits[1:] or visits
     med = lambda key: round(statistics.median(v[key] for v in rest if v[key] is not None), 1)  # noqa: E731
-    return {"visits": visits, "first_frame_ms": visits[0]["frame_ms"],
-            "repeat_frame_ms_median": med("frame_ms"), "repeat_title_ms_median": med("title_ms"),
-            "repeat_run_done_ms_median": med("first_run_done_ms"), "repeat_plot_ms_median": med("plot_ms"),
+    return {"visits": visits, "first_frame_ms": first["ready_ms"],
+            "repeat_frame_ms_median": med("ready_ms"), "repeat_title_ms_median": med("title_ms"),
+            "repeat_run_done_ms_median": med("first_run_done_ms"),
+            "repeat_component_drawn_ms_median": med("component_drawn_ms"),
             "repeat_long_tasks_ms_median": med("long_tasks_ms"),
-            "drawn": visits[0]["drawn"], "ws_bytes": visits[0]["ws_bytes"], "caption": visits[0]["caption"]}
+            "drawn": first["drawn"], "drawn_ok": first["drawn"] == info["map_points"] and first["ids_match_map"],
+            "ws_bytes": first["ws_bytes"], "map_bytes": first["map_wire_bytes"],
+            "sent_bytes": first["sent_bytes"], "bundle_bytes": first["bundle_wire_bytes"],
+            "repeat_sent_bytes_median": med("sent_bytes"), "status": first["status"],
+            "hover": hover, "lasso": lasso}
 
 
 # -- report ------------------------------------------------------------------------
@@ -433,20 +542,55 @@ def print_table(res: dict) -> None:
               f"({lab['label_rows_from_ui']} label rows from the UI; {lab['labels_on_the_shown_image']} on the "
               f"image shown at the press): {ok}")
     if res.get("explore"):
-        print("\nExplore page, projection cached; ms from navigation start (first visit / median of repeats):")
-        print(f"  {'points':>8}{'drawn':>8}{'title':>13}{'run done':>13}{'plot drawn':>13}{'long tasks':>13}"
-              f"{'ws MB':>7}{'round s':>9}{'UMAP s':>8}")
+        both = lambda a, b: f"{a:,.0f}/{b:,.0f}" if a is not None and b is not None else "?"  # noqa: E731
+        print("\nExplore page, the WebGL map, projection cached; ms from navigation start (first visit / median "
+              "of repeats):")
+        print(f"  {'points':>8}{'drawn':>8}{'title':>13}{'run done':>13}{'first frame':>13}{'long tasks':>13}"
+              f"{'ws kB':>7}{'map kB':>8}{'JS kB':>7}{'round s':>9}{'UMAP s':>8}")
         for e in res["explore"]:
             v = e["visits"][0]
-            both = lambda a, b: f"{a:,.0f}/{b:,.0f}" if a is not None and b is not None else "?"  # noqa: E731
-            print(f"  {e['items']:>8,}{e['drawn']:>8,}{both(v['title_ms'], e['repeat_title_ms_median']):>13}"
+            drawn = f"{e['drawn']:,}" + ("" if e["drawn_ok"] else "!")
+            print(f"  {e['items']:>8,}{drawn:>8}{both(v['title_ms'], e['repeat_title_ms_median']):>13}"
                   f"{both(v['first_run_done_ms'], e['repeat_run_done_ms_median']):>13}"
                   f"{both(e['first_frame_ms'], e['repeat_frame_ms_median']):>13}"
                   f"{both(v['long_tasks_ms'], e['repeat_long_tasks_ms_median']):>13}"
-                  f"{e['ws_bytes'] / 1e6:>7.2f}{e['round_s']:>9.1f}{e['umap_s']:>8.1f}")
-        print("  (title: the page's heading shown; run done: the first script run finished; plot drawn: the "
-              "frame after the WebGL\n  scatter has its traces; long tasks: main-thread tasks over 50 ms before "
-              "that frame; round: the --fast vaal\n  round; UMAP: computing the projection once, before the page)")
+                  f"{e['ws_bytes'] / 1e3:>7.0f}{e['map_bytes'] / 1e3:>8.0f}{e['bundle_bytes'] / 1e3:>7.0f}"
+                  f"{e['round_s']:>9.1f}{e['umap_s']:>8.1f}")
+        print("  (drawn: the map's data-points, '!' where it or the ids drawn differ from the round's map;\n"
+              "  title: the page's heading shown; run done: the first script run finished; first frame: the map's\n"
+              "  data-ready, its first frame with every point; long tasks: main-thread tasks over 50 ms before it;\n"
+              "  ws: websocket bytes until then; map: the payload's gzipped bytes over the network (first visit;\n"
+              "  the browser caches it after); JS: the map's bundle, gzipped, fetched on the first visit only;\n"
+              "  round: the --fast vaal round; UMAP: computing the projection once, before the page)")
+        print("\nExplore page, pointer and lasso (in the page; Python-side wall time in brackets):")
+        print(f"  {'points':>8}{'hovers':>8}{'hover p50 ms':>20}{'hover p95 ms':>20}"
+              f"{'lasso n (box)':>17}{'to heading ms':>20}{'to map ms':>11}")
+        for e in res["explore"]:
+            h, la = e["hover"], e["lasso"]
+            hp = lambda q: (f"{h['in_page'][q]:,.0f} ({h['wall'][q]:,.0f})"  # noqa: E731
+                            if h["in_page"]["n"] else "-")
+            n = f"{la['selected']:,} ({la['expected']:,})" if la["selected"] is not None else "-"
+            lm = (f"{la['heading_ms_median']:,.0f} ({la['wall_ms_median']:,.0f})"
+                  if la["heading_ms_median"] is not None else "-")
+            sm = f"{la['select_ms_median']:,.0f}" if la["select_ms_median"] is not None else "-"
+            print(f"  {e['items']:>8,}{h['measured']:>8}{hp('p50_ms'):>20}{hp('p95_ms'):>20}{n:>17}{lm:>20}{sm:>11}"
+                  + (f"  ({h['missed']} hovers took another point)" if h["missed"] else ""))
+        print("  (hover: from the pointer's last move onto a point to its thumbnail loaded in the card; lasso: a "
+              "box-like lasso\n  round about 1,000 points, from the mouseup to the page's \"N selected\" heading "
+              "(the script run included) and to\n  the map's own selection; median of the tries; n: the heading's "
+              "count, with the points inside the box in brackets)")
+        print("\nTargets (at 50,000 points), first visit:")
+        print(f"  {'points':>8}{'first frame <= 2.0 s':>24}{'bytes <= 1.5 MB':>20}{'hover p95 <= 150 ms':>24}"
+              f"{'lasso ~1,000 <= 1.0 s':>26}")
+        for e in res["explore"]:
+            def verdict(value, limit, fmt):
+                return "-" if value is None else f"{fmt(value)} {'met' if value <= limit else 'MISSED'}"
+            p95 = e["hover"]["in_page"].get("p95_ms")
+            print(f"  {e['items']:>8,}{verdict(e['first_frame_ms'] / 1000, 2.0, lambda v: f'{v:.2f} s'):>24}"
+                  f"{verdict(e['sent_bytes'] / 1e6, 1.5, lambda v: f'{v:.2f} MB'):>20}"
+                  f"{verdict(p95, 150, lambda v: f'{v:.0f} ms'):>24}"
+                  f"{verdict(e['lasso']['heading_ms_median'], 1000, lambda v: f'{v:.0f} ms'):>26}")
+        print("  (bytes: websocket bytes until the first frame plus the map's payload, the JS bundle apart)")
     load = res.get("load_avg", {})
     if load:
         print("\nload average (1 min) before / after Label / after Explore: "
@@ -469,6 +613,9 @@ def main() -> None:
     ap.add_argument("--pause", type=float, default=0.3, help="seconds between a finished label and the next key")
     ap.add_argument("--explore-sizes", default="10000,50000", help="comma-separated point counts ('' for none)")
     ap.add_argument("--explore-runs", type=int, default=3, help="page visits per Explore size")
+    ap.add_argument("--hovers", type=int, default=60, help="hovers measured per Explore size")
+    ap.add_argument("--lassos", type=int, default=3, help="lasso tries per Explore size")
+    ap.add_argument("--lasso-points", type=int, default=1000, help="about how many points each lasso goes round")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders")
     ap.add_argument("--port", type=int, default=None)
     ap.add_argument("--out", help="results file (default: bench/results/app-cpu.json, app-cuda.json on a GPU)")
@@ -533,8 +680,9 @@ def main() -> None:
                 for project, info in explore_projects:
                     print(f"[{time.perf_counter() - t_start:5.0f} s] Explore page: {info['items']:,} points",
                           flush=True)
-                    e = bench_explore(browser, url, project, args.explore_runs, shots)
-                    results["explore"].append({**info, **e})
+                    e = bench_explore(browser, url, project, info, args.explore_runs, args.hovers, args.lassos,
+                                      args.lasso_points, shots)
+                    results["explore"].append({**{k: v for k, v in info.items() if k != "map_ids"}, **e})
             finally:
                 browser.close()
         results["load_avg"]["after_explore"] = os.getloadavg()

@@ -244,21 +244,17 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
 
     # 7. The latent map: one point per image (UMAP runs in a worker the first time).
     _nav(page, "Explore")
-    page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
+    page.locator('[data-testid="vaal-map"][data-ready="true"]').wait_for(timeout=300_000)
     _ready(page)
-    # _fullData: the traces as plotly.js drew them (numpy arrays arrive as typed arrays)
-    counts = page.evaluate("() => { const d = document.querySelector('.js-plotly-plot')._fullData;"
-                           " return d.filter(t => t.name !== 'next batch').map(t => t._length); }")
-    assert sum(counts) == 30, counts
+    assert page.locator('[data-testid="vaal-map"]').get_attribute("data-points") == "30"
     # round 1 was typiclust's: no VAE, so the map is of the feature space it picked in, and says so
-    assert "30 images on the map of round 1 (the feature space)" in page.locator('[data-testid="stMain"]').inner_text()
+    assert "The map of round 1 (the feature space" in page.locator('[data-testid="stMain"]').inner_text()
     _shot(page, "08-explore")
 
     # 8. Lasso every point, push them to the front of the queue, then label them in one action
     #    (each bulk action names its count and asks once).
-    page.get_by_test_id("stButtonGroup").get_by_text("Lasso", exact=True).click()  # Click is the default tool
-    _ready(page)
-    area = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    page.locator('[data-testid="vaal-map"] button[data-tool="freeform"]').click()  # Pan / click is the default
+    area = page.locator('[data-testid="vaal-map"] canvas').bounding_box()
     corners = [(0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99), (0.01, 0.02)]
     page.mouse.move(area["x"] + 0.01 * area["width"], area["y"] + 0.01 * area["height"])
     page.mouse.down()

@@ -1,8 +1,8 @@
 """Class names and file names are text, everywhere: in a real browser, on a
 real Streamlit server, a project whose classes (and image folders) are
 named like HTML shows those names as typed in every Plotly chart (legends,
-axis ticks, hover labels) and on every page, never as a link, bold text or
-a styled span.
+axis ticks, hover labels), in Explore's map (its legend and hover card) and
+on every page, never as a link, bold text or a styled span.
 
 Plotly renders a subset of HTML in chart text (<a href>, <b>, <span
 style>, <br>), and Streamlit's markdown renders [text](url) links: both are
@@ -174,25 +174,46 @@ def test_train_page_charts_show_names_as_text(hostile, page):
     _assert_text_only(page, page.evaluate(CHARTS_JS), [])
 
 
+# Explore's map (a WebGL canvas, views/latent_map.py) writes names into its
+# legend and hover card as text nodes: no element a name could have made.
+MAP_JS = """() => { const host = [...document.querySelectorAll('*')].find(e => e.shadowRoot
+    && e.shadowRoot.querySelector('[data-testid="vaal-map"]'));
+  const map = host.shadowRoot.querySelector('[data-testid="vaal-map"]');
+  return {legend: [...map.querySelectorAll('.vm-legend span')].map(s => s.textContent),
+          card: map.querySelector('[data-testid="vaal-map-card"]').textContent,
+          made: map.querySelectorAll('a, b, strong, span[style], img:not(.vm-thumb)').length}; }"""
+
+
 @pytest.mark.browser
 def test_explore_by_class_shows_names_as_text(hostile, page):
+    project = hostile["project"]
     _open(page, hostile, "explore")
     page.get_by_test_id("stButtonGroup").get_by_text("Class", exact=True).click()
     _ready(page)
-    page.wait_for_function("() => { const gd = document.querySelector('.js-plotly-plot');"
-                           " return gd && gd._fullData && gd._fullData.length > 4; }")
-    charts = _charts(page, 1)
+    page.locator('[data-testid="vaal-map"][data-ready="true"]').wait_for()
+    page.wait_for_function("() => window.vaalMap && window.vaalMap.data.colour === 'class'")
+    time.sleep(0.5)
+    drawn = page.evaluate(MAP_JS)
+    assert all(name in drawn["legend"] for name in HOSTILE), drawn["legend"]  # each name, as typed
+    assert drawn["made"] == 0, drawn
     _shot(page, "explore")
-    _assert_text_only(page, charts, HOSTILE)
-    names = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullData.map(t => t.name)")
-    link = names.index(html.escape(HOSTILE[0], quote=False))
-    hover = _hover(page, 0, link, 0)
-    assert HOSTILE[0] in hover and "/" in hover, hover  # the file's path and its label, as typed
+    _assert_text_only(page, [], [])
+
+    # The pointer on a point labeled with the first name: the card says the name as typed.
+    item = next(i for i in project.items() if project.labels().get(i.id) == HOSTILE[0])
+    page.locator('[data-testid="vaal-map"] canvas').evaluate("c => c.scrollIntoView({block: 'center'})")
+    time.sleep(0.3)
+    x, y = page.evaluate(f"() => window.vaalMap.screenOf({item.id})")
+    page.mouse.move(x - 3, y - 3)
+    page.mouse.move(x, y, steps=3)
+    page.locator(f'[data-testid="vaal-map-card"] img[data-item-id="{item.id}"][data-shown="true"]').wait_for()
+    drawn = page.evaluate(MAP_JS)
+    assert drawn["card"] == f"#{item.id} · {HOSTILE[0]}" or drawn["card"].startswith(f"#{item.id} · {HOSTILE[0]} · "), \
+        drawn["card"]
+    assert drawn["made"] == 0, drawn
     _shot(page, "explore-hover")
-    _assert_text_only(page, page.evaluate(CHARTS_JS), [])
 
     # Click that point: the selection's panel names its class and file as typed too.
-    x, y = _point(page, 0, link, 0)
     page.mouse.click(x, y)
     page.get_by_text("1 selected").wait_for()
     _ready(page)
@@ -204,7 +225,7 @@ def test_explore_by_class_shows_names_as_text(hostile, page):
     main = page.get_by_test_id("stMain").inner_text()
     assert f"label: {HOSTILE[0]}" in main and f"{HOSTILE[0]}/" in main, main
     _shot(page, "explore-selected")
-    _assert_text_only(page, page.evaluate(CHARTS_JS), [])
+    _assert_text_only(page, [], [])
 
 
 @pytest.mark.browser
@@ -223,6 +244,15 @@ def test_demo_charts_show_names_as_text(hostile, page):
     hover = _hover(page, picks, 0, 0)
     assert any(name in hover for name in HOSTILE), hover
     _shot(page, "demo-hover")
+    _assert_text_only(page, page.evaluate(CHARTS_JS), [])
+
+    # Replay: the picks map plays its rounds from the initial set; the slider follows them to the last.
+    slider = ("(c) => document.querySelectorAll('.js-plotly-plot')[c]"
+              ".querySelector('.slider-group > .slider-label').textContent")
+    assert page.evaluate(slider, picks) == "picks up to: round 1"  # it opens on the whole run
+    page.locator(".js-plotly-plot").nth(picks).locator(".updatemenu-button").first.click()
+    page.wait_for_function(f"(c) => ({slider})(c) === 'picks up to: initial set'", arg=picks, polling=20)
+    page.wait_for_function(f"(c) => ({slider})(c) === 'picks up to: round 1'", arg=picks)
     _assert_text_only(page, page.evaluate(CHARTS_JS), [])
 
 

@@ -30,7 +30,6 @@ from vaal_core.maps.cache import (
     projection_progress,
     round_projection,
 )
-from vaal_core.maps.explore import draw_subset
 from vaal_core.maps.projection import umap_2d
 from vaal_core.errors import BadInput, VaalError
 from vaal_core.store import Project
@@ -164,38 +163,6 @@ def test_bad_latents_rejected(digits):
         umap_2d(np.zeros(10))
     with pytest.raises(BadInput, match="numbers"):
         umap_2d(np.array([["a", "b"]]))
-
-
-# -- draw_subset --------------------------------------------------------------
-
-def test_draw_subset_takes_everything_when_small():
-    assert np.array_equal(draw_subset(5, np.zeros(5, bool), max_points=5, seed=0), np.arange(5))
-
-
-def test_draw_subset_keeps_the_points_that_matter():
-    n, max_points = 10_000, 1_000
-    rng = np.random.default_rng(1)
-    keep = np.zeros(n, bool)
-    keep[rng.choice(n, 120, replace=False)] = True
-    idx = draw_subset(n, keep, max_points, seed=5)
-    assert len(idx) == max_points and np.array_equal(idx, np.unique(idx)) and idx.dtype == np.int64
-    assert set(np.flatnonzero(keep)) <= set(idx.tolist())
-    assert np.array_equal(idx, draw_subset(n, keep, max_points, seed=5))
-    assert np.array_equal(idx, draw_subset(n, np.flatnonzero(keep), max_points, seed=5))  # index form
-    assert not np.array_equal(idx, draw_subset(n, keep, max_points, seed=6))
-    # the rest is a uniform sample: both halves of the range are drawn about equally
-    rest = np.setdiff1d(idx, np.flatnonzero(keep))
-    assert abs((rest < n // 2).mean() - 0.5) < 0.1
-
-
-def test_draw_subset_samples_keep_when_keep_alone_is_too_many():
-    keep = np.arange(0, 1000, 2)
-    idx = draw_subset(1000, keep, max_points=100, seed=0)
-    assert len(idx) == 100 and set(idx.tolist()) <= set(keep.tolist())
-    with pytest.raises(BadInput, match="shape"):
-        draw_subset(1000, np.ones(3, bool), max_points=100, seed=0)
-    with pytest.raises(BadInput, match=r"\[0, 1000\)"):
-        draw_subset(1000, np.array([5, 1000]), max_points=100, seed=0)
 
 
 # -- per-round cache on a real project -------------------------------------------

@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.colors import sample_colorscale
 
 from vaal_core import samplers
 from vaal_core.errors import VaalError
-from vaal_core.loop.chart import chart_figure
+from vaal_core.loop.chart import chart_figure, picks_figure
 from vaal_core.loop.report import summary_csv
 from vaal_core.progress import phase_label
 from vaal_core.services import demo_runs, workspace
-from views.common import chart_text, plain, show_error
+from views.common import plain, show_error
 
 st.title("Demo")
 st.caption("An oracle answers with each image's true class, rounds play by themselves, and every sampler is "
@@ -114,26 +113,6 @@ def timing_table(result: dict) -> None:
                    "is not counted (every sampler trains the same one).")
 
 
-def picks_figure(pm: demo_runs.PicksMap, sampler: str) -> go.Figure:
-    when = pm.picked_in[sampler]
-    fig = go.Figure()
-    never = when < 0
-    fig.add_trace(go.Scattergl(x=pm.xy[never, 0], y=pm.xy[never, 1], mode="markers", name="not picked",
-                               marker={"size": 4, "color": "#cbd5e1"},
-                               hovertext=[chart_text(pm.classes[c]) for c in pm.y[never]], hoverinfo="text"))
-    n_rounds = int(when.max()) + 1 if len(when) else 0
-    colours = sample_colorscale("Plasma", [0.85 * r / max(n_rounds - 1, 1) for r in range(n_rounds)])
-    for r in range(n_rounds):  # early rounds dark, late ones bright
-        sel = when == r
-        fig.add_trace(go.Scattergl(x=pm.xy[sel, 0], y=pm.xy[sel, 1], mode="markers",
-                                   name="initial set" if r == 0 else f"round {r}",
-                                   marker={"size": 7, "color": colours[r]},
-                                   hovertext=[chart_text(pm.classes[c]) for c in pm.y[sel]], hoverinfo="text"))
-    fig.update_layout(height=460, margin={"t": 10, "b": 10, "l": 10, "r": 10}, xaxis={"visible": False},
-                      yaxis={"visible": False}, legend={"orientation": "h"})
-    return fig
-
-
 @st.fragment(run_every=1.5)
 def live(run: demo_runs.DemoRun) -> None:
     """While the worker plays: progress, the growing curves, a Stop button."""
@@ -197,7 +176,9 @@ def finished(run: demo_runs.DemoRun) -> None:
     st.subheader("Where each sampler picked, on the VAE's latent map (seed 0)")
     options = list(pm.picked_in)
     sampler = st.segmented_control("Sampler", options, default=options[-1], key="map_sampler") or options[-1]
-    st.plotly_chart(picks_figure(pm, sampler), key="picks_map")
+    st.plotly_chart(picks_figure(pm.xy, pm.y, pm.classes, pm.picked_in[sampler]), key="picks_map")
+    st.caption("Replay rounds (or the slider) shows the picks round by round: where the sampler looked first, "
+               "and how its batches spread over the map.")
     counts = np.bincount(pm.y[pm.picked_in[sampler] >= 0], minlength=len(pm.classes))
     st.caption("Picked per class: " + ", ".join(f"{plain(c)} {n}" for c, n in zip(pm.classes, counts)))
 

@@ -1,10 +1,12 @@
 """Explore: a round's VAE latent space (or, for a round that trained no
-VAE, the feature space its sampler picked in) in 2-D (UMAP), coloured by labeled /
-unlabeled, class or discriminator score, with the next batch ringed.
-Click a point to select it, or pick the box or lasso to select a region;
-see the selection (paged, every image of it), label it or push it to the
-front of the queue. An action on more than one image asks first, naming
-the count, and acts on exactly the images it named.
+VAE, the feature space its sampler picked in) in 2-D (UMAP), every image
+drawn (views/latent_map.py: WebGL), coloured by labeled / class / sampler
+score / discriminator / round picked, the next batch in black; the image
+under the pointer appears beside it; Replay steps through the rounds.
+Click a point to see why it is where it is in the queue, or pick Box or
+Lasso to select a region; see the selection (paged, every image of it),
+label it or push it to the front of the queue. An action on more than one
+image asks first, naming the count, and acts on exactly the images it named.
 
 UMAP runs in a background worker the first time a round is shown (its
 progress is polled), and is cached per round after that.
@@ -14,8 +16,6 @@ from __future__ import annotations
 
 import uuid
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from vaal_core.data.images import shown_path
@@ -23,16 +23,12 @@ from vaal_core.errors import LabelConflict, VaalError
 from vaal_core.learn import disc_quality
 from vaal_core.maps import cache as maps
 from vaal_core.maps import explore
-from vaal_core.services import worker
-from vaal_core.store import Project
-from vaal_core.maps import palette
-from views.common import chart_text, conflict_text, picture, plain, require_project, show_error
+from vaal_core.services import label_words, labeling, worker, workspace
+from views import label_parts, routes
+from views.common import conflict_text, picture, plain, require_project, show_error
+from views.latent_map import COLOURS, latent_map
 
 GALLERY = 24  # images per page of a selection: 3 rows of 8
-# "Select with" -> Plotly's drag mode. Streamlit makes a click select a point
-# only when the drag mode is not box or lasso (it sets clickmode to
-# "event+select" for pan, "event" for select/lasso), so "Click" drags to pan.
-TOOLS = {"Click": "pan", "Box": "select", "Lasso": "lasso"}
 project = require_project()
 st.title("Explore")
 
@@ -43,11 +39,9 @@ if not rounds:
     st.page_link("views/train.py", label="Train a round", icon=":material/model_training:")
     st.stop()
 
-top = st.columns([1, 2, 2])
+top = st.columns([1, 4])
 round_id = top[0].selectbox("Round", rounds[::-1], format_func=lambda r: f"round {r}")
-colour = top[1].segmented_control("Colour by", ["Labeled", "Class", "Discriminator"], default="Labeled",
-                                  key="explore_colour") or "Labeled"
-tool = top[2].segmented_control("Select with", list(TOOLS), default="Click", key="explore_tool") or "Click"
+colour = top[1].segmented_control("Colour by", list(COLOURS), default="Labeled", key="explore_colour") or "Labeled"
 
 
 # -- the projection: from the cache, or computed in the background ------------
@@ -79,109 +73,31 @@ def wait_for_projection(round_id: int) -> None:
 if not maps.has_projection(project, round_id):
     wait_for_projection(round_id)
     st.stop()
+routes.warm(workspace.project_id(project.root), round_id)  # the map's points, made while the page loads
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _projection(path: str, round_id: int, _project: Project) -> maps.Projection:
-    return maps.round_projection(_project, round_id)
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _map(path: str, round_id: int, labels: tuple, queue_round: int | None, _project: Project) -> explore.LatentMap:
-    # Rebuilt only when labels or the queue change, not on every selection rerun.
-    return explore.latent_map(_project, _projection(path, round_id, _project))
-
-
-m = _map(str(project.root), round_id, project.label_version(), project.current_round_id(), project)
-selected: set[int] = set(st.session_state.get("explore_sel", {}).get(round_id, []))
-rows = explore.drawn(m, selected)
+selected: list[int] = st.session_state.get("explore_sel", {}).get(round_id, [])
 classes = project.classes()
-
-
-# -- the figure -----------------------------------------------------------------
-
-def hover(rows: np.ndarray) -> list[str]:
-    """Each point's path (as the app may show it: m.paths) and label, one per line."""
-    out = []
-    for r in rows:
-        lines = [chart_text(m.paths[r]), chart_text(m.labels[r]) if m.labels[r] else "unlabeled"]
-        if m.queued[r]:
-            lines.append("in the next batch")
-        if m.disc_prob is not None and np.isfinite(m.disc_prob[r]):
-            lines.append(f"P(labeled) {m.disc_prob[r]:.2f}")
-        out.append("<br>".join(lines))
-    return out
-
-
-def trace(rows: np.ndarray, name: str, marker: dict) -> go.Scattergl:
-    return go.Scattergl(x=m.xy[rows, 0], y=m.xy[rows, 1], mode="markers", name=chart_text(name),
-                        customdata=m.ids[rows], hovertext=hover(rows), hoverinfo="text", marker=marker)
-
-
-fig = go.Figure()
-labeled = m.labeled[rows]
-if colour == "Discriminator" and m.disc_prob is not None:
-    fig.add_trace(trace(rows, "P(labeled)", {"size": 6, "opacity": 0.85, "color": m.disc_prob[rows],
-                                             "colorscale": "Viridis", "cmin": 0, "cmax": 1,
-                                             "colorbar": {"title": "P(labeled)"}}))
-else:
-    # unlabeled first: WebGL draws traces in order, so the labeled points lie on top
-    fig.add_trace(trace(rows[~labeled], "unlabeled", palette.UNLABELED_MARKER))
-    if colour == "Class":
-        present = set(m.labels)
-        for name in [c for c in classes if c in present]:  # legend in key order, colours by key order
-            fig.add_trace(trace(rows[np.array([m.labels[r] == name for r in rows], dtype=bool)], name,
-                                palette.class_marker(classes, name)))
-    else:
-        fig.add_trace(trace(rows[labeled], "labeled", {**palette.LABELED_MARKER, "color": palette.LABELED_COLOR}))
-queued = rows[m.queued[rows]]
-if len(queued):
-    fig.add_trace(trace(queued, "next batch", palette.NEXT_BATCH_MARKER))
-# A selected point grows and stays opaque; Plotly fades the rest.
-fig.update_traces(selected={"marker": {"opacity": 1.0, "size": 11}}, unselected={"marker": {"opacity": 0.25}})
-# 420 px: the whole map and its legend fit a 1280x720 window under the page's controls
-fig.update_layout(height=420, margin={"t": 30, "b": 10, "l": 10, "r": 10}, dragmode=TOOLS[tool],
-                  # right of the plot area, top down: a lasso starting in a corner never toggles a legend
-                  # entry, ten classes' entries stay clear of the tool bar, and all are on screen with the map
-                  legend={"orientation": "v", "x": 1.0, "xanchor": "left", "y": 1.0, "yanchor": "top"},
-                  xaxis={"visible": False}, yaxis={"visible": False},
-                  uirevision=f"map-{round_id}")  # keep zoom while colours change
-
-if colour == "Discriminator" and m.disc_prob is None:
-    st.caption("This round had no discriminator (a cold start, coreset or feature-space round): colouring by "
-               "labels instead.")
 round_metrics = project.round(round_id)["metrics"] or {}
+if colour == "Discriminator" and not (project.round_dir(round_id) / "disc_prob.npy").is_file():
+    st.caption("This round had no discriminator (a cold start, coreset or feature-space round): its points are "
+               "drawn grey. Colour by Labeled or Sampler score instead.")
+if colour == "Sampler score":
+    current = project.current_round_id()
+    sampler = project.round(current)["sampler"] if current is not None else "the sampler"
+    st.caption(f"Sampler score: the order round {current}'s sampler ({plain(sampler)}) ranked the pool in, as a "
+               "percentile (its scale differs from sampler to sampler; the Label page's \"Why this image?\" says "
+               "what one image's score means).")
 quality = disc_quality.of_round(round_metrics)
 if quality is not None and quality["near_chance"]:
     st.warning(f"Round {round_id}: {quality['verdict']}", icon=":material/casino:")
 space = "the feature space" if round_metrics.get("map_space") == "features" else "the VAE's latent space"
-note = f"{len(m.ids):,} images on the map of round {round_id} ({space})"
-if len(rows) < len(m.ids):
-    note += (f"; drawing {len(rows):,}: every labeled and queued image plus a fixed random sample of the rest "
-             f"(the browser stays fast)")
-if m.not_on_map:
-    note += f"; {m.not_on_map:,} images added since this round are not on it"
-how = {"Click": "Click a point to select it (shift-click adds more); drag to move the map",
-       "Box": "Drag a box around points to select them", "Lasso": "Draw around points to select them"}[tool]
-st.caption(f"{note}. {how}.")
-event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key=f"map_{round_id}",
-                        config={"displaylogo": False, "scrollZoom": True})
+st.caption(f"The map of round {round_id} ({space}, in 2-D by UMAP). Labels, the next batch and pushed images are "
+           "as they are now; Replay shows each round's labels and batch in turn.")
+picked = latent_map(project, round_id, colour, selected, key=f"map_{round_id}")
 
 
 # -- the selection ------------------------------------------------------------------
-
-def selection_from(event) -> list[int]:
-    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
-        getattr(getattr(event, "selection", None), "points", []) or []
-    ids = []
-    for p in points:
-        data = p.get("customdata")
-        if isinstance(data, list):
-            data = data[0] if data else None
-        if data is not None:
-            ids.append(int(data))
-    return list(dict.fromkeys(ids))
-
 
 def void(what: str) -> None:
     """Forget a question whose selection or class changed since it was asked."""
@@ -189,7 +105,6 @@ def void(what: str) -> None:
     st.info(f"The {what} changed after you were asked, so nothing was done: ask again.", icon=":material/undo:")
 
 
-picked = selection_from(event)
 if picked:
     st.session_state.setdefault("explore_sel", {})[round_id] = picked
 else:
@@ -234,17 +149,21 @@ def labeled_now(ids, label: str, token: str | None = None, seen: dict | None = N
     st.rerun()
 
 
-if len(picked) == 1:  # one point: the image large, with what the map knows of it; acts at once
-    st.subheader("1 selected")
+if len(picked) == 1:  # one point: the image large and why it is where it is in the queue; acts at once
+    st.subheader("1 selected: why it is where it is")
     item = project.item(picked[0])
     left, right = st.columns([1, 2])
     left.image(picture(project, item.id, 320)[0], width=320)
     right.text(shown_path(item.path, item.gold))
-    row = int(np.flatnonzero(m.ids == item.id)[0])
-    facts = [f"label: {item.label or 'unlabeled'}", f"in the next batch: {'yes' if m.queued[row] else 'no'}"]
-    if m.disc_prob is not None and np.isfinite(m.disc_prob[row]):
-        facts.append(f"discriminator P(labeled) in round {round_id}: {m.disc_prob[row]:.3f}")
-    right.caption(plain(" · ".join(facts)))
+    order = labeling.label_order(project)
+    facts = label_words.round_facts(project, order.round_id) if order.round_id is not None else None
+    right.caption(plain(f"label: {item.label or 'unlabeled'} · "
+                        + label_words.place(order, item.id, facts, len(classes))))
+    suggestion = project.suggestions([item.id]).get(item.id)
+    if suggestion is not None and facts is not None:
+        right.caption(label_words.suggestion_sentence(suggestion, facts.trust, lambda name: f"**{plain(name)}**"))
+    with right:
+        label_parts.why_card(project, order, item.id, project.labeled_ids(), facts, len(classes), expanded=True)
     a, b, c = right.columns([2, 2, 2], vertical_alignment="bottom")
     target = choose_class(a)
     if b.button(f"Label as {plain(target)}" if target else "Label as…", type="primary", disabled=target is None,

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import streamlit as st
+from PIL import Image
 
-from vaal_core.data.images import shown_path
+from vaal_core.data.images import cached_image, shown_path
 from vaal_core.learn import calibration
 from vaal_core.maps import why
 from vaal_core.progress import Event, phase_label
@@ -31,11 +32,11 @@ def shown(item) -> str:
 
 
 def why_card(project: Project, order: labeling.LabelOrder, item_id: int, labeled: set[int],
-             facts: label_words.RoundFacts | None, n_classes: int) -> None:
+             facts: label_words.RoundFacts | None, n_classes: int, expanded: bool = False) -> None:
     """'Why this image?': its rank and what its sampler does, its score in
     words, the discriminator's P(labeled), and its nearest labeled images
-    in the round's map space (maps/why.py)."""
-    with st.expander("Why this image?", icon=":material/help:"):
+    in the round's map space (maps/why.py). Explore shows it open."""
+    with st.expander("Why this image?", icon=":material/help:", expanded=expanded):
         if facts is None or item_id not in order.scores:
             st.caption(plain(label_words.place(order, item_id, facts, n_classes)))
             return
@@ -55,6 +56,14 @@ def why_card(project: Project, order: labeling.LabelOrder, item_id: int, labeled
                 col.caption(f"{plain(it.label)} · {dist:.2f}", help=plain(shown(it)))
         elif found.space:
             st.caption("No labeled image in the round's map space yet.")
+        recon = why.reconstruction(project.round_dir(facts.round_id), item_id)
+        if recon is not None:
+            size = recon.shape[0]
+            st.caption(f"The image as the round's VAE takes it ({size}x{size} px), and what its decoder draws "
+                       "back from the image's latent mean: what the sampler's space kept of it.")
+            a, b, _ = st.columns([1, 1, 2])
+            a.image(cached_image(project, project.item(item_id)).resize((128, 128)), width=128, caption="the image")
+            b.image(Image.fromarray(recon).resize((128, 128)), width=128, caption="the VAE's reconstruction")
 
 
 def tiles(project: Project, order: labeling.LabelOrder, ids: list[int], suggestions: dict[int, Suggestion],

@@ -168,6 +168,23 @@ def encode(vae: VAE, images: np.ndarray | torch.Tensor, rows: np.ndarray, device
 
 
 @torch.no_grad()
+def reconstruct(state: dict, latents: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """What a saved VAAL VAE's decoder draws from each latent mean, on the
+    CPU: (N, S, S, 3) uint8, for the Explore page's "why picked" card (the
+    image beside what the VAE kept of it). TA-VAAL's decoder also takes the
+    loss head's prediction, so only VAAL's is drawn."""
+    vae = VAE(VAEConfig(**state["vae_config"]))
+    vae.load_state_dict(state["vae"])
+    vae.eval()
+    out = []
+    for i in range(0, len(latents), batch_size):
+        img = vae.decode(torch.from_numpy(np.asarray(latents[i:i + batch_size], dtype=np.float32)))
+        out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    size = vae.cfg.image_size
+    return np.concatenate(out) if out else np.zeros((0, size, size, 3), np.uint8)
+
+
+@torch.no_grad()
 def discriminate(disc: Discriminator, latents: np.ndarray, device: torch.device,
                  ranker: np.ndarray | None = None) -> np.ndarray:
     """P(labeled) for each latent mean (and, for TA-VAAL, each image's

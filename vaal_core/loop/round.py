@@ -274,6 +274,9 @@ def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_
             if space is not None:
                 metrics["map_space"] = kind
             _save_latents(project.round_dir(round_id), data.item_ids, space)
+            if made.values.get("latents") is not None:  # VAAL's VAE: what it draws of each image picked
+                _save_reconstructions(project.round_dir(round_id), models, round_id, data.item_ids,
+                                      made.values["latents"], batch)
             suggestions = None
             if made.values.get("task_probs") is not None:
                 probs = made.values["task_probs"][~data.labeled]  # aligned with pool_ids = sel.pool_ids
@@ -380,6 +383,26 @@ def _save_latents(folder: Path, item_ids: np.ndarray, space: tuple[np.ndarray, n
     if disc_prob is not None:
         save_array_atomic(folder / "disc_prob.npy", disc_prob.astype(np.float32))
     save_array_atomic(folder / "latents.npy", latents.astype(np.float32))  # last: the map looks for this one
+
+
+RECONSTRUCTED = 1000  # at most this many of a batch's images get the VAE's reconstruction kept
+
+
+def _save_reconstructions(folder: Path, models, round_id: int, item_ids: np.ndarray, latents: np.ndarray,
+                          batch: list[int]) -> None:
+    """rounds/<id>/recon.npy (uint8 images) and recon_ids.npy: the VAE's
+    decoding of each batch image's latent mean, for the "why picked" card.
+    A few KB an image, so only the batch (the images a user asks about)."""
+    from vaal_core.learn import vaal
+
+    state = models.load("vaal")
+    if state is None or state.get("round_id") != round_id or not batch:
+        return
+    row_of = {int(i): r for r, i in enumerate(item_ids)}
+    ids = np.array([i for i in batch[:RECONSTRUCTED] if int(i) in row_of], dtype=np.int64)
+    images = vaal.reconstruct(state, latents[[row_of[int(i)] for i in ids]])
+    save_array_atomic(folder / "recon_ids.npy", ids)
+    save_array_atomic(folder / "recon.npy", images)
 
 
 def _class_counts(project: Project, labels: dict[int, str]) -> dict[str, int]:

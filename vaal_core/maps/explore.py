@@ -1,5 +1,7 @@
-"""What the Explore page draws: a round's 2-D map joined with the store's
-current state (labels now, the queue now, that round's discriminator).
+"""A round's 2-D map joined with the store's current state (labels now,
+the queue now, that round's discriminator), for `vc.LatentMap`; and what
+the Explore page asks about a selection. (The Explore page's own map is
+sent as maps/geometry.py's binary payload.)
 
 The map is per round (the latents a round's VAE produced); labels and the
 queue are live, so points change colour as the user labels without
@@ -22,8 +24,6 @@ from vaal_core.data.images import shown_path
 from vaal_core.errors import BadInput
 from vaal_core.maps.cache import Projection
 from vaal_core.store import Project
-
-MAX_DRAWN = 20_000  # WebGL copes with more, but hover and lasso get sluggish past this
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,6 @@ def latent_map(project: Project, proj: Projection) -> LatentMap:
         round_id=proj.round_id, ids=ids, xy=xy, paths=[paths[int(i)] for i in ids],
         labels=[labels_now.get(int(i)) for i in ids], queued=np.array([int(i) in queue for i in ids], dtype=bool),
         disc_prob=disc, not_on_map=len(paths) - int(here.sum()))
-
-
-def drawn(m: LatentMap, selected: set[int] | None = None, max_points: int = MAX_DRAWN) -> np.ndarray:
-    """Row indices of `m` to draw: all of them up to `max_points`, else every
-    labeled, queued and selected point plus a fixed random sample of the
-    rest (the page says so)."""
-    keep = m.labeled | m.queued
-    if selected:
-        keep |= np.isin(m.ids, list(selected))
-    return draw_subset(len(m.ids), keep, max_points, seed=m.round_id)
 
 
 def selection_key(ids, round_id: int | None = None) -> str:
@@ -119,33 +109,3 @@ def latent_rounds(project: Project) -> list[int]:
     """Finished rounds that kept latents (newest last): the maps there are."""
     return [r["id"] for r in project.rounds()
             if r["status"] == "done" and (project.round_dir(r["id"]) / "latents.npy").is_file()]
-
-
-def draw_subset(n: int, keep: np.ndarray, max_points: int, seed: int) -> np.ndarray:
-    """Sorted indices of the points to send to the browser, at most
-    `max_points` of `n`: a plot of 100k markers makes the page unusable.
-
-    Everything when n <= max_points. Otherwise every `keep` point (a bool
-    mask of length n or an index array: the caller decides which points
-    matter, e.g. labeled, queued, selected) plus a seeded uniform sample of
-    the rest; if `keep` alone is too many, a seeded sample of it. The page
-    says on screen that it draws a sample."""
-    if n < 0 or max_points < 0:
-        raise BadInput(f"draw_subset needs n >= 0 and max_points >= 0, got n={n}, max_points={max_points}")
-    if n <= max_points:
-        return np.arange(n, dtype=np.int64)
-    keep = np.asarray(keep)
-    if keep.dtype == bool:
-        if keep.shape != (n,):
-            raise BadInput(f"keep mask has shape {keep.shape}, expected ({n},)")
-        kept = np.flatnonzero(keep)
-    else:
-        kept = np.unique(keep.astype(np.int64).ravel())
-        if len(kept) and (kept[0] < 0 or kept[-1] >= n):
-            raise BadInput(f"keep indices must lie in [0, {n}), got {kept[0]}..{kept[-1]}")
-    rng = np.random.default_rng(seed)
-    if len(kept) >= max_points:
-        return np.sort(rng.choice(kept, size=max_points, replace=False))
-    rest = np.setdiff1d(np.arange(n, dtype=np.int64), kept, assume_unique=True)
-    extra = rng.choice(rest, size=max_points - len(kept), replace=False)
-    return np.sort(np.concatenate([kept, extra]))

@@ -54,6 +54,19 @@ NEXT_BATCH_MARKER = {"size": 11, "opacity": 1.0, "color": "rgba(0,0,0,0)",
                      "line": {"color": NEXT_BATCH_COLOR, "width": 1.5}}
 
 
+# Explore's WebGL map draws every point as a dot (no marker symbols), so past
+# nine classes it takes Tol's "vibrant" colours rather than repeating one.
+VIBRANT = ("#EE7733", "#0077BB", "#CC3311", "#33BBEE", "#EE3377", "#009988")
+
+
+def map_colors(classes: list[str]) -> list[str]:
+    """One colour per class, in the classes' order, for the map that cannot
+    vary symbols: the first nine as `class_colors`, then Tol's vibrant
+    ones (past fifteen classes colours repeat)."""
+    extra = MUTED + VIBRANT
+    return [extra[i % len(extra)] for i in range(len(classes))]
+
+
 def class_colors(classes: list[str]) -> dict[str, str]:
     """{class: hex colour} by the classes' order (the project's key order)."""
     return {name: MUTED[i % len(MUTED)] for i, name in enumerate(classes)}

@@ -10,6 +10,10 @@ P(labeled), and the labeled images nearest to it in that space (the labels
 as they are now: an image labeled since the round counts, one added since
 has no row).
 
+For VAAL's rounds, `recon.npy` and `recon_ids.npy` hold what the VAE's
+decoder drew of each batch image (`reconstruction`): the card shows it
+beside the image, so a user sees what the sampler's space kept of it.
+
 NumPy only, memory-mapped reads: the app server calls this on every image
 it shows, so it never loads the whole array nor PyTorch.
 """
@@ -66,3 +70,15 @@ def why(round_dir: Path, item_id: int, labeled_ids: Collection[int], map_space: 
     best = np.argsort(dist, kind="stable")[:k]
     nearest = tuple((int(ids[others[b]]), float(dist[b])) for b in best)
     return Why(p, SPACES.get(map_space or "", "the round's map space"), nearest)
+
+
+def reconstruction(round_dir: Path, item_id: int) -> np.ndarray | None:
+    """The round's VAE's reconstruction of `item_id` (S, S, 3) uint8, kept
+    for the images of the round's batch (`loop/round.py`
+    `_save_reconstructions`); None for any other image or round."""
+    ids = _load(Path(round_dir) / "recon_ids.npy")
+    images = _load(Path(round_dir) / "recon.npy")
+    if ids is None or images is None or len(ids) != len(images):
+        return None
+    rows = np.flatnonzero(ids == item_id)
+    return np.array(images[int(rows[0])]) if len(rows) else None

@@ -219,6 +219,15 @@ class Labels:
             "WHERE i.status = 'ok' ORDER BY i.path")
         return [dict(r) for r in rows]
 
+    def first_labeled_at(self) -> dict[int, str]:
+        """{item id: when its standing label history began} for every labeled
+        present item: the oldest label row not undone (Explore's round
+        replay places an image's label before or after each round by it)."""
+        rows = self.db.rows("SELECT l.item_id, MIN(l.created_at) AS at FROM labels l JOIN items i ON i.id = l.item_id "
+                            "WHERE l.undone_at IS NULL AND i.label_class_id IS NOT NULL AND i.status = 'ok' "
+                            "GROUP BY l.item_id")
+        return {r["item_id"]: r["at"] for r in rows}
+
     def per_class(self) -> dict[str, int]:
         """Labeled present items per class, every class listed (0 for none)."""
         counts = {name: 0 for name in self.classes.names()}

@@ -222,6 +222,9 @@ class Project:
     def labeled_ids(self) -> set[int]:
         return self._labels.labeled_ids()
 
+    def first_labeled_at(self) -> dict[int, str]:
+        return self._labels.first_labeled_at()
+
     def label_version(self) -> tuple[int, int]:
         return self._labels.version()
 

@@ -1,0 +1,152 @@
+"""The HTTP routes the app serves beside Streamlit's (app.py passes
+`ROUTES` to `st.App`): what the Explore page's map fetches outside the
+websocket, so a 50,000-point map and its thumbnails never go through a
+script run.
+
+    GET /vaal/map/<project id>/<round id>      every point of a round's map
+                                               (maps.geometry, gzipped binary)
+    GET /vaal/thumb/<project id>/<item id>     one image's thumbnail (JPEG, from
+                                               the decoded cache)
+    GET /vaal/js/latent_map.js                 the map's JavaScript (built by `make`
+                                               from frontend/latent_map)
+
+A project is named by its id (the one in ?project=), an image by its item id:
+nothing the browser sends is used as a path. They sit behind the same Host
+check as the rest of the app (`HostCheck`, app.py). A map is made once per
+state of the store (labels, queue, pushed images) and kept; its URL carries
+that state (?v=), so the browser caches each version and asks again only
+when it changed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from vaal_core.data.thumbs import Thumbnails
+from vaal_core.errors import VaalError
+from vaal_core.maps import cache as maps
+from vaal_core.maps import geometry
+from vaal_core.services import workspace
+from vaal_core.store import DB_NAME, Project
+
+BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "build" / "latent_map.js"
+FOREVER = "private, max-age=31536000, immutable"  # a URL that names its version never changes
+
+_lock = threading.Lock()  # one store connection per project, shared by the server's threads
+_projects: dict[str, tuple[Project, Thumbnails]] = {}
+_maps: OrderedDict[tuple, bytes] = OrderedDict()
+
+
+def _project(project_id: str) -> tuple[Project, Thumbnails] | None:
+    known = workspace.find(project_id)
+    if known is None:
+        return None
+    try:  # a project made again at the same path is another database: another handle
+        key = f"{known.path}|{(known.path / DB_NAME).stat().st_ino}"
+    except OSError:
+        return None
+    if key not in _projects:
+        project = Project.open(known.path)
+        _projects[key] = (project, Thumbnails(project))
+    return _projects[key]
+
+
+def state_version(project: Project) -> str:
+    """Changes whenever what the map draws changes: labels (and undo), the
+    current round, the images pushed to the front. The page puts it in the
+    map's URL."""
+    top, undone = project.label_version()
+    return f"{top}.{undone}.{project.current_round_id() or 0}.{len(project.priority_ids())}"
+
+
+def _missing(what: str) -> PlainTextResponse:
+    return PlainTextResponse(what, status_code=404, headers={"Cache-Control": "no-store"})
+
+
+def _payload(project: Project, round_id: int) -> tuple[bytes, str]:
+    """(gzipped payload, state version) of a round's map, made once per state
+    of the store. Call under `_lock`."""
+    version = state_version(project)
+    key = (str(project.root), round_id, version)
+    body = _maps.get(key)
+    if body is None:
+        body = geometry.compressed(geometry.geometry(project, maps.round_projection(project, round_id)))
+        _maps[key] = body
+        while len(_maps) > 8:
+            _maps.popitem(last=False)
+    return body, version
+
+
+def warm(project_id: str, round_id: int) -> None:
+    """Make a round's payload in the background (the Explore page calls this
+    first thing), so that it is ready when the browser, having loaded the
+    page and the map's script, asks for it: at 50,000 images making it takes
+    a good part of a second."""
+    def run() -> None:
+        with _lock:
+            found = _project(project_id)
+            if found is not None and maps.has_projection(found[0], round_id):
+                try:
+                    _payload(found[0], round_id)
+                except VaalError:
+                    pass  # the request that follows says what is wrong
+    threading.Thread(target=run, name="vaal-map-warm", daemon=True).start()
+
+
+def map_points(request: Request) -> Response:
+    try:
+        round_id = int(request.path_params["round_id"])
+    except ValueError:
+        return _missing("no such round")
+    with _lock:
+        found = _project(request.path_params["project_id"])
+        if found is None:
+            return _missing("no such project on this server")
+        project = found[0]
+        try:
+            if not maps.has_projection(project, round_id):
+                return _missing(f"round {round_id} has no map yet: open it on the Explore page")
+            body, version = _payload(project, round_id)
+        except VaalError as err:
+            return _missing(str(err))
+    cache = FOREVER if request.query_params.get("v") == version else "no-store"
+    return Response(body, media_type="application/octet-stream",
+                    headers={"Content-Encoding": "gzip", "Cache-Control": cache})
+
+
+def thumbnail(request: Request) -> Response:
+    try:
+        item_id = int(request.path_params["item_id"])
+    except ValueError:
+        return _missing("no such image")
+    with _lock:
+        found = _project(request.path_params["project_id"])
+    if found is None:
+        return _missing("no such project on this server")
+    try:
+        data = found[1].jpeg(item_id)
+    except VaalError as err:
+        return _missing(str(err))
+    if data is None:
+        return _missing("no such image in this project")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def bundle(request: Request) -> Response:
+    if not BUNDLE.is_file():
+        return _missing("the map's JavaScript is not built: run `make` (it builds frontend/latent_map)")
+    return FileResponse(BUNDLE, media_type="text/javascript",
+                        headers={"Cache-Control": FOREVER if request.query_params.get("v") else "no-cache"})
+
+
+ROUTES = [
+    Route("/vaal/map/{project_id}/{round_id}", map_points),
+    Route("/vaal/thumb/{project_id}/{item_id}", thumbnail),
+    Route("/vaal/js/latent_map.js", bundle),
+]
