@@ -80,7 +80,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.map_scale import (LASSO_PROBE, MAP, MAP_FRAME, MAP_READY, clear_selection,  # noqa: E402
+from bench.map_scale import (LASSO_PROBE, MAP, MAP_FRAME, MAP_READY, clear_selection, cpu_model,  # noqa: E402
                              drag_lasso, hover_bench, lasso_box, map_in_view, positions)
 from vaal_core.maps import cache as maps  # noqa: E402
 from vaal_core.maps import geometry  # noqa: E402
@@ -495,14 +495,7 @@ def bench_explore(browser, url: str, project: Project, info: dict, runs: int, ho
 # -- report ------------------------------------------------------------------------
 
 def machine() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     try:
         import torch
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None

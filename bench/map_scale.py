@@ -499,15 +499,19 @@ try { new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__
 
 # -- report -------------------------------------------------------------------------
 
-def machine() -> dict:
-    model = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's name, as /proc/cpuinfo says it (bench/app.py too)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    model = cpu_model()
     return {"cpu_cores": os.cpu_count(), "cpu": model,
             "description": f"{os.cpu_count()} CPU cores ({model}); Chromium with --disable-gpu (WebGL in software)"}
 

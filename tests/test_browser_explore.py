@@ -8,8 +8,8 @@ project's images, by id; no path on the page gives a hidden gold label away.
 Debian's Chromium driven by Playwright against a real `streamlit run
 app.py`; 80 real CIFAR-10 JPEGs ingested with their class folders kept as
 hidden gold labels (as a folder opened for evaluation is); two real
-`--fast` VAAL rounds and the map computed by the CLI, as the app's worker
-does; the SQLite store checked after every step. Screenshots at 1280x720 go to
+rounds (random, then `--fast` VAAL) and the map computed by the CLI, as the
+app's worker does; the SQLite store checked after every step. Screenshots at 1280x720 go to
 test-artifacts/explore-*.png.
 """
 
@@ -47,16 +47,18 @@ POINTS_JS = "() => window.vaalMap.ids().map(id => [...window.vaalMap.screenOf(id
 @pytest.fixture(scope="module")
 def explore(cifar_root, tmp_path_factory):
     """A home with one project of 80 CIFAR JPEGs (8 per class, the class
-    folders kept as gold), 2 labels per class, two finished `--fast` vaal
-    rounds (5 of the first round's batch labeled between them) and the
-    second round's map; a server on it."""
+    folders kept as gold), 2 labels per class, two finished rounds (random,
+    then `--fast` vaal; 5 of the first round's batch labeled between them)
+    and the second round's map; a server on it."""
     tmp = tmp_path_factory.mktemp("explore")
     home = tmp / "home"
     images = make_subset(cifar_root, tmp / "photos", per_class=PER_CLASS)
     project, _, _ = init_project(home / "projects" / "map", images, CLASSES, gold_from_folders=True)
     project.set_labels([(it.id, it.gold) for it in project.items() if it.path.endswith(("0000.jpg", "0001.jpg"))],
                        source="csv")
-    run_cli("round", project.root, "--fast", "--sampler", "vaal", "--budget", "8", "--no-suggest", "--device", "cpu")
+    # round 1 random (it trains nothing, and keeps no map), round 2 VAAL: the map, its reconstructions and
+    # suggestions are round 2's; the replay has both
+    run_cli("round", project.root, "--sampler", "random", "--budget", "8", "--no-suggest", "--device", "cpu")
     first = [q["item_id"] for q in project.queue()][:5]
     project.set_labels([(i, project.item(i).gold) for i in first], source="ui")
     run_cli("round", project.root, "--fast", "--sampler", "vaal", "--budget", "8", "--device", "cpu")

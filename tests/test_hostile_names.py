@@ -208,8 +208,8 @@ def test_explore_by_class_shows_names_as_text(hostile, page):
     page.mouse.move(x, y, steps=3)
     page.locator(f'[data-testid="vaal-map-card"] img[data-item-id="{item.id}"][data-shown="true"]').wait_for()
     drawn = page.evaluate(MAP_JS)
-    assert drawn["card"] == f"#{item.id} · {HOSTILE[0]}" or drawn["card"].startswith(f"#{item.id} · {HOSTILE[0]} · "), \
-        drawn["card"]
+    card = drawn["card"]
+    assert card == f"#{item.id} · {HOSTILE[0]}" or card.startswith(f"#{item.id} · {HOSTILE[0]} · "), card
     assert drawn["made"] == 0, drawn
     _shot(page, "explore-hover")
 

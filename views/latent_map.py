@@ -28,7 +28,8 @@ export default function (component) {
   const prefetch = (window.__vaalPrefetch = window.__vaalPrefetch || {});
   const url = component.data.map_url;
   if (!prefetch[url]) prefetch[url] = fetch(url, { credentials: 'same-origin' });
-  import(new URL(component.data.bundle, window.location.href).href).then((m) => { if (!gone) cleanup = m.mount(component); })
+  import(new URL(component.data.bundle, window.location.href).href)
+    .then((m) => { if (!gone) cleanup = m.mount(component); })
     .catch((err) => { component.parentElement.textContent = 'The map could not start: ' + err.message; });
   return () => { gone = true; if (cleanup) cleanup(); };
 }

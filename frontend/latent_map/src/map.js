@@ -17,6 +17,7 @@ const VIRIDIS = ['#440154', '#481a6c', '#472f7d', '#414487', '#39568c', '#31688e
   '#1f988b', '#22a884', '#35b779', '#54c568', '#7ad151', '#a5db36', '#d2e21b', '#fde725'];
 const ROUNDS = ['#4477aa', '#ee6677', '#228833', '#ccbb44', '#66ccee', '#aa3377', '#bbbbbb', '#332288'];
 
+const TAKEN = 'taken';
 const payloads = new Map(); // url -> Promise of the parsed map (kept while the tab lives)
 const instances = new WeakMap(); // parentElement -> the map drawn in it
 
@@ -33,8 +34,9 @@ function parse(buffer) {
 function load(url) {
   if (!payloads.has(url)) {
     // views/latent_map.py's loader asks for the points before this bundle has loaded (window.__vaalPrefetch)
-    const early = window.__vaalPrefetch && window.__vaalPrefetch[url];
-    if (early) delete window.__vaalPrefetch[url]; // a response is read once
+    let early = window.__vaalPrefetch && window.__vaalPrefetch[url];
+    if (early === TAKEN) early = null;
+    if (early) window.__vaalPrefetch[url] = TAKEN; // a response is read once; the loader asks no more
     const p = (early || fetch(url, { credentials: 'same-origin' })).then(async (r) => {
       if (!r.ok) throw new Error(await r.text());
       const buffer = await r.arrayBuffer();
@@ -472,8 +474,10 @@ class LatentMap {
     const [mx, my] = this.mouse || [0, 0];
     const w = this.box.clientWidth;
     this.card.style.left = `${mx + 14 + 124 > w ? mx - 134 : mx + 14}px`;
-    this.card.style.top = `${Math.max(0, my - 60)}px`;
     this.card.style.display = 'block';
+    // beside the pointer, inside the map's box (never over the legend below it)
+    const room = this.box.clientHeight - this.card.offsetHeight - 4;
+    this.card.style.top = `${Math.max(0, Math.min(my - 60, room))}px`;
   }
 
   key() {
