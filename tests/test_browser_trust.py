@@ -82,7 +82,7 @@ def _written_round(project: Project, batch: list[int], guesses: dict[int, tuple[
 
 
 def _map_space(project: Project, rid: int, scores: dict[int, float]) -> None:
-    """The arrays a round keeps for its map (loop/round.py `_save_latents`):
+    """The arrays a round keeps for its map (loop/round_files.py `save_space`):
     here each image's pixels pooled to 8 x 8 stand in for the VAE's latents,
     and the discriminator's P(labeled) is 1 - the VAAL score."""
     items = project.items()

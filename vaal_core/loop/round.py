@@ -37,10 +37,10 @@ import numpy as np
 from vaal_core import samplers
 from vaal_core.config import AccelConfig, EngineConfig, engine_config
 from vaal_core.errors import BadInput, RoundCancelled, VaalError, cannot_write
-from vaal_core.files import save_array_atomic
 from vaal_core.learn import calibration, pipeline
 from vaal_core.learn.devices import check_device_name, check_precision, pick
 from vaal_core.learn.distributed import SINGLE, Dist, rank_lost
+from vaal_core.loop import round_files
 from vaal_core.loop.audit import DEFAULT_FRACTION, audit_rng, swap_in_audit
 from vaal_core.progress import Event, Phase, Progress, Throttle, announce
 from vaal_core.store import Project
@@ -273,10 +273,10 @@ def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_
                 space, kind = (made.values["features"], None), "features"
             if space is not None:
                 metrics["map_space"] = kind
-            _save_latents(project.round_dir(round_id), data.item_ids, space)
+            round_files.save_space(project.round_dir(round_id), data.item_ids, space)
             if made.values.get("latents") is not None:  # VAAL's VAE: what it draws of each image picked
-                _save_reconstructions(project.round_dir(round_id), models, round_id, data.item_ids,
-                                      made.values["latents"], batch)
+                round_files.save_reconstructions(project.round_dir(round_id), models, round_id, data.item_ids,
+                                                  made.values["latents"], batch)
             suggestions = None
             if made.values.get("task_probs") is not None:
                 probs = made.values["task_probs"][~data.labeled]  # aligned with pool_ids = sel.pool_ids
@@ -373,36 +373,6 @@ def _suggestions(probs: np.ndarray, classes: list[str], task: dict[str, Any]) ->
     if fitted.calibrated:
         probs = calibration.scale(probs, fitted.temperature)
     return [(classes[int(k)], float(p)) for k, p in zip(probs.argmax(1), probs.max(1))]
-
-
-def _save_latents(folder: Path, item_ids: np.ndarray, space: tuple[np.ndarray, np.ndarray | None] | None) -> None:
-    if space is None:
-        return
-    latents, disc_prob = space
-    save_array_atomic(folder / "item_ids.npy", item_ids)
-    if disc_prob is not None:
-        save_array_atomic(folder / "disc_prob.npy", disc_prob.astype(np.float32))
-    save_array_atomic(folder / "latents.npy", latents.astype(np.float32))  # last: the map looks for this one
-
-
-RECONSTRUCTED = 1000  # at most this many of a batch's images get the VAE's reconstruction kept
-
-
-def _save_reconstructions(folder: Path, models, round_id: int, item_ids: np.ndarray, latents: np.ndarray,
-                          batch: list[int]) -> None:
-    """rounds/<id>/recon.npy (uint8 images) and recon_ids.npy: the VAE's
-    decoding of each batch image's latent mean, for the "why picked" card.
-    A few KB an image, so only the batch (the images a user asks about)."""
-    from vaal_core.learn import vaal
-
-    state = models.load("vaal")
-    if state is None or state.get("round_id") != round_id or not batch:
-        return
-    row_of = {int(i): r for r, i in enumerate(item_ids)}
-    ids = np.array([i for i in batch[:RECONSTRUCTED] if int(i) in row_of], dtype=np.int64)
-    images = vaal.reconstruct(state, latents[[row_of[int(i)] for i in ids]])
-    save_array_atomic(folder / "recon_ids.npy", ids)
-    save_array_atomic(folder / "recon.npy", images)
 
 
 def _class_counts(project: Project, labels: dict[int, str]) -> dict[str, int]:

@@ -107,8 +107,7 @@ def geometry(project: Project, proj: Projection) -> Geometry:
     order = [item_id for item_id, _, _ in project.round_order()]
     if order:
         ranked = rows(order)
-        kept = [i for i in order if i in row_of]
-        pct = 255 - np.round(np.arange(len(kept)) / max(len(kept) - 1, 1) * 254)
+        pct = 255 - np.round(np.arange(len(ranked)) / max(len(ranked) - 1, 1) * 254)
         score[ranked] = pct.astype(np.uint8)
 
     disc = np.full(n, NO_DISC, dtype=np.uint8)

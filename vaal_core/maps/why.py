@@ -1,6 +1,6 @@
 """Why an image is in the queue: what its round's saved arrays say about it.
 
-A round keeps the space it mapped (`loop/round.py` `_save_latents`):
+A round keeps the space it mapped (`loop/round_files.py` `save_space`):
 `rounds/<id>/item_ids.npy`, `latents.npy` (rows aligned with the ids: the
 VAE's latent means, or the feature space its sampler picked in, as the
 round's metrics["map_space"] says) and, when a VAAL discriminator ranked
@@ -74,8 +74,8 @@ def why(round_dir: Path, item_id: int, labeled_ids: Collection[int], map_space: 
 
 def reconstruction(round_dir: Path, item_id: int) -> np.ndarray | None:
     """The round's VAE's reconstruction of `item_id` (S, S, 3) uint8, kept
-    for the images of the round's batch (`loop/round.py`
-    `_save_reconstructions`); None for any other image or round."""
+    for the images of the round's batch (`loop/round_files.py`
+    `save_reconstructions`); None for any other image or round."""
     ids = _load(Path(round_dir) / "recon_ids.npy")
     images = _load(Path(round_dir) / "recon.npy")
     if ids is None or images is None or len(ids) != len(images):
