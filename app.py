@@ -26,9 +26,10 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from vaal_core.errors import VaalError
+from vaal_core.errors import DatabaseUnreachable, VaalError
 from vaal_core.services import labeling, workspace
 from vaal_core.store import Project
+from views import team
 from views.common import (
     HostCheck,
     current_project,
@@ -75,7 +76,11 @@ def project_summary(project: Project | None) -> None:
     if project is None:
         st.caption("No project open")
         return
-    status = project.status()
+    try:
+        status = project.status(team=False)
+    except DatabaseUnreachable:
+        st.caption(":material/cloud_off: the project's database cannot be reached")
+        return
     st.markdown(f"**{plain(project.root.name)}**")
     words = [f"{status['labeled']:,} of {status['items']:,} labeled"]
     batch = batch_words(project, project.labeled_ids())
@@ -86,9 +91,24 @@ def project_summary(project: Project | None) -> None:
     st.caption(" · ".join(words))
 
 
+@st.fragment(run_every=3.0)
+def wait_for_database(project: Project | None) -> None:
+    """After a lost connection: tries the database every 3 s and redraws the
+    page once it answers (nothing the person had given is lost: a label is
+    written in one transaction or not at all, and the page said which)."""
+    st.caption("Trying again every 3 seconds...")
+    try:
+        if project is not None:
+            project.db.value("SELECT 1")
+    except DatabaseUnreachable:
+        return
+    st.rerun(scope="app")
+
+
 def main() -> None:
     st.set_page_config(page_title="VAAL Studio", page_icon=str(ASSETS / "logo.png"), layout="wide")
     refuse_foreign_host()
+    team.refuse_open_team_server()
     st.logo(str(ASSETS / "logo.png"), size="large")
 
     project = current_project()
@@ -123,8 +143,14 @@ def main() -> None:
 
     with st.sidebar:
         project_summary(project)
+        team.sidebar_line(project)
+    team.gate(project)  # sign-in (a team server) or a name (a team project) before any page
 
-    nav.run()
+    try:
+        nav.run()
+    except DatabaseUnreachable as err:  # a team's database server away: say so, and come back by itself
+        st.error(plain(err), icon=":material/cloud_off:")
+        wait_for_database(project)
 
 
 if get_script_run_ctx(suppress_warning=True) is None:  # imported by `streamlit run app.py`: serve

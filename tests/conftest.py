@@ -167,3 +167,41 @@ def workspace_home(tmp_path, monkeypatch) -> Path:
     """A workspace of this test's own: projects/ and the recent list in a temp folder."""
     monkeypatch.setenv("VAAL_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+# -- a real PostgreSQL server (tests/pg_server.py) -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL server for the whole session (a PgServer: .url,
+    .admin_url, .password, .kill(), .restart(), .new_database(name)); skips
+    when Debian's postgresql package is not installed."""
+    from pg_server import SKIP_REASON, PgServer, find_binaries
+
+    if find_binaries() is None:
+        pytest.skip(SKIP_REASON)
+    server = PgServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server, monkeypatch) -> str:
+    """A fresh database of this test's own, owned by role vaal: its URL (no
+    password in it; PGPASSWORD is set for the test so libpq finds it)."""
+    from uuid import uuid4
+
+    monkeypatch.setenv("PGPASSWORD", pg_server.password)
+    return pg_server.new_database(f"t_{uuid4().hex[:10]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, monkeypatch) -> str:
+    """Where Project.create puts the store: the folder's SQLite file, or a
+    fresh database on the test PostgreSQL server ($VAAL_DATABASE_URL). A test
+    that takes it runs once on each."""
+    monkeypatch.delenv("VAAL_DATABASE_URL", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("VAAL_DATABASE_URL", request.getfixturevalue("pg_url"))
+    return request.param

@@ -45,17 +45,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(home: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on `home`, ready to serve."""
+def _start_server(home: Path, port: int | None = None, flags: tuple[str, ...] = (),
+                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on `home`, ready to serve (`flags`: more
+    Streamlit options; `env`: more environment)."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); "
                     ".ci/run does this on a fresh machine")
     port = port or _free_port()
-    env = {**os.environ, "VAAL_HOME": str(home)}
+    env = {**os.environ, "VAAL_HOME": str(home), **(env or {})}
     env.pop("VAAL_PROJECT", None)
     log = open(home / f"server-{port}.log", "a")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--server.headless", "true", *flags], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     log.close()
     url = f"http://localhost:{port}"
     deadline = time.monotonic() + 60

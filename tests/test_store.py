@@ -1,4 +1,6 @@
-"""The SQLite store, on real temporary files and real second processes."""
+"""The store, on real temporary files and real second processes; the tests
+that take `backend` run twice: on SQLite and on a real PostgreSQL server
+(tests/pg_server.py), through the same Project calls."""
 
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def test_newer_schema_is_refused(tmp_path):
         Project.open(tmp_path / "proj")
 
 
-def test_classes_edit_keeps_labels(tmp_path):
+def test_classes_edit_keeps_labels(tmp_path, backend):
     p = _project(tmp_path)
     p.set_label(1, "cat")
     p.rename_class("cat", "kitten")
@@ -70,7 +72,7 @@ def test_classes_edit_keeps_labels(tmp_path):
         p.reorder_classes(["bird", "dog"])
 
 
-def test_labels_history_and_undo(tmp_path):
+def test_labels_history_and_undo(tmp_path, backend):
     p = _project(tmp_path)
     p.set_label(1, "cat")
     p.set_label(1, "dog")  # relabel
@@ -92,7 +94,7 @@ def test_labels_history_and_undo(tmp_path):
         p.set_label(999, "cat")
 
 
-def test_bulk_labels_are_all_or_nothing(tmp_path):
+def test_bulk_labels_are_all_or_nothing(tmp_path, backend):
     p = _project(tmp_path)
     with pytest.raises(UnknownClass):
         p.set_labels([(1, "cat"), (2, "dog"), (3, "zebra")])
@@ -102,7 +104,7 @@ def test_bulk_labels_are_all_or_nothing(tmp_path):
     assert p.labels() == {1: "cat", 2: "bird"}
 
 
-def test_a_batch_is_one_undoable_action_and_skips_undo_too(tmp_path):
+def test_a_batch_is_one_undoable_action_and_skips_undo_too(tmp_path, backend):
     p = _project(tmp_path)
     p.set_label(1, "cat")
     assert p.set_labels([(1, "dog"), (2, "dog"), (3, "bird")], source="grid") == 3
@@ -119,7 +121,7 @@ def test_a_batch_is_one_undoable_action_and_skips_undo_too(tmp_path):
         p.postpone(999)
 
 
-def test_skips_belong_to_the_round_they_were_made_in(tmp_path):
+def test_skips_belong_to_the_round_they_were_made_in(tmp_path, backend):
     p = _project(tmp_path)
     p.postpone(2)
     assert p.postponed_ids() == {2}
@@ -128,7 +130,7 @@ def test_skips_belong_to_the_round_they_were_made_in(tmp_path):
     assert p.postponed_ids() == set()  # a new queue: the old "not now" no longer applies
 
 
-def test_push_to_front_and_round_order(tmp_path):
+def test_push_to_front_and_round_order(tmp_path, backend):
     p = _project(tmp_path)
     r = p.start_round("random", 2, 0, {})
     p.finish_round(r, [1, 2, 3, 4, 5], [0.1, 0.9, 0.5, 0.7, 0.3], [None, 1, None, 2, None], 0, {}, {})
@@ -145,7 +147,7 @@ def test_push_to_front_and_round_order(tmp_path):
     assert p.labeled_ids() == {2, 5}
 
 
-def test_cancel_flag_reaches_the_running_round(tmp_path):
+def test_cancel_flag_reaches_the_running_round(tmp_path, backend):
     p = _project(tmp_path)
     assert p.request_cancel() == 0  # nothing running: nothing flagged
     r = p.start_round("vaal", 2, 0, {})
@@ -180,7 +182,7 @@ def test_a_version_1_project_is_migrated_with_its_history(tmp_path):
     assert p.labels() == {1: "cat"}
 
 
-def test_queue_swaps_only_when_a_round_finishes(tmp_path):
+def test_queue_swaps_only_when_a_round_finishes(tmp_path, backend):
     p = _project(tmp_path)
     r1 = p.start_round("random", 2, 0, {})
     assert p.queue() == []  # a running round shows nothing new
@@ -196,7 +198,7 @@ def test_queue_swaps_only_when_a_round_finishes(tmp_path):
     assert st["last_round"]["status"] == "failed" and st["last_round"]["error"] == "boom"
 
 
-def test_suggestions_swap_with_the_queue_and_follow_the_classes(tmp_path):
+def test_suggestions_swap_with_the_queue_and_follow_the_classes(tmp_path, backend):
     p = _project(tmp_path)
     assert p.suggestions() == {}
     r1 = p.start_round("entropy", 2, 0, {})
@@ -224,7 +226,7 @@ def test_suggestions_swap_with_the_queue_and_follow_the_classes(tmp_path):
         p.finish_round(p.start_round("random", 1, 0, {}), [4], [0.5], [1], 1, {}, {}, [None, None])
 
 
-def test_missing_files_keep_their_labels(tmp_path):
+def test_missing_files_keep_their_labels(tmp_path, backend):
     p = _project(tmp_path)
     p.set_label(1, "cat")
     assert p.set_missing({f"img{i}.jpg" for i in range(1, 5)}) == 1
@@ -233,7 +235,7 @@ def test_missing_files_keep_their_labels(tmp_path):
     assert p.labels() == {1: "cat"}
 
 
-def test_reading_while_another_process_writes(tmp_path):
+def test_reading_while_another_process_writes(tmp_path, backend):
     p = _project(tmp_path, n_items=300)
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         from vaal_core.store import Project
@@ -250,7 +252,7 @@ def test_reading_while_another_process_writes(tmp_path):
     assert p.status()["labeled"] == 300
 
 
-def test_training_lock_is_exclusive_and_survives_a_crash(tmp_path):
+def test_training_lock_is_exclusive_and_survives_a_crash(tmp_path, backend):
     p = _project(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
@@ -277,7 +279,7 @@ def test_training_lock_is_exclusive_and_survives_a_crash(tmp_path):
     assert "interrupted" in p.rounds()[-1]["error"]
 
 
-def test_lookups_by_many_ids_are_chunked(tmp_path):
+def test_lookups_by_many_ids_are_chunked(tmp_path, backend):
     """40,000 ids in one call: more than SQLite's 32,766 bound variables, so
     each lookup by ids must split its IN list into chunks."""
     p = Project.create(tmp_path / "proj", tmp_path, 32, ["a", "b"])

@@ -73,11 +73,11 @@ def _project_root(name_or_path: str | os.PathLike) -> Path:
     workspace's projects/ folder, then in the current folder, then among the
     app's recent projects (the first place that holds one wins)."""
     from vaal_core.services import workspace
-    from vaal_core.store import DB_NAME
+    from vaal_core.store import DB_NAME, is_project
 
     if not _is_name(name_or_path):
         root = _path(name_or_path)
-        if not (root / DB_NAME).is_file():
+        if not is_project(root):
             raise ProjectNotFound(f"no project at {root} (missing {DB_NAME}); create one with "
                                   f"vc.create_project({str(root)!r}, images=...)")
         return root
@@ -86,7 +86,7 @@ def _project_root(name_or_path: str | os.PathLike) -> Path:
     here = Path(name)
     recent = [k.path for k in workspace.known_projects() if k.name == name]
     for root in (in_home, here, *recent[:1]):
-        if (root / DB_NAME).is_file():
+        if is_project(root):
             return _path(root)
     raise ProjectNotFound(f"no project named {name!r} in {workspace.projects_dir()}, in the current folder or "
                           f"among the recent projects; create it with vc.create_project({name!r}, images=...), "
@@ -103,7 +103,7 @@ def _remember(root: Path) -> None:
 
 def create_project(name: str | os.PathLike, images: str | os.PathLike, classes: Sequence[str] | str = (), *,
                    gold_from_folders: bool = False, image_size: int | None = None, exist_ok: bool = False,
-                   progress: bool = True) -> "ProjectHandle":
+                   progress: bool = True, database: str | None = None) -> "ProjectHandle":
     """Create a project from a folder of images (scanned recursively; every
     image decoded once into the project's cache) and open it.
 
@@ -114,7 +114,10 @@ def create_project(name: str | os.PathLike, images: str | os.PathLike, classes: 
     true class (for evaluation; the classes come from the folders when none
     are given). `image_size`: 32 (the default), 64 or 128. `exist_ok`: if
     the project exists, add the folder's new images to it (labels kept)
-    instead of refusing. The ingest's report is `.ingest_report`.
+    instead of refusing. `database`: a PostgreSQL URL (no password in it:
+    PGPASSWORD or ~/.pgpass) to keep the store on a team's server (default
+    $VAAL_DATABASE_URL, else SQLite in the project folder). The ingest's
+    report is `.ingest_report`.
 
         >>> p = vc.create_project("pets", images="~/pets", classes=["cat", "dog"])
         >>> p.ingest_report["added"], p.ingest_report["skipped"]
@@ -123,15 +126,15 @@ def create_project(name: str | os.PathLike, images: str | os.PathLike, classes: 
     """
     from vaal_core.data.ingest import init_project, parse_classes
     from vaal_core.services import workspace
-    from vaal_core.store import DB_NAME
+    from vaal_core.store import is_project
 
     root = workspace.new_project_path(name) if _is_name(name) else _path(name)
-    if (root / DB_NAME).exists() and not exist_ok:
+    if is_project(root) and not exist_ok:
         raise ProjectExists(f"a project already exists at {root}; open it with vc.open_project({str(name)!r}), "
                             "or pass exist_ok=True to add the folder's new images to it")
     with phase_bars(progress) as show:
         project, report, _ = init_project(root, Path(images), parse_classes(classes, what="classes"), image_size,
-                                          gold_from_folders=gold_from_folders, progress=show)
+                                          gold_from_folders=gold_from_folders, progress=show, database=database)
     _remember(root)
     handle = ProjectHandle(project)
     handle.ingest_report = report.to_dict()
@@ -258,10 +261,12 @@ class ProjectHandle:
         frame.attrs.update(round=out["round"], task=out["task"])
         return frame
 
-    def label(self, item: str | os.PathLike | int, label: str | None, *, author: str = "user") -> dict[str, Any]:
+    def label(self, item: str | os.PathLike | int, label: str | None, *, annotator: str | None = None,
+              author: str = "user") -> dict[str, Any]:
         """Label one image, given by its path (relative to the image folder,
         as in `queue()`) or its item id; `label=None` clears its label. One
-        transaction, kept in the history like a label given in the app. An
+        transaction, kept in the history like a label given in the app, with
+        who gave it (`annotator`; `author` is its older name). An
         unknown class or image raises UnknownClass / UnknownItem (both
         BadInput) and writes nothing.
 
@@ -271,7 +276,7 @@ class ProjectHandle:
             {'item_id': 1, 'path': 'cat/001.jpg', 'label': 'dog'}
         """
         item_id, path = self._item(item)
-        self.project.set_label(item_id, label, author=author, source="api")
+        self.project.set_label(item_id, label, author=annotator or author, source="api")
         return {"item_id": item_id, "path": path, "label": label}
 
     def _item(self, item: str | os.PathLike | int) -> tuple[int, str]:

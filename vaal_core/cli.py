@@ -41,7 +41,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 
     project, report, created = init_project(
         Path(args.project), Path(args.images).expanduser(), _parse_classes(args.classes), args.image_size,
-        gold_from_folders=args.gold_from_folders, progress=stderr_printer(quiet=args.json))
+        gold_from_folders=args.gold_from_folders, progress=stderr_printer(quiet=args.json), database=args.db)
     root = Path(args.project)
     status = project.status()
     out = {**report.to_dict(), "project": str(root), "created": created, "status": status}
@@ -49,6 +49,8 @@ def cmd_init(args: argparse.Namespace) -> None:
               f"{report.known} already known, {len(report.skipped)} skipped, {report.missing} missing "
               f"({report.images_per_s:.0f} images/s)"),
              f"classes: {', '.join(status['classes']) or '(none yet: add with --classes)'}"]
+    if status["backend"] != "sqlite":
+        lines.append(f"store: {project.db.where()}")
     lines += [f"  skipped {path}: {reason}" for path, reason in report.skipped]
     _emit(args, out, "\n".join(lines))
 
@@ -77,7 +79,39 @@ def cmd_status(args: argparse.Namespace) -> None:
     if last:
         lines.append(f"last round: {last['id']} {last['sampler']} budget {last['budget']}: {last['status']}"
                      + (f" ({last['error']})" if last["error"] else ""))
+    if st["by_annotator"]:
+        lines.append("labels by annotator: " + ", ".join(f"{a} ({n})" for a, n in st["by_annotator"].items()))
+    if st["backend"] != "sqlite":
+        lines.append(f"store: {project.db.where()}")
+    if st["overlap"]:
+        lines.append(f"overlap: {st['overlap']:.0%} of images to two annotators; {st['conflicts']} conflicts "
+                     "to review (see: python -m vaal_core team PROJECT)")
     _emit(args, st, "\n".join(lines))
+
+
+def cmd_team(args: argparse.Namespace) -> None:
+    project = _project(args.project)
+    if args.overlap is not None:
+        project.set_overlap(args.overlap)
+    if args.resolve:
+        item, sep, label = args.resolve.partition("=")
+        if not sep or not item.strip().isdigit() or not label.strip():
+            raise BadInput(f"--resolve {args.resolve!r}: write it as ITEM_ID=CLASS, e.g. --resolve 42=cat")
+        if not args.reviewer:
+            raise BadInput("--resolve needs --reviewer NAME (recorded with the resolution)")
+        project.resolve_conflict(int(item), label.strip(), args.reviewer)
+    out = {"overlap": project.overlap(), "by_annotator": project.labels_by_annotator(),
+           "agreement": project.agreement(), "conflicts": project.conflicts(), "leases": project.leases()}
+    lines = [f"overlap: {out['overlap']:.0%} of images go to two annotators",
+             "labels by annotator: " + (", ".join(f"{a} ({n})" for a, n in out["by_annotator"].items()) or "none")]
+    for pair in out["agreement"]:
+        kappa = "undefined (one class only)" if pair["kappa"] is None else f"{pair['kappa']:.2f}"
+        lines.append(f"  {pair['a']} & {pair['b']}: {pair['n']} images both labeled, {pair['agree']:.0%} agree, "
+                     f"Cohen's kappa {kappa}")
+    lines.append(f"conflicts to review: {len(out['conflicts'])}")
+    lines += [f"  #{c['item_id']} {c['path']}: " + ", ".join(f"{a} says {n}" for a, n in c["by"].items())
+              for c in out["conflicts"]]
+    _emit(args, out, "\n".join(lines))
 
 
 def cmd_round(args: argparse.Namespace) -> None:
@@ -188,7 +222,7 @@ def cmd_label(args: argparse.Namespace) -> None:
     # Labeling while a round trains is allowed: that round uses the labels it
     # started with, and the queue hides items labeled since.
     project = _project(args.project)
-    out = import_labels(project, Path(args.csv))
+    out = import_labels(project, Path(args.csv), author=args.annotator or "import")
     _emit(args, out, f"{out['changed']} labels set from {out['file']} ({out['unchanged']} unchanged)")
 
 
@@ -284,8 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--gold-from-folders", action="store_true",
                     help="keep each image's parent folder name as a hidden gold label (evaluation only)")
     sp.add_argument("--image-size", type=int, help="model input size: 32 (default), 64 or 128")
+    sp.add_argument("--db", metavar="URL",
+                    help="keep the store on a PostgreSQL server (a team project): postgresql://USER@HOST:PORT/DB, "
+                         "no password in it (PGPASSWORD or ~/.pgpass); default $VAAL_DATABASE_URL, else SQLite "
+                         "in the project folder")
 
     command("status", cmd_status, "counts of items, labels, skipped files and rounds")
+
+    sp = command("team", cmd_team, "several annotators: overlap, agreement per pair, conflicts to review")
+    sp.add_argument("--overlap", type=float, metavar="SHARE",
+                    help="share of images sent to two annotators (0 to 1; 0.1: one in ten)")
+    sp.add_argument("--resolve", metavar="ITEM_ID=CLASS", help="resolve a conflict with this class")
+    sp.add_argument("--reviewer", metavar="NAME", help="who resolves (recorded with the label)")
 
     sp = command("round", cmd_round, "train and write a new ranked labeling queue")
     sp.add_argument("--sampler", default="auto",
@@ -315,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = command("label", cmd_label, "set labels from a CSV file with the columns path,label")
     sp.add_argument("--csv", required=True)
+    sp.add_argument("--annotator", metavar="NAME", help="who gave these labels (default: import)")
 
     sp = command("export", cmd_export, "write the labels as csv, json or an ImageFolder copy")
     sp.add_argument("--format", required=True, choices=["csv", "json", "imagefolder"])

@@ -78,6 +78,11 @@ class ProjectCorrupt(VaalError):
     program's file. Never re-initialised: only `init` creates a database."""
 
 
+class DatabaseUnreachable(VaalError):
+    """The project's database server could not be reached or dropped the
+    connection (store/postgres.py); the next call connects again."""
+
+
 class CannotWrite(VaalError):
     """The operating system refused a write: a read-only or foreign folder, a
     full disk, a file-size limit."""

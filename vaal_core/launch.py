@@ -30,6 +30,7 @@ from vaal_core.services.workspace import INSTALLED_HOME
 PROG = "vaal-studio"
 EXIT_USER_ERROR = cli.EXIT_USER_ERROR
 DB_NAME = "project.db"  # vaal_core.store.DB_NAME, without importing the store (numpy) for --help
+DATABASE_FILE = "database.json"  # vaal_core.store.DATABASE_FILE: a team project's store on PostgreSQL
 BUNDLED_APP = Path(__file__).resolve().parent / "_app"  # the wheel's copy (pyproject.toml)
 CHECKOUT = Path(__file__).resolve().parents[1]  # the folder holding vaal_core/: a checkout or an editable install
 
@@ -87,9 +88,9 @@ def streamlit_command(folder: Path, host: str, port: int, project: Path | None) 
 
 def _project_folder(path: str) -> Path:
     folder = Path(path).expanduser()
-    if folder.is_file() and folder.name == DB_NAME:
+    if folder.is_file() and folder.name in (DB_NAME, DATABASE_FILE):
         folder = folder.parent
-    if not (folder / DB_NAME).is_file():
+    if not (folder / DB_NAME).is_file() and not (folder / DATABASE_FILE).is_file():
         why = "does not exist" if not folder.exists() else f"holds no {DB_NAME}"
         raise BadInput(f"no project at {path} (it {why}); create one with: {PROG} init {path} --images DIR")
     return folder.resolve()
@@ -105,6 +106,9 @@ def run_app(args: argparse.Namespace) -> int:
         raise VaalError(f"Streamlit is not installed in {sys.prefix}: pip install vaal-studio installs it")
     folder = app_dir()
     env = dict(os.environ)
+    if args.team:
+        _check_team_sign_in(folder, args.host)
+        env["VAAL_TEAM"] = "1"  # views/team.py: names asked for, sign-in required when configured
     if not env.get("VAAL_HOME") and folder == BUNDLED_APP:
         home = INSTALLED_HOME.expanduser()
         env["VAAL_HOME"] = str(home)
@@ -144,8 +148,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=8501, help="default 8501")
     sp.add_argument("--host", default="localhost",
                     help="address to listen on (default localhost: this machine only)")
+    sp.add_argument("--team", action="store_true",
+                    help="a server shared by a team: every label records its annotator; listening beyond "
+                         "localhost needs sign-in configured (an [auth] section in .streamlit/secrets.toml)")
     sp.set_defaults(fn=run_app)
     return parser
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _check_team_sign_in(folder: Path, host: str) -> None:
+    """A team server that other machines can reach signs people in through
+    Streamlit's st.login (OIDC), or it does not start: refused here, before
+    anything listens."""
+    if host in LOCAL_HOSTS:
+        return
+    places = [Path.cwd() / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"]  # Streamlit's
+    for path in places:
+        try:
+            if "auth" in tomllib.loads(path.read_text(encoding="utf-8")):
+                return
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+    raise BadInput(f"--team --host {host}: a team server reachable from other machines needs sign-in; add an "
+                   f"[auth] section (OIDC provider) to {places[0]} as the README's team set-up shows, or listen "
+                   "on localhost only")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from vaal_core.data.images import fit, load_image, shown_path
 from vaal_core.errors import LabelConflict, VaalError
 from vaal_core.loop.chart import chart_text  # noqa: F401 (the pages' one Plotly escaping; defined beside the Demo chart)
 from vaal_core.services import workspace
-from vaal_core.store import DB_NAME, Project
+from vaal_core.store import Project, store_file
 from vaal_core.store.labels import SOURCE_WORDS, ago
 
 QUERY_KEY = "project"  # ?project=<id> keeps the project through a refresh or a restart
@@ -66,7 +66,7 @@ def _shared_handle(path: str, db_inode: int) -> Project:
 
 
 def open_project(path: str) -> Project:
-    db = os.path.join(path, DB_NAME)
+    db = store_file(path)  # project.db, or a team project's database.json
     return _shared_handle(os.path.realpath(path), os.stat(db).st_ino if os.path.exists(db) else 0)
 
 

@@ -24,7 +24,7 @@ from vaal_core.learn import disc_quality
 from vaal_core.maps import cache as maps
 from vaal_core.maps import explore
 from vaal_core.services import label_words, labeling, worker, workspace
-from views import label_parts, routes
+from views import label_parts, routes, team
 from views.common import conflict_text, picture, plain, require_project, show_error
 from views.latent_map import COLOURS, latent_map
 
@@ -134,7 +134,8 @@ def labeled_now(ids, label: str, token: str | None = None, seen: dict | None = N
     """Label `ids` in one undoable action (refused if any label changed
     since it was shown: `seen`), then start the page afresh."""
     try:
-        project.set_labels([(i, label) for i in ids], source="explore", token=token, seen=seen)
+        project.set_labels([(i, label) for i in ids], author=team.current() or "user", source="explore", token=token,
+                           seen=seen)
     except LabelConflict as err:
         st.error(conflict_text(project, err) + " Nothing was labeled: look at the selection again.",
                  icon=":material/group:")

@@ -26,11 +26,13 @@ token once and refuses a label that changed since the page showed it
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import uuid
 
 import streamlit as st
 
-from views import keyboard, label_parts
+from views import keyboard, label_parts, team
 from views.common import conflict_text, picture, plain, require_project
 from views.label_parts import shown
 from vaal_core.data.images import image_root_problem
@@ -65,6 +67,8 @@ problem = image_root_problem(project)
 if problem:
     st.warning(plain(problem), icon=":material/folder_off:")
 KEYS = label_words.class_keys(classes)
+WHO = team.current()  # None: a one-person project (labels by "user", leases not needed); app.py asked
+AUTHOR = WHO or "user"
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -100,6 +104,19 @@ def where(order: labeling.LabelOrder, item_id: int) -> str:
 
 # -- actions (button callbacks: they run before the fragment re-renders) ----
 
+def reported(action):
+    """A callback whose store error (a team's database gone away, a full
+    disk) becomes the page's one-line message instead of a traceback: the
+    press wrote nothing, and the page says so."""
+    @functools.wraps(action)
+    def run(*args, **kwargs):
+        try:
+            return action(*args, **kwargs)
+        except VaalError as err:
+            st.session_state["label_error"] = f"Nothing was written: {err}"
+    return run
+
+
 def drawing() -> str:
     """A token for one drawing of a view: this tab's id and a fresh part.
     Each press is sent with it (keys and the single view's buttons) or the
@@ -109,10 +126,15 @@ def drawing() -> str:
     return f"{tab}-{uuid.uuid4().hex[:10]}"
 
 
-def _move_to(order: labeling.LabelOrder, pos: int | None) -> None:
+def _move_to(order: labeling.LabelOrder, pos: int | None, chosen: bool = False) -> None:
+    """Where the single view goes next. `chosen`: the person went there (an
+    arrow key); otherwise it is the next image to label, which for a team
+    is only a place to look from (a teammate may hold it by the next draw)."""
     st.session_state["cursor"] = None if pos is None else order.ids[pos]
+    st.session_state["cursor_chosen"] = chosen
 
 
+@reported
 def give_label(item_id: int, pos: int, name: str, source: str, seen: str | None, token: str | None) -> None:
     """A class key, a class button, or Enter on a suggestion (source
     "suggestion", so the history tells accepted guesses from typed labels).
@@ -121,12 +143,13 @@ def give_label(item_id: int, pos: int, name: str, source: str, seen: str | None,
     order = current_order()
     labeled, postponed = project.labeled_ids() | {item_id}, project.postponed_ids() - {item_id}
     try:
-        row = project.set_label(item_id, name, source=source, token=token,
+        row = project.set_label(item_id, name, author=AUTHOR, source=source, token=token,
                                 seen=None if token is None else {item_id: seen})
     except LabelConflict as err:
         st.session_state["conflict"] = {"item_id": item_id, "pos": pos, "name": name, "source": source,
                                         "text": conflict_text(project, err)}
         st.session_state["cursor"] = item_id  # stay on it: the person decides
+        st.session_state["cursor_chosen"] = True
         return
     except VaalError as err:
         st.session_state["label_error"] = str(err)
@@ -139,6 +162,7 @@ def give_label(item_id: int, pos: int, name: str, source: str, seen: str | None,
     _move_to(order, labeling.next_to_label(order, labeled, postponed, pos + 1))
 
 
+@reported
 def keep_theirs(pos: int) -> None:
     """A conflict's 'Keep': leave the other label and go on."""
     st.session_state.pop("conflict", None)
@@ -146,41 +170,45 @@ def keep_theirs(pos: int) -> None:
     _move_to(order, labeling.next_to_label(order, project.labeled_ids(), project.postponed_ids(), pos + 1))
 
 
+@reported
 def skip(item_id: int, pos: int, token: str) -> None:
     order = current_order()
-    project.postpone(item_id, token=token)
+    project.postpone(item_id, author=AUTHOR, token=token)
     nxt = labeling.next_to_label(order, project.labeled_ids(), project.postponed_ids(), pos + 1)
     st.session_state["last_action"] = f"skipped {shown(project.item(item_id))}"
     _move_to(order, nxt)
 
 
+@reported
 def undo(latest: int | None) -> None:
     """Z: undoes the latest action, if it is still the one this drawing
     showed as latest (so a repeated press undoes once)."""
-    done = project.undo(only=latest)
+    done = project.undo(only=latest, author=WHO)  # an annotator's Z undoes their own latest, never a teammate's
     if done is None:
-        st.session_state["last_action"] = ("nothing to undo" if project.latest_action() is None else
+        st.session_state["last_action"] = ("nothing to undo" if project.latest_action(WHO) is None else
                                             "nothing undone: the last action changed since this page was drawn "
                                             "(another tab?); press Z again to undo the latest")
         return
     st.session_state.pop("conflict", None)
     st.session_state["cursor"] = done["item_id"]  # show the image whose label came back
+    st.session_state["cursor_chosen"] = True
     n = len(done["items"])
     what = "skip" if done["action"] == "skip" else "label" + ("s" if n > 1 else "")
     path = shown(project.item(done["item_id"]))
     st.session_state["last_action"] = f"undid the {what} of {path}" + (f" and {n - 1} more" if n > 1 else "")
 
 
+@reported
 def step(pos: int, delta: int) -> None:
     order = current_order()
-    _move_to(order, min(max(pos + delta, 0), len(order.ids) - 1))
+    _move_to(order, min(max(pos + delta, 0), len(order.ids) - 1), chosen=True)
 
 
 def _grid_write(pairs: list[tuple[int, str]], ids: list[int], source: str, token: str | None) -> int | None:
     """One grid gesture: conditional on every tile still being unlabeled
     (what the page showed), once per token. None when refused or repeated."""
     try:
-        n = project.set_labels(pairs, source=source, token=token,
+        n = project.set_labels(pairs, author=AUTHOR, source=source, token=token,
                                seen=None if token is None else {i: None for i, _ in pairs})
     except LabelConflict as err:
         st.session_state["grid_conflict"] = {"pairs": pairs, "ids": ids, "source": source,
@@ -197,6 +225,7 @@ def _grid_write(pairs: list[tuple[int, str]], ids: list[int], source: str, token
     return n
 
 
+@reported
 def label_page(ids: list[int], name: str, token: str | None) -> None:
     """Grid: the selected tiles (or, with none selected, the whole page)
     get one class, in one transaction and one undoable action."""
@@ -206,6 +235,7 @@ def label_page(ids: list[int], name: str, token: str | None) -> None:
         st.session_state["last_action"] = f"{len(chosen)} images → {name} ({n} changed)"
 
 
+@reported
 def accept_page(ids: list[int], sure: dict[int, str], unsure: frozenset[int], why_not: str, token: str) -> None:
     """Grid, Enter: the selected tiles (or, with none selected, the whole
     page) with a pre-selected suggestion (`sure`, as shown) each get theirs,
@@ -223,6 +253,7 @@ def accept_page(ids: list[int], sure: dict[int, str], unsure: frozenset[int], wh
                                            + (f"; {left}" if left else ""))
 
 
+@reported
 def grid_replace() -> None:
     """A grid conflict's 'Replace': the same gesture, unconditionally."""
     c = st.session_state.pop("grid_conflict")
@@ -231,8 +262,9 @@ def grid_replace() -> None:
         st.session_state["last_action"] = f"{len(c['pairs'])} images labeled, replacing ({n} changed)"
 
 
+@reported
 def skip_page(ids: list[int], token: str) -> None:
-    project.postpone(ids, token=token)
+    project.postpone(ids, author=AUTHOR, token=token)
     for i in ids:
         st.session_state.pop(f"sel_{i}", None)
     st.session_state["last_action"] = f"skipped {len(ids)} images"
@@ -310,18 +342,46 @@ def single_buttons(acts: dict[str, keyboard.Action], highlight: str | None, sure
     return rows
 
 
+def team_pick(order: labeling.LabelOrder, labeled: set[int], postponed: set[int], pos: int | None,
+              opinion: set[int]) -> int | None:
+    """The position to show this annotator, leased to them: the image they
+    went to (an arrow key, an undo) unless a teammate holds it; else the
+    next image from the cursor on that nobody else holds."""
+    if pos is not None and st.session_state.get("cursor_chosen"):
+        item_id = order.ids[pos]
+        if item_id in labeled and item_id not in opinion:
+            project.claim(WHO, [])  # looking back at a labeled image: hold nothing
+            return pos
+        if project.claim(WHO, [item_id], labeled_ok=opinion):
+            return pos
+    return labeling.next_for(project, order, WHO, labeled, postponed, pos or 0)
+
+
 @st.fragment
 def single_view() -> None:
     order = current_order()
     labeled, postponed = project.labeled_ids(), project.postponed_ids()
+    # A doubled image one teammate has labeled waits for this annotator's own opinion (store/team.py).
+    opinion = project.needs_opinion(WHO) if WHO else set()
     tok = drawing()
     pos = order.position(st.session_state.get("cursor")) if st.session_state.get("cursor") is not None else None
-    if pos is None:
+    counted = labeled  # the progress counts every label, a teammate's included
+    if WHO:
+        pos = team_pick(order, labeled, postponed, pos, opinion)
+        labeled = labeled - opinion
+    elif pos is None:
         pos = labeling.next_to_label(order, labeled, postponed, 0)
+    held = project.held_by_others(WHO) - labeled if WHO and pos is None else set()
+    if pos is None and held:
+        st.info(f"Every image left ({len(held):,}) is on a teammate's screen right now. Each comes back to you "
+                "if they leave it for a few minutes.", icon=":material/group:")
+        st.button("Look again", key=f"look_again_{tok}", icon=":material/refresh:")
+        feedback()
+        return
     if pos is None:
         st.success(f"All {len(order.ids):,} images are labeled.", icon=":material/done_all:")
         st.page_link("views/train.py", label="Train a round", icon=":material/model_training:")
-        latest = project.latest_action()
+        latest = project.latest_action(WHO)
         st.button("Undo the last label" + keyboard.hint("Z"), key=f"undo_done_{tok}", on_click=undo,
                   args=(latest,))
         keyboard.keys(tok, {"z": (undo, (latest,))})
@@ -329,11 +389,14 @@ def single_view() -> None:
         return
     item_id = order.ids[pos]
     item = project.item(item_id)
+    seen_label = item.label  # what the store holds: a press is written only if it still does
+    if item_id in opinion:
+        item = dataclasses.replace(item, label=None)  # blind: the teammate's label is not shown
     suggestion = project.suggestions([item_id]).get(item_id)
     sure = suggestion is not None and calibration.preselect(suggestion.confidence, trust_of(suggestion))
     highlight = item.label or (suggestion.label if sure else None)  # the pre-selected class
     # What each key and button of this drawing does: a press applies to the image it was made on.
-    latest = project.latest_action()
+    latest = project.latest_action(WHO)
     acts: dict[str, keyboard.Action] = {"s": (skip, (item_id, pos, f"{tok}-s")), "z": (undo, (latest,))}
     if pos > 0:
         acts["ArrowLeft"] = (step, (pos, -1))
@@ -342,17 +405,20 @@ def single_view() -> None:
     if suggestion and not item.label:  # Enter never overwrites a label the user gave
         acts["Enter"] = (give_label, (item_id, pos, suggestion.label, "suggestion", None, f"{tok}-a"))
     for i, name in enumerate(classes):
-        acts[f"class_{i}"] = (give_label, (item_id, pos, name, "ui", item.label, f"{tok}-{i}"))
+        acts[f"class_{i}"] = (give_label, (item_id, pos, name, "ui", seen_label, f"{tok}-{i}"))
         if KEYS[i]:
             acts[KEYS[i]] = acts[f"class_{i}"]
     buttons = single_buttons(acts, highlight, sure, suggestion)
-    label_parts.batch_progress(project, order, labeled, start_next)
+    label_parts.batch_progress(project, order, counted, start_next)
     left, right = st.columns([3, 2], gap="medium")
     # The right-hand column is written first: its buttons reach the page before the image, so they are
     # ready to change in the same step as it (views/keyboard.py).
     with right:
         conflict_box(item_id, pos)
-        if item.label:
+        if item_id in opinion:
+            st.markdown("Pick the class: **a second opinion**. A teammate labeled this image too; their label "
+                        "is hidden so yours is your own.")
+        elif item.label:
             st.markdown(f"Labeled **{plain(item.label)}**: press a key to change it")
         else:
             st.markdown("Pick the class" + ("" if not suggestion else
@@ -420,10 +486,13 @@ def grid_view() -> None:
     tok = drawing()
     cursor = st.session_state.get("cursor")
     start = order.position(cursor) or 0 if cursor is not None else 0
-    ids = labeling.page_of_unlabeled(order, labeled, postponed, start, GRID)
+    if WHO:  # a team: only images nobody else holds, leased to this annotator
+        ids = labeling.page_for(project, order, WHO, labeled, postponed, start, GRID)
+    else:
+        ids = labeling.page_of_unlabeled(order, labeled, postponed, start, GRID)
     if not ids:
         st.success(f"All {len(order.ids):,} images are labeled.", icon=":material/done_all:")
-        latest = project.latest_action()
+        latest = project.latest_action(WHO)
         st.button("Undo the last label" + keyboard.hint("Z"), key=f"undo_done_grid_{tok}", on_click=undo,
                   args=(latest,))
         keyboard.keys(tok, {"z": (undo, (latest,))})
@@ -433,7 +502,7 @@ def grid_view() -> None:
     trust = trust_of(next(iter(suggestions.values()))) if suggestions else None  # all from the queue's round
     label_parts.batch_progress(project, order, labeled, start_next)
     grid_conflict_box()
-    latest = project.latest_action()
+    latest = project.latest_action(WHO)
     acts: dict[str, keyboard.Action] = {"a": (select_all, (ids, True)), "n": (select_all, (ids, False)),
                                         "s": (skip_page, (ids, f"{tok}-s")), "z": (undo, (latest,))}
     per_row = min(len(classes), 5)  # 5 a row: room for "automobile `2`"

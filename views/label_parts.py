@@ -118,7 +118,7 @@ def training_strip(project: Project) -> None:
     """Polls the store: says when a round trains (or its worker is still
     starting, or could not start), and swaps the new queue in (a full
     rerun) the moment one finishes."""
-    status = project.status()
+    status = project.status(team=False)
     seen = st.session_state.setdefault("label_round", status["current_round"])
     if status["current_round"] != seen:
         st.session_state["label_round"] = status["current_round"]

@@ -17,7 +17,8 @@ from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event
 from vaal_core.services import label_words, workspace
 from vaal_core.services.labels_io import export_labels, labels_text
-from vaal_core.store import DB_NAME
+from vaal_core.store import is_project
+from views.agreement import team_section
 from views.common import chart_text, plain, select_project, show_error
 
 project = st.session_state.get("project")
@@ -84,7 +85,7 @@ def create_section() -> None:
     slot = st.empty()  # the scan's bar, cleared when it ends in an error (no stale "Scanning..." above it)
     try:
         root = workspace.new_project_path(name)
-        if (root / DB_NAME).exists():
+        if is_project(root):
             raise BadInput(f"a project named {name.strip()!r} exists already in {root.parent}; "
                            "open it above or pick another name")
         if not images.strip():
@@ -117,7 +118,7 @@ def ingest_summary() -> None:
 # -- the open project ------------------------------------------------------------
 
 def overview() -> None:
-    status = project.status()
+    status = project.status(team=False)
     st.caption(f"Images from {plain(status['image_root'])} · model size {status['image_size']} px · "
                f"folder {plain(project.root)}")
     problem = image_root_problem(project)
@@ -145,7 +146,7 @@ def overview() -> None:
 
 def classes_section() -> None:
     classes = project.classes()
-    counts = project.status()["per_class"]
+    counts = project.status(team=False)["per_class"]
     keys = label_words.class_keys(classes)
     for i, name in enumerate(classes):
         c_key, c_name, c_up, c_down, c_del = st.columns([1, 6, 1, 1, 1], vertical_alignment="bottom")
@@ -204,7 +205,7 @@ def defaults_section() -> None:
 
 
 def export_section() -> None:
-    n = project.status()["labeled"]
+    n = project.status(team=False)["labeled"]
     st.caption(f"{n:,} labeled images. Paths are relative to {plain(project.image_root)}.")
     a, b = st.columns(2)
     # Callables: the file is made when the button is clicked, not on every run.
@@ -231,16 +232,18 @@ ingest_summary()
 if project is not None:
     st.subheader(plain(project.root.name))
     overview()
-    tabs = st.tabs(["Classes", "Defaults", "Export", "Open another", "New project"])
+    tabs = st.tabs(["Classes", "Defaults", "Team", "Export", "Open another", "New project"])
     with tabs[0]:
         classes_section()
     with tabs[1]:
         defaults_section()
     with tabs[2]:
-        export_section()
+        team_section(project)
     with tabs[3]:
-        open_section()
+        export_section()
     with tabs[4]:
+        open_section()
+    with tabs[5]:
         create_section()
 else:
     a, b = st.tabs(["Open", "New project"])

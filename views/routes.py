@@ -33,7 +33,7 @@ from vaal_core.errors import VaalError
 from vaal_core.maps import cache as maps
 from vaal_core.maps import geometry
 from vaal_core.services import workspace
-from vaal_core.store import DB_NAME, Project
+from vaal_core.store import Project, store_file
 
 BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "build" / "latent_map.js"
 FOREVER = "private, max-age=31536000, immutable"  # a URL that names its version never changes
@@ -48,7 +48,7 @@ def _project(project_id: str) -> tuple[Project, Thumbnails] | None:
     if known is None:
         return None
     try:  # a project made again at the same path is another database: another handle
-        key = f"{known.path}|{(known.path / DB_NAME).stat().st_ino}"
+        key = f"{known.path}|{store_file(known.path).stat().st_ino}"
     except OSError:
         return None
     if key not in _projects:
@@ -99,7 +99,26 @@ def warm(project_id: str, round_id: int) -> None:
     threading.Thread(target=run, name="vaal-map-warm", daemon=True).start()
 
 
+def signed_out(request: Request) -> Response | None:
+    """On a server configured for sign-in (views/team.py), a request without
+    Streamlit's signed identity cookie is refused: the images and the map are
+    no more public than the pages."""
+    from streamlit.auth_util import get_secrets_auth_section
+    # Streamlit's own reading of its signed cookie (the Streamlit version is pinned: requirements.txt)
+    from streamlit.web.server.starlette.starlette_auth_routes import _get_signed_cookie_from_request
+    from streamlit.web.server.starlette.starlette_server_config import USER_COOKIE_NAME
+
+    if not get_secrets_auth_section():
+        return None
+    if _get_signed_cookie_from_request(request, USER_COOKIE_NAME) is None:
+        return PlainTextResponse("sign in first", status_code=401, headers={"Cache-Control": "no-store"})
+    return None
+
+
 def map_points(request: Request) -> Response:
+    refused = signed_out(request)
+    if refused is not None:
+        return refused
     try:
         round_id = int(request.path_params["round_id"])
     except ValueError:
@@ -121,6 +140,9 @@ def map_points(request: Request) -> Response:
 
 
 def thumbnail(request: Request) -> Response:
+    refused = signed_out(request)
+    if refused is not None:
+        return refused
     try:
         item_id = int(request.path_params["item_id"])
     except ValueError:

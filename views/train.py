@@ -33,7 +33,7 @@ from views.common import chart_text, plain, require_project, show_error
 
 project = require_project()
 st.title("Train")
-status = project.status()
+status = project.status(team=False)
 settings = project.settings()
 
 

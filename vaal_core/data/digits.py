@@ -155,16 +155,16 @@ def create_demo_project(home: Path, progress: Progress | None = None) -> Path:
     half-made project where the app would open it."""
     from vaal_core.data.ingest import ingest
     from vaal_core.errors import BadInput
-    from vaal_core.store import DB_NAME, Project
+    from vaal_core.store import DB_NAME, Project, is_project
 
     home = Path(home)
     root = home / "projects" / DEMO_PROJECT
-    if (root / DB_NAME).exists():
+    if is_project(root):
         return root
     data = home / "data"
     images, gold = write_demo_images(data / DEMO_PROJECT, progress=progress)
     with file_lock(data / f".{DEMO_PROJECT}-project.lock"):
-        if (root / DB_NAME).exists():  # another session finished it while we waited
+        if is_project(root):  # another session finished it while we waited
             return root
         if root.exists() and any(root.iterdir()):
             raise BadInput(f"{root} exists but holds no project ({DB_NAME} is missing); move it away and "

@@ -26,7 +26,7 @@ from vaal_core.data.decode import DEFAULT_MAX_PIXELS, Loaded, load_many
 from vaal_core.data.scan import gold_of, inside, scan
 from vaal_core.errors import BadImageFolder, BadInput
 from vaal_core.progress import Phase, Progress, Steps
-from vaal_core.store import DB_NAME, Project
+from vaal_core.store import Project, is_project
 from vaal_core.store.classes import check_class_name
 
 _CHUNK = 512  # images per cache write + fsync + one SQLite transaction
@@ -218,7 +218,8 @@ def parse_classes(text: str | Sequence[str] | None, what: str = "the class list"
 
 def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_size: int | None = None,
                  gold_from_folders: bool = False, progress: Progress | None = None,
-                 gold: Mapping[str, str] | None = None) -> tuple[Project, IngestReport, bool]:
+                 gold: Mapping[str, str] | None = None,
+                 database: str | None = None) -> tuple[Project, IngestReport, bool]:
     """Create a project from an image folder, or add a grown folder's new
     images to an existing one (labels kept). Returns (project, report,
     created). Checks the folder and the class names before writing
@@ -241,12 +242,12 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
     try:
         # Under the ingest lock: two inits of one new project never both create it.
         with ingest_lock(root):
-            created = not (root / DB_NAME).exists()
+            created = not is_project(root)
             if created:
                 if not scan(images).files:
                     raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) "
                                          f"in {images}")
-                project = Project.create(root, images, image_size or 32, classes)
+                project = Project.create(root, images, image_size or 32, classes, database=database)
             else:
                 project = _open_for(root, images, image_size, classes)
         report = ingest(project, gold_from_folders=gold_from_folders, progress=progress, gold=gold)
@@ -257,6 +258,8 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
     except BaseException:
         if created and (project is None or not project.items(status=None)):
             if project is not None:
+                if project.backend != "sqlite":
+                    project.db.drop()  # the schema it made on the server, too
                 project.close()
             made.undo()  # leave nothing half-made behind
         raise

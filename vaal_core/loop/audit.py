@@ -138,14 +138,18 @@ def compare(project: Project) -> list[dict[str, Any]]:
     push it up. The truth is the user's label, and a suggestion accepted
     without a look agrees by construction; `accepted` is the share labeled
     that way. Images without a suggestion (a round with no task model, a
-    class removed since) are left out of n.
+    class removed since) are left out of n, and so are images two annotators
+    disagree on that no reviewer has resolved (store/team.py).
 
     Each row: {round, sampler, fraction, picks (audit picks in the batch),
     labeled (of those, labeled now), audit and sampler_picks (each an
     `agreement` dict)}."""
     rounds = {r["id"]: r for r in project.rounds() if r["status"] == "done"}
+    disputed = {c["item_id"] for c in project.conflicts()}  # two annotators disagree: no truth to score against
     by_round: dict[int, list[dict[str, Any]]] = {}
     for row in project.round_batches():
+        if row["item_id"] in disputed:
+            row = {**row, "label": None, "source": None}  # counted as not labeled until a reviewer resolves it
         by_round.setdefault(row["round_id"], []).append(row)
     out = []
     for round_id, rows in sorted(by_round.items()):

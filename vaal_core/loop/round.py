@@ -223,7 +223,7 @@ def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_
     with project.training_lock():
         # Only a finished round's models warm-start this one: tidy what killed rounds left.
         settle(project.checkpoint_dir, lambda earlier: _finished(project, earlier))
-        labels = project.labels()
+        labels = project.training_labels()  # conflicts between annotators left out until resolved
         needs = set(sampler.needs)
         if cfg.suggest and len(set(labels.values())) >= 2:
             needs.add("task_probs")  # the Label page's suggestions

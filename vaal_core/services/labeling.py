@@ -17,7 +17,9 @@ ones ("not now", the S key) come back once nothing else is left.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
@@ -84,20 +86,60 @@ def next_to_label(order: LabelOrder, labeled: set[int], postponed: set[int], sta
     """Position of the first unlabeled, not-postponed item at or after
     `start` (wrapping around); if only postponed ones are left, the first of
     those; None when everything is labeled."""
+    return next(_walk(order, labeled, postponed, start), None)
+
+
+def _walk(order: LabelOrder, labeled: set[int], postponed: set[int], start: int) -> Iterator[int]:
+    """Positions of the unlabeled items in the order the Label page offers
+    them: from `start` on (wrapping around) the not-postponed ones, then the
+    postponed ones."""
     n = len(order.ids)
-    if n == 0:
-        return None
     start = min(max(start, 0), n)
-    fallback = None
+    later = []
     for k in (*range(start, n), *range(0, start)):
         i = order.ids[k]
         if i in labeled:
             continue
-        if i not in postponed:
-            return k
-        if fallback is None:
-            fallback = k
-    return fallback
+        if i in postponed:
+            later.append(k)
+        else:
+            yield k
+    yield from later
+
+
+CANDIDATES = 32  # images offered to one lease transaction: the first free one is taken
+
+
+def next_for(project: Project, order: LabelOrder, annotator: str, labeled: set[int], postponed: set[int],
+             start: int = 0) -> int | None:
+    """The next image for one annotator of a team, leased to them: as
+    `next_to_label` from `start`, passing by images another annotator holds
+    (store/team.py), and counting a doubled image one other annotator
+    labeled as unlabeled for this one. The lease is taken here, in one
+    transaction over the next few candidates, so two sessions racing for
+    one image never both get it: the loser gets the next free one."""
+    opinion = project.needs_opinion(annotator)
+    done = (labeled - opinion) | project.held_by_others(annotator)
+    while True:
+        candidates = list(islice(_walk(order, done, postponed, start), CANDIDATES))
+        if not candidates:
+            return None
+        got = project.claim_first(annotator, [order.ids[k] for k in candidates], labeled_ok=opinion)
+        if got is not None:
+            return order.position(got)
+        done |= {order.ids[k] for k in candidates}  # all taken or labeled since `labeled` was read
+
+
+def page_for(project: Project, order: LabelOrder, annotator: str, labeled: set[int], postponed: set[int],
+             start: int, size: int) -> list[int]:
+    """The grid's page for one annotator of a team: `page_of_unlabeled`
+    without images others hold, leased to this annotator (those lost to a
+    race are left off). Second opinions are asked one at a time, in the
+    single view, where the teammate's label can be hidden."""
+    done = labeled | project.held_by_others(annotator)
+    ids = page_of_unlabeled(order, done, postponed, start, size)
+    got = set(project.claim(annotator, ids))
+    return [i for i in ids if i in got]
 
 
 def page_of_unlabeled(order: LabelOrder, labeled: set[int], postponed: set[int], start: int,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaal_core.files import write_json_atomic
-from vaal_core.store import DB_NAME, now
+from vaal_core.store import DATABASE_FILE, DB_NAME, is_project, now
 
 RECENT_FILE = "recent.json"
 MAX_RECENT = 12
@@ -61,7 +61,7 @@ class KnownProject:
 
     @property
     def exists(self) -> bool:
-        return (self.path / DB_NAME).is_file()
+        return is_project(self.path)
 
 
 def _read_recent() -> list[dict]:
@@ -92,7 +92,7 @@ def known_projects() -> list[KnownProject]:
             seen.add(p)
             out.append(KnownProject(project_id(p), p, p.name, d.get("opened_at")))
     if projects_dir().is_dir():
-        for db in sorted(projects_dir().glob(f"*/{DB_NAME}")):
+        for db in sorted([*projects_dir().glob(f"*/{DB_NAME}"), *projects_dir().glob(f"*/{DATABASE_FILE}")]):
             p = db.parent.resolve()
             if p not in seen:
                 seen.add(p)

@@ -1,11 +1,13 @@
 """The database layer: one connection, transactions, migrations, and
 lookups by many ids.
 
-This is the one place that knows the database is SQLite (WAL mode, `BEGIN
-IMMEDIATE`, `PRAGMA user_version`, the bound-variable limit). The modules
-above it write plain SQL that PostgreSQL understands too: `?` placeholders,
-rows read by column name, new ids from `insert()` rather than a cursor
-attribute, no SQLite-only operators. A second backend plugs in here.
+`Backend` is what the store's modules call; `Database` is the embedded
+SQLite one (WAL mode, `BEGIN IMMEDIATE`, `PRAGMA user_version`, the
+bound-variable limit) and `store/postgres.py` the team one. The modules
+above write plain SQL both understand: `?` placeholders, rows read by column
+name, new ids from `insert()` rather than a cursor attribute, no
+backend-only operators (PostgreSQL's side translates the few spellings that
+differ, in one place).
 
 It also turns the SQLite errors a user's disk or folder causes into
 VaalErrors that name them: a damaged, empty or foreign file
@@ -33,10 +35,117 @@ IN_CHUNK = 500
 Row = Mapping[str, Any]
 
 
-class Database:
+class Backend:
+    """What both backends share: reads built on `rows`, chunked `IN`
+    lookups, and the migrations (each step one transaction)."""
+
+    kind = ""
+
+    def rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+        raise NotImplementedError
+
+    _lock: threading.RLock
+    _depth = 0
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One write transaction; nested calls join the outer one. Writers
+        queue one after the other (`_begin` takes the write lock up front),
+        so none fails half-way and a check made inside holds until the
+        commit."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._begin()
+            self._depth = 1
+            try:
+                yield
+                self._commit()
+            except BaseException:
+                self._abort()
+                raise
+            finally:
+                self._depth = 0
+
+    def schema_version(self) -> int:
+        raise NotImplementedError
+
+    def _set_schema_version(self, version: int) -> None:
+        raise NotImplementedError
+
+    def where(self) -> str:
+        """The database in words, for messages."""
+        raise NotImplementedError
+
+    def migration_statement(self, statement: str) -> str:
+        """A migration's statement as this backend spells it (they are
+        written for SQLite)."""
+        return statement
+
+    def one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Row | None:
+        found = self.rows(sql, params)
+        return found[0] if found else None
+
+    def value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    def column(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The first column of every row (what a set of ids is read with)."""
+        return [r[0] for r in self.rows(sql, params)]
+
+    def rows_in(self, sql: str, ids: Iterable[int], params: Sequence[Any] = ()) -> list[Row]:
+        """`sql` with `{ids}` standing for an IN list, run over the ids in
+        chunks (a lookup of 50,000 ids must not hit the bound-variable
+        limit). `params` come before the ids; rows come in chunk order."""
+        ids = [int(i) for i in ids]
+        out: list[Row] = []
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start:start + IN_CHUNK]
+            out += self.rows(sql.format(ids=",".join("?" * len(chunk))), (*params, *chunk))
+        return out
+
+    def migrate(self, migrations: Mapping[int, str]) -> None:
+        """Bring the schema up to the newest migration, each step in its own
+        transaction; a database newer than this code is refused."""
+        version = self.schema_version()
+        newest = max(migrations)
+        if version > newest:
+            raise SchemaTooNew(f"{self.where()} has schema version {version}, newer than this VAAL Studio "
+                               f"understands ({newest}); upgrade VAAL Studio")
+        for target in range(version + 1, newest + 1):
+            with self.atomic():
+                # executescript() would COMMIT on its own: run the statements
+                # one by one inside the transaction instead.
+                for statement in split_sql(migrations[target]):
+                    self.execute(self.migration_statement(statement))
+                self._set_schema_version(target)
+
+
+class Database(Backend):
     """A connection shared by the threads of one process (the Streamlit
     server) and safe beside other processes on the same file (a training
     worker, the CLI): writers queue on the busy timeout."""
+
+    kind = "sqlite"
 
     def __init__(self, path: str | Path, busy_timeout_s: float = 30.0, create: bool = False):
         """Open the database at `path`; only with `create` may it be new. An
@@ -98,31 +207,17 @@ class Database:
                              "then run it again")
         return None
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """One write transaction; nested calls join the outer one. BEGIN
-        IMMEDIATE takes the write lock up front, so two writers queue on the
-        busy timeout instead of failing half-way."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            with self._errors():
-                self._conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield
-                with self._errors():
-                    self._conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-            finally:
-                self._depth = 0
+    def _begin(self) -> None:
+        # BEGIN IMMEDIATE takes the write lock up front: two writers queue on the busy timeout.
+        with self._errors():
+            self._conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        with self._errors():
+            self._conn.execute("COMMIT")
+
+    def _abort(self) -> None:
+        self._rollback()
 
     def _rollback(self) -> None:
         """Roll back what is still open: after a full disk or an I/O error
@@ -158,42 +253,16 @@ class Database:
         with self._lock, self._errors():
             return self._conn.execute(sql, params).fetchone()
 
-    def value(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row (None when there is no row)."""
-        row = self.one(sql, params)
-        return None if row is None else row[0]
-
-    def rows_in(self, sql: str, ids: Iterable[int], params: Sequence[Any] = ()) -> list[Row]:
-        """`sql` with `{ids}` standing for an IN list, run over the ids in
-        chunks (a lookup of 50,000 ids must not hit the bound-variable
-        limit). `params` come before the ids; rows come in chunk order."""
-        ids = [int(i) for i in ids]
-        out: list[Row] = []
-        for start in range(0, len(ids), IN_CHUNK):
-            chunk = ids[start:start + IN_CHUNK]
-            out += self.rows(sql.format(ids=",".join("?" * len(chunk))), (*params, *chunk))
-        return out
-
     # -- schema -----------------------------------------------------------------
-
-    def migrate(self, migrations: Mapping[int, str]) -> None:
-        """Bring the schema up to the newest migration, each step in its own
-        transaction; a database newer than this code is refused."""
-        version = self.value("PRAGMA user_version")
-        newest = max(migrations)
-        if version > newest:
-            raise SchemaTooNew(f"{self.path} has schema version {version}, newer than this VAAL Studio "
-                               f"understands ({newest}); upgrade VAAL Studio")
-        for target in range(version + 1, newest + 1):
-            with self.atomic():
-                # executescript() would COMMIT on its own: run the statements
-                # one by one inside the transaction instead.
-                for statement in split_sql(migrations[target]):
-                    self.execute(statement)
-                self.execute(f"PRAGMA user_version = {int(target)}")
 
     def schema_version(self) -> int:
         return int(self.value("PRAGMA user_version"))
+
+    def _set_schema_version(self, version: int) -> None:
+        self.execute(f"PRAGMA user_version = {int(version)}")
+
+    def where(self) -> str:
+        return str(self.path)
 
 
 # SQLite's primary result codes (sqlite3.h) for the errors a user's disk or folder causes

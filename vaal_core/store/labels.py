@@ -130,15 +130,19 @@ class Labels:
             current = self._current(list(dict.fromkeys(i for i, _ in wanted)))
             if seen is not None:
                 self._check_seen(current, seen)
-            action = None
-            changed = 0
+            rows = []
             for item_id, class_id in wanted:
                 if current[item_id] != class_id:
-                    action = action or self._new_action("label", author, token)
-                    self._write(action, item_id, class_id, current[item_id], author, source)
+                    rows.append((item_id, class_id, current[item_id]))
                     current[item_id] = class_id
-                    changed += 1
-            return changed
+            if rows:  # written in two batched statements: an import of 40,000 is not 80,000 round trips
+                action, stamp = self._new_action("label", author, token), now()
+                self.db.executemany(
+                    "INSERT INTO labels(item_id, class_id, previous_class_id, author, source, created_at, action_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [(i, c, prev, author, source, stamp, action) for i, c, prev in rows])
+                self.db.executemany("UPDATE items SET label_class_id = ? WHERE id = ?",
+                                    [(c, i) for i, c in dict((i, c) for i, c, _ in rows).items()])
+            return len(rows)
 
     def postpone(self, item_ids: int | Sequence[int], author: str = "user", token: str | None = None) -> None:
         """'Not now' for one item or a grid page (one undoable action; a
@@ -153,12 +157,15 @@ class Labels:
             self.db.executemany("INSERT INTO skips(action_id, item_id, round_id) VALUES (?, ?, ?)",
                                 [(action, i, round_id) for i in ids])
 
-    def latest_action(self) -> int | None:
-        """The id of the latest action not undone (what Z would undo)."""
-        row = self.db.one("SELECT MAX(id) AS id FROM actions WHERE undone_at IS NULL")
-        return row["id"] if row else None
+    def latest_action(self, author: str | None = None) -> int | None:
+        """The id of the latest action not undone (what Z would undo); with
+        `author`, the latest of theirs (an annotator's Z never undoes a
+        teammate's label)."""
+        if author is None:
+            return self.db.value("SELECT MAX(id) AS id FROM actions WHERE undone_at IS NULL")
+        return self.db.value("SELECT MAX(id) AS id FROM actions WHERE undone_at IS NULL AND author = ?", (author,))
 
-    def undo(self, only: int | None = None) -> dict[str, Any] | None:
+    def undo(self, only: int | None = None, author: str | None = None) -> dict[str, Any] | None:
         """Undo the latest action not undone yet: a label gesture (every item
         it touched gets back its previous label) or a postponement. Returns
         {action, item_id, path, restored, items} (item_id/path/restored of
@@ -166,9 +173,12 @@ class Labels:
         `action` is 'label' or 'skip' (a postponement).
 
         With `only`, undo only if that action is still the latest: the page
-        passes the one it showed, so a repeated Z press undoes once."""
+        passes the one it showed, so a repeated Z press undoes once. With
+        `author`, their latest action."""
         with self.db.atomic():
-            act = self.db.one("SELECT id, kind FROM actions WHERE undone_at IS NULL ORDER BY id DESC LIMIT 1")
+            mine = "" if author is None else " AND author = ?"
+            act = self.db.one(f"SELECT id, kind FROM actions WHERE undone_at IS NULL{mine} ORDER BY id DESC LIMIT 1",
+                              () if author is None else (author,))
             if act is None or (only is not None and act["id"] != only):
                 return None
             stamp = now()
@@ -238,16 +248,14 @@ class Labels:
 
     def labeled_ids(self) -> set[int]:
         """Ids of the labeled present items (cheaper than `current()`)."""
-        return {r["id"] for r in self.db.rows("SELECT id FROM items WHERE label_class_id IS NOT NULL "
-                                              "AND status = 'ok'")}
+        return set(self.db.column("SELECT id FROM items WHERE label_class_id IS NOT NULL AND status = 'ok'"))
 
     def postponed_ids(self) -> set[int]:
         """Items postponed (and not undone) in the current round's queue."""
         round_id = self.current_round()
         where = "s.round_id IS NULL" if round_id is None else "s.round_id = ?"
-        rows = self.db.rows("SELECT s.item_id FROM skips s JOIN actions a ON a.id = s.action_id "
-                            f"WHERE a.undone_at IS NULL AND {where}", () if round_id is None else (round_id,))
-        return {r["item_id"] for r in rows}
+        return set(self.db.column("SELECT s.item_id FROM skips s JOIN actions a ON a.id = s.action_id "
+                                  f"WHERE a.undone_at IS NULL AND {where}", () if round_id is None else (round_id,)))
 
     def version(self) -> tuple[int, int]:
         """Changes with every label, postponement or undo (for caches keyed on labels)."""

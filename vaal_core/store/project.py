@@ -1,5 +1,9 @@
 """A project: a folder holding `project.db` (the store), the decoded image
-cache, checkpoints and per-round files.
+cache, checkpoints and per-round files. A team's project keeps its store on
+a PostgreSQL server instead: the folder then holds `database.json` (the
+server's URL, never a password, and the project's schema there) in place of
+`project.db`, and everything else as before, on a path every app server can
+read (`store/postgres.py`).
 
 `Project` is the one handle the CLI, the pages and the engine use. It owns
 the folder's layout, the project's settings and event log, and `status()`;
@@ -15,36 +19,85 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Mapping, Sequence
+from typing import Any, Collection, ContextManager, Iterable, Mapping, Sequence
 
-from vaal_core.errors import ProjectExists, ProjectNotFound
+from vaal_core.errors import BadInput, ProjectExists, ProjectNotFound
 from vaal_core.store.classes import Classes
-from vaal_core.store.db import Database
+from vaal_core.store.db import Backend, Database
 from vaal_core.store.items import Item, Items, now
 from vaal_core.store.labels import Labels
 from vaal_core.store.queue import Queue, Suggestion
 from vaal_core.store.rounds import Rounds
+from vaal_core.store.team import LEASE_S, REVIEW, Team
 from vaal_core.store.schema import MIGRATIONS
 
 DB_NAME = "project.db"
+DATABASE_FILE = "database.json"  # a team project: its store on a PostgreSQL server
 TRAIN_LOCK = "train.lock"
+URL_ENV = "VAAL_DATABASE_URL"  # init's --db when it is not given
 
-__all__ = ["DB_NAME", "Item", "Project", "Suggestion", "now"]
+__all__ = ["DATABASE_FILE", "DB_NAME", "Item", "Project", "Suggestion", "is_project", "now", "store_file"]
+
+
+def store_file(root: str | os.PathLike) -> Path:
+    """The file that makes a folder a project: database.json when its store
+    is on a server, else project.db (which may not exist yet)."""
+    root = Path(root)
+    return root / DATABASE_FILE if (root / DATABASE_FILE).is_file() else root / DB_NAME
+
+
+def is_project(root: str | os.PathLike) -> bool:
+    return store_file(root).is_file()
+
+
+def database_url(url: str | None) -> str | None:
+    """The PostgreSQL URL a new project is made on: `url`, else
+    $VAAL_DATABASE_URL, else None (the embedded SQLite store). One holding
+    a password is refused: the project folder records the URL."""
+    from vaal_core.store.postgres import has_password, safe_url
+
+    url = url or os.environ.get(URL_ENV) or None
+    if url is None or url.lower() in ("sqlite", "none"):
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise BadInput(f"--db {url!r}: give a PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE), "
+                       "or leave it out for the embedded SQLite store")
+    if has_password(url):
+        raise BadInput(f"the database URL {safe_url(url)} holds a password, and the project folder records the "
+                       "URL: leave the password out and set PGPASSWORD, or add a line to ~/.pgpass")
+    return url
+
+
+def _open_database(root: Path, create: bool, url: str | None) -> Backend:
+    if url is not None or (root / DATABASE_FILE).is_file():
+        from vaal_core.store.postgres import PostgresDatabase
+
+        if url is None:
+            try:
+                record = json.loads((root / DATABASE_FILE).read_text())
+                url, schema = str(record["url"]), str(record["schema"])
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise BadInput(f"{root / DATABASE_FILE} cannot be read ({err}); it should hold "
+                               '{"url": "postgresql://...", "schema": "vaal_..."}') from None
+        else:
+            schema = f"vaal_{uuid.uuid4().hex[:12]}"
+        return PostgresDatabase(url, schema, create=create)
+    db_path = root / DB_NAME
+    if not create and not db_path.is_file():
+        raise ProjectNotFound(f"no project at {root} (missing {DB_NAME}); "
+                              f"create it with: python -m vaal_core init {root} --images DIR")
+    return Database(db_path, create=create)  # only create makes a new database
 
 
 class Project:
     """A handle on one project folder. Safe to share between threads of one
     process (Streamlit) and to open from several processes at once."""
 
-    def __init__(self, root: str | os.PathLike, _create: bool = False):
+    def __init__(self, root: str | os.PathLike, _create: bool = False, _url: str | None = None):
         self.root = Path(root)
-        db_path = self.root / DB_NAME
-        if not _create and not db_path.is_file():
-            raise ProjectNotFound(
-                f"no project at {self.root} (missing {DB_NAME}); "
-                f"create it with: python -m vaal_core init {self.root} --images DIR")
-        self.db = Database(db_path, create=_create)  # only create makes a new database
+        self.db = _open_database(self.root, _create, _url)
         self.db.migrate(MIGRATIONS)
         if not _create and self.db.value("SELECT value FROM meta WHERE key = ?", ("image_root",)) is None:
             self.db.close()  # a schema but no settings: not a project create() finished
@@ -55,22 +108,50 @@ class Project:
         self._rounds = Rounds(self.db, self._classes, where, self.root / TRAIN_LOCK)
         self._queue = Queue(self.db, where, self._rounds.current_id)
         self._labels = Labels(self.db, self._classes, where, self._rounds.current_id)
+        self._team = Team(self.db, self.meta, self._set_meta)
 
     @classmethod
     def create(cls, root: str | os.PathLike, image_root: str | os.PathLike, image_size: int = 32,
-               classes: Sequence[str] = ()) -> "Project":
+               classes: Sequence[str] = (), database: str | None = None) -> "Project":
+        """A new project at `root`; its store on the PostgreSQL server at
+        `database` (a URL without password; default $VAAL_DATABASE_URL),
+        else in the folder's own SQLite file."""
         root = Path(root)
-        if (root / DB_NAME).exists():
+        if (root / DB_NAME).exists() or (root / DATABASE_FILE).exists():
             raise ProjectExists(f"a project already exists at {root}")
+        url = database_url(database)
         root.mkdir(parents=True, exist_ok=True)
-        project = cls(root, _create=True)
-        with project.db.atomic():
-            project._set_meta("image_root", str(Path(image_root).resolve()))
-            project._set_meta("image_size", str(int(image_size)))
-            project._set_meta("created_at", now())
-            project.add_classes(classes)
-            project.log_event("create", {"image_root": str(image_root), "image_size": image_size})
+        project = cls(root, _create=True, _url=url)
+        try:
+            with project.db.atomic():
+                project._set_meta("image_root", str(Path(image_root).resolve()))
+                project._set_meta("image_size", str(int(image_size)))
+                project._set_meta("created_at", now())
+                project.add_classes(classes)
+                project.log_event("create", {"image_root": str(image_root), "image_size": image_size})
+            if url is not None:  # written last: the folder names a schema only once it is whole
+                from vaal_core.files import write_json_atomic
+                from vaal_core.store.postgres import safe_url
+
+                write_json_atomic(root / DATABASE_FILE, {"url": safe_url(url), "schema": project.db.schema},
+                                  indent=1)
+        except BaseException:
+            if url is not None:
+                project.db.drop()
+            project.close()
+            raise
         return project
+
+    @property
+    def backend(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return self.db.kind
+
+    def store_key(self) -> str:
+        """Names this project's store, to tell a project made again at the
+        same path from the old one (views key their caches by it)."""
+        f = store_file(self.root)
+        return f"{f}|{f.stat().st_ino}|{getattr(self.db, 'schema', '')}"
 
     @classmethod
     def open(cls, root: str | os.PathLike) -> "Project":
@@ -204,11 +285,11 @@ class Project:
     def postponed_ids(self) -> set[int]:
         return self._labels.postponed_ids()
 
-    def undo(self, only: int | None = None) -> dict[str, Any] | None:
-        return self._labels.undo(only)
+    def undo(self, only: int | None = None, author: str | None = None) -> dict[str, Any] | None:
+        return self._labels.undo(only, author)
 
-    def latest_action(self) -> int | None:
-        return self._labels.latest_action()
+    def latest_action(self, author: str | None = None) -> int | None:
+        return self._labels.latest_action(author)
 
     def label_history(self, item_id: int) -> list[dict[str, Any]]:
         return self._labels.history(item_id)
@@ -227,6 +308,56 @@ class Project:
 
     def label_version(self) -> tuple[int, int]:
         return self._labels.version()
+
+    def training_labels(self) -> dict[int, str]:
+        """`labels()` less the doubled images whose annotators disagree and
+        no reviewer has resolved (store/team.py): what a round learns from."""
+        conflicts = {c["item_id"] for c in self._team.conflicts()}
+        return {i: name for i, name in self.labels().items() if i not in conflicts}
+
+    # -- several annotators (store/team.py) ----------------------------------------------------
+
+    def claim(self, annotator: str, item_ids: Sequence[int], ttl_s: float = LEASE_S,
+              labeled_ok: Collection[int] = ()) -> list[int]:
+        return self._team.claim(annotator, item_ids, ttl_s, labeled_ok)
+
+    def claim_first(self, annotator: str, item_ids: Sequence[int], ttl_s: float = LEASE_S,
+                    labeled_ok: Collection[int] = ()) -> int | None:
+        return self._team.claim_first(annotator, item_ids, ttl_s, labeled_ok)
+
+    def release_leases(self, annotator: str) -> None:
+        self._team.release(annotator)
+
+    def held_by_others(self, annotator: str) -> set[int]:
+        return self._team.held_by_others(annotator)
+
+    def leases(self) -> list[dict[str, Any]]:
+        return self._team.leases()
+
+    def overlap(self) -> float:
+        return self._team.overlap()
+
+    def set_overlap(self, fraction: float) -> None:
+        with self.db.atomic():
+            self._team.set_overlap(fraction)
+            self.log_event("overlap", {"fraction": float(fraction)})
+
+    def needs_opinion(self, annotator: str) -> set[int]:
+        return self._team.needs_opinion(annotator)
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        return self._team.conflicts()
+
+    def agreement(self) -> list[dict[str, Any]]:
+        return self._team.agreement()
+
+    def resolve_conflict(self, item_id: int, label: str, reviewer: str) -> int | None:
+        """A reviewer's answer to a conflict: an ordinary label (history kept,
+        undoable) with source 'review', which training then uses."""
+        return self._labels.set(item_id, label, author=reviewer, source=REVIEW)
+
+    def labels_by_annotator(self) -> dict[str, int]:
+        return self._team.by_annotator()
 
     # -- rounds (store/rounds.py) ------------------------------------------------------------
 
@@ -294,7 +425,11 @@ class Project:
 
     # -- summary ------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, team: bool = True) -> dict[str, Any]:
+        """Counts of items, labels and rounds; with `team`, also labels per
+        annotator, the overlap and the conflicts to review (a read of every
+        label row when an overlap is set: the sidebar, redrawn every few
+        seconds, leaves them out)."""
         counts = self._items.counts()
         last = self._rounds.last_seen()  # a killed round shows as 'interrupted', as on the Train page
         return {
@@ -308,10 +443,13 @@ class Project:
             "skipped": self._items.skipped_file_count(),  # files the ingest could not use
             "classes": self.classes(),
             "per_class": self._labels.per_class(),
+            "backend": self.backend,
             "rounds": self._rounds.count(),
             "current_round": self.current_round_id(),
             "queue": self._queue.length(),
             "training": self.is_training(),
             "last_round": None if last is None else {
                 k: last[k] for k in ("id", "sampler", "budget", "status", "error", "progress")},
+            **({"by_annotator": self._team.by_annotator(), "overlap": self._team.overlap(),
+                "conflicts": len(self._team.conflicts())} if team else {}),
         }

@@ -126,5 +126,19 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE actions ADD COLUMN token TEXT;
     CREATE UNIQUE INDEX actions_token ON actions(token) WHERE token IS NOT NULL;
     """,
+    # 6: teams. An image shown to an annotator is leased to them until it
+    # expires (unix time, the app servers' clocks), so another annotator's
+    # page passes it by; who gave each label was recorded from the start
+    # (labels.author, actions.author).
+    6: """
+    CREATE TABLE leases (
+        item_id INTEGER PRIMARY KEY REFERENCES items(id),
+        annotator TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        taken_at TEXT NOT NULL
+    );
+    CREATE INDEX leases_annotator ON leases(annotator);
+    CREATE INDEX labels_author ON labels(author);
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
