@@ -85,6 +85,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.map_scale import cpu_model  # noqa: E402  (the CPU's name, as every bench records it)
+
 TARGET = {"annotators": 20, "backend": "postgresql", "p95_ms": 100.0}
 # The store calls of one press, in the order they run; next_for's own apart (labeled_ids and
 # held_by_others are next_for's reads of them).
@@ -97,16 +99,6 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 def pct(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else float("nan")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_ticks() -> tuple[int, int]:

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from vaal_core.data.cache import process_running
+
 SKIP_REASON = "PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it"
 SYSTEM_USER = "vaaltest"
 ROLE = "vaal"
@@ -350,19 +352,8 @@ def _proc_stat(pid: int) -> list[str] | None:
 
 
 def _alive(pid: int) -> bool:
-    """Whether the process exists and is not a zombie."""
-    stat = _proc_stat(pid)
-    if stat is None:
-        if not Path("/proc/self/stat").exists():  # no /proc: ask the kernel
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True
-            return True
-        return False
-    return stat[0] != "Z"
+    """Whether the process exists and is not a zombie (the app's own test)."""
+    return process_running(pid)
 
 
 def _start_time(pid: int) -> str:

@@ -16,6 +16,7 @@ st.text, st.dataframe) take the raw name.
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import os
 import re
@@ -29,7 +30,7 @@ from PIL import Image
 from streamlit.logger import get_logger
 
 from vaal_core.data.images import fit, load_image, shown_path
-from vaal_core.errors import LabelConflict, VaalError
+from vaal_core.errors import DatabaseUnreachable, LabelConflict, VaalError
 from vaal_core.loop.chart import chart_text  # noqa: F401 (the pages' one Plotly escaping; defined beside the Demo chart)
 from vaal_core.services import workspace
 from vaal_core.store import Project, store_file
@@ -119,6 +120,32 @@ def require_project() -> Project:
         st.page_link("views/project.py", label="Open or create a project", icon=":material/folder_open:")
         st.stop()
     return project
+
+
+def database_gone_in_words(fragment=None, *, quiet: bool = False):
+    """For a fragment's body (under @st.fragment): a team's database that
+    cannot be reached is said in one line, not a traceback (`quiet`: by the
+    page's other parts only: a strip that polls says nothing), and the
+    fragment draws nothing else; the first of the page's fragments to run
+    once the database answers again redraws the whole page (app.py does the
+    same for a full run)."""
+    if fragment is None:
+        return functools.partial(database_gone_in_words, quiet=quiet)
+
+    @functools.wraps(fragment)
+    def run(*args, **kwargs):
+        try:
+            out = fragment(*args, **kwargs)
+        except DatabaseUnreachable as err:
+            st.session_state["database_gone"] = True
+            if not quiet:
+                st.error(plain(err), icon=":material/cloud_off:")
+                st.caption("Trying again in a few seconds...")
+            return None
+        if st.session_state.pop("database_gone", False):
+            st.rerun(scope="app")
+        return out
+    return run
 
 
 def show_error(err: Exception) -> None:

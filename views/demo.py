@@ -19,7 +19,7 @@ from vaal_core.loop.chart import chart_figure, picks_figure
 from vaal_core.loop.report import summary_csv
 from vaal_core.progress import phase_label
 from vaal_core.services import demo_runs, workspace
-from views.common import plain, show_error
+from views.common import database_gone_in_words, plain, show_error
 
 st.title("Demo")
 st.caption("An oracle answers with each image's true class, rounds play by themselves, and every sampler is "
@@ -114,6 +114,7 @@ def timing_table(result: dict) -> None:
 
 
 @st.fragment(run_every=1.5)
+@database_gone_in_words
 def live(run: demo_runs.DemoRun) -> None:
     """While the worker plays: progress, the growing curves, a Stop button."""
     result = run.result()

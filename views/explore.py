@@ -25,7 +25,7 @@ from vaal_core.maps import cache as maps
 from vaal_core.maps import explore
 from vaal_core.services import label_words, labeling, worker, workspace
 from views import label_parts, routes, team
-from views.common import conflict_text, picture, plain, require_project, show_error
+from views.common import conflict_text, database_gone_in_words, picture, plain, require_project, show_error
 from views.latent_map import COLOURS, latent_map
 
 GALLERY = 24  # images per page of a selection: 3 rows of 8
@@ -47,6 +47,7 @@ colour = top[1].segmented_control("Colour by", list(COLOURS), default="Labeled",
 # -- the projection: from the cache, or computed in the background ------------
 
 @st.fragment(run_every=1.0)
+@database_gone_in_words
 def wait_for_projection(round_id: int) -> None:
     if maps.has_projection(project, round_id):
         st.rerun()

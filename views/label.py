@@ -33,7 +33,7 @@ import uuid
 import streamlit as st
 
 from views import keyboard, label_parts, team
-from views.common import conflict_text, picture, plain, require_project
+from views.common import conflict_text, database_gone_in_words, picture, plain, require_project
 from views.label_parts import shown
 from vaal_core.data.images import image_root_problem
 from vaal_core.errors import LabelConflict, VaalError
@@ -358,6 +358,7 @@ def team_pick(order: labeling.LabelOrder, labeled: set[int], postponed: set[int]
 
 
 @st.fragment
+@database_gone_in_words
 def single_view() -> None:
     order = current_order()
     labeled, postponed = project.labeled_ids(), project.postponed_ids()
@@ -480,6 +481,7 @@ def grid_accept(ids: list[int], suggestions: dict[int, Suggestion], trust: calib
 
 
 @st.fragment
+@database_gone_in_words
 def grid_view() -> None:
     order = current_order()
     labeled, postponed = project.labeled_ids(), project.postponed_ids()

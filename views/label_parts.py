@@ -21,7 +21,7 @@ from vaal_core.progress import Event, phase_label
 from vaal_core.services import label_words, labeling, next_round, worker
 from vaal_core.services.label_words import audit_marker
 from vaal_core.store import Project, Suggestion
-from views.common import picture, plain
+from views.common import database_gone_in_words, picture, plain
 
 TILE = 150  # a grid thumbnail's largest side, px
 
@@ -114,6 +114,7 @@ def batch_progress(project: Project, order: labeling.LabelOrder, labeled: set[in
 
 
 @st.fragment(run_every=2.0)
+@database_gone_in_words(quiet=True)  # the view below says it; this strip's next run notices the way back
 def training_strip(project: Project) -> None:
     """Polls the store: says when a round trains (or its worker is still
     starting, or could not start), and swaps the new queue in (a full

@@ -29,7 +29,7 @@ from vaal_core.loop.report import calibration_sentence, history, round_sentence,
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event, Phase, phase_label
 from vaal_core.services import worker
-from views.common import chart_text, plain, require_project, show_error
+from views.common import chart_text, database_gone_in_words, plain, require_project, show_error
 
 project = require_project()
 st.title("Train")
@@ -198,6 +198,7 @@ def redraw_on_change() -> tuple[dict | None, str | None]:
 
 
 @st.fragment(run_every=5.0)
+@database_gone_in_words
 def idle_watch() -> None:
     """While no round runs: notices one started elsewhere (the CLI, a
     notebook) every 5 s and draws nothing. Not every second: a click on the
@@ -207,6 +208,7 @@ def idle_watch() -> None:
 
 
 @st.fragment(run_every=1.0)
+@database_gone_in_words
 def live_panel() -> None:
     """A round training or starting, redrawn every second."""
     last, active = redraw_on_change()

@@ -63,7 +63,7 @@ class _LeftoverCheck:
             holder: int | None = int(self.path.read_text().strip())
         except (OSError, ValueError):
             holder = None  # not written yet, or by a version that did not write it
-        if holder is not None and _running(holder):
+        if holder is not None and process_running(holder):
             self.since = None
             return
         self.since = self.since or time.monotonic()
@@ -79,7 +79,7 @@ class _LeftoverCheck:
                          f"and run init again")
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """Whether process `pid` exists and has not exited (a zombie has)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

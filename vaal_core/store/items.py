@@ -78,8 +78,10 @@ class Items:
         return row["id"]
 
     def paths(self) -> dict[int, str]:
-        """{item id: relative path} of the present items, without building Items."""
-        return {r["id"]: r["path"] for r in self.db.rows("SELECT id, path FROM items WHERE status = 'ok'")}
+        """{item id: relative path} of the present items in id order, without
+        building Items (the Label page's order is made from it: PostgreSQL
+        returns rows in no set order without ORDER BY)."""
+        return {r["id"]: r["path"] for r in self.db.rows("SELECT id, path FROM items WHERE status = 'ok' ORDER BY id")}
 
     def count(self) -> tuple[int, int]:
         """(present items, highest item id): changes whenever items come or

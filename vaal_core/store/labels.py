@@ -139,7 +139,8 @@ class Labels:
                 action, stamp = self._new_action("label", author, token), now()
                 self.db.executemany(
                     "INSERT INTO labels(item_id, class_id, previous_class_id, author, source, created_at, action_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [(i, c, prev, author, source, stamp, action) for i, c, prev in rows])
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(i, c, prev, author, source, stamp, action) for i, c, prev in rows])
                 self.db.executemany("UPDATE items SET label_class_id = ? WHERE id = ?",
                                     [(c, i) for i, c in dict((i, c) for i, c, _ in rows).items()])
             return len(rows)
@@ -215,7 +216,7 @@ class Labels:
     def current(self) -> dict[int, str]:
         """{item id: class name} of every labeled item that is present."""
         rows = self.db.rows("SELECT i.id, c.name FROM items i JOIN classes c ON c.id = i.label_class_id "
-                            "WHERE i.status = 'ok'")
+                            "WHERE i.status = 'ok' ORDER BY i.id")  # one order on both backends: rounds are seeded
         return {r["id"]: r["name"] for r in rows}
 
     def current_rows(self) -> list[dict[str, Any]]:
