@@ -226,3 +226,15 @@ def test_the_audit_accuracy_never_scores_a_disputed_label(tmp_path):
     p.resolve_conflict(audit[0], "dog", "rita")
     [row] = compare(p)
     assert (row["labeled"], row["audit"]["n"], row["audit"]["correct"]) == (4, 4, 3)
+
+
+def test_a_team_project_from_python(tmp_path, small_folder, pg_url, workspace_home):
+    import vaal_core as vc
+
+    p = vc.create_project(tmp_path / "py-team", images=small_folder, classes=CLASSES, database=pg_url, progress=False)
+    assert p.status()["backend"] == "postgresql"
+    path = Project.open(tmp_path / "py-team").items()[0].path  # no round yet: an image by its path
+    assert p.label(path, "dog", annotator="carol")["label"] == "dog"
+    again = vc.open_project(tmp_path / "py-team")  # by the folder alone: database.json names the server
+    assert again.status()["by_annotator"] == {"carol": 1}
+    assert list(again.labels()["author"]) == ["carol"]
