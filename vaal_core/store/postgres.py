@@ -112,8 +112,9 @@ class PostgresDatabase(Backend):
         self._depth = 0
         self._conn: Any = None
         self._tx: Any = None  # the connection the open write transaction runs on
-        # A 63-bit key for pg_advisory_xact_lock, the same in every process.
-        self._lock_key = zlib.crc32(schema.encode()) | (zlib.crc32(url.encode()) << 31) & 0x3FFFFFFF_FFFFFFFF
+        # pg_advisory_xact_lock's key: the schema's name (unique per project), the same in every process
+        # however each spells the URL.
+        self._lock_key = zlib.crc32(schema.encode())
         with self._lock:
             conn = self._connection()
             exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()

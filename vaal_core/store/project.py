@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Collection, ContextManager, Iterable, Mapping, Sequence
 
-from vaal_core.errors import BadInput, ProjectExists, ProjectNotFound
+from vaal_core.errors import ProjectExists
 from vaal_core.store.classes import Classes
-from vaal_core.store.db import Backend, Database
+from vaal_core.store.location import (DATABASE_FILE, DB_NAME, database_url, is_project, open_database,
+                                      record_database, store_file)
 from vaal_core.store.items import Item, Items, now
 from vaal_core.store.labels import Labels
 from vaal_core.store.queue import Queue, Suggestion
@@ -33,62 +33,9 @@ from vaal_core.store.rounds import Rounds
 from vaal_core.store.team import LEASE_S, REVIEW, Team
 from vaal_core.store.schema import MIGRATIONS
 
-DB_NAME = "project.db"
-DATABASE_FILE = "database.json"  # a team project: its store on a PostgreSQL server
 TRAIN_LOCK = "train.lock"
-URL_ENV = "VAAL_DATABASE_URL"  # init's --db when it is not given
 
 __all__ = ["DATABASE_FILE", "DB_NAME", "Item", "Project", "Suggestion", "is_project", "now", "store_file"]
-
-
-def store_file(root: str | os.PathLike) -> Path:
-    """The file that makes a folder a project: database.json when its store
-    is on a server, else project.db (which may not exist yet)."""
-    root = Path(root)
-    return root / DATABASE_FILE if (root / DATABASE_FILE).is_file() else root / DB_NAME
-
-
-def is_project(root: str | os.PathLike) -> bool:
-    return store_file(root).is_file()
-
-
-def database_url(url: str | None) -> str | None:
-    """The PostgreSQL URL a new project is made on: `url`, else
-    $VAAL_DATABASE_URL, else None (the embedded SQLite store). One holding
-    a password is refused: the project folder records the URL."""
-    from vaal_core.store.postgres import has_password, safe_url
-
-    url = url or os.environ.get(URL_ENV) or None
-    if url is None or url.lower() in ("sqlite", "none"):
-        return None
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise BadInput(f"--db {url!r}: give a PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE), "
-                       "or leave it out for the embedded SQLite store")
-    if has_password(url):
-        raise BadInput(f"the database URL {safe_url(url)} holds a password, and the project folder records the "
-                       "URL: leave the password out and set PGPASSWORD, or add a line to ~/.pgpass")
-    return url
-
-
-def _open_database(root: Path, create: bool, url: str | None) -> Backend:
-    if url is not None or (root / DATABASE_FILE).is_file():
-        from vaal_core.store.postgres import PostgresDatabase
-
-        if url is None:
-            try:
-                record = json.loads((root / DATABASE_FILE).read_text())
-                url, schema = str(record["url"]), str(record["schema"])
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                raise BadInput(f"{root / DATABASE_FILE} cannot be read ({err}); it should hold "
-                               '{"url": "postgresql://...", "schema": "vaal_..."}') from None
-        else:
-            schema = f"vaal_{uuid.uuid4().hex[:12]}"
-        return PostgresDatabase(url, schema, create=create)
-    db_path = root / DB_NAME
-    if not create and not db_path.is_file():
-        raise ProjectNotFound(f"no project at {root} (missing {DB_NAME}); "
-                              f"create it with: python -m vaal_core init {root} --images DIR")
-    return Database(db_path, create=create)  # only create makes a new database
 
 
 class Project:
@@ -97,7 +44,7 @@ class Project:
 
     def __init__(self, root: str | os.PathLike, _create: bool = False, _url: str | None = None):
         self.root = Path(root)
-        self.db = _open_database(self.root, _create, _url)
+        self.db = open_database(self.root, _create, _url)
         self.db.migrate(MIGRATIONS)
         if not _create and self.db.value("SELECT value FROM meta WHERE key = ?", ("image_root",)) is None:
             self.db.close()  # a schema but no settings: not a project create() finished
@@ -130,11 +77,7 @@ class Project:
                 project.add_classes(classes)
                 project.log_event("create", {"image_root": str(image_root), "image_size": image_size})
             if url is not None:  # written last: the folder names a schema only once it is whole
-                from vaal_core.files import write_json_atomic
-                from vaal_core.store.postgres import safe_url
-
-                write_json_atomic(root / DATABASE_FILE, {"url": safe_url(url), "schema": project.db.schema},
-                                  indent=1)
+                record_database(root, url, project.db.schema)
         except BaseException:
             if url is not None:
                 project.db.drop()
