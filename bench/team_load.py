@@ -20,7 +20,8 @@ label (and up to T before the first), a person's pace.
 Per press, timed from its start to the label's commit (the table below the
 main one gives the mean ms of each):
 
-    order_version           the page's check of its cached order (the order itself is cached per handle)
+    order_version           the page's check of its cached order (Project.order_stamp; the order itself
+                            is cached per handle)
     labeled_ids, postponed_ids
     next_for                needs_opinion, held_by_others, claim (the lease: one transaction that
                             takes the first free of the next 32 candidates), and its own Python
@@ -202,7 +203,7 @@ def annotate(name: str, project, order, duration: float, think_s: float, barrier
         t1 = time.perf_counter()
         labeled = project.labeled_ids()
         t2 = time.perf_counter()
-        postponed = project.postponed_ids()
+        postponed = project.postponed_ids(order.round_id)
         t3 = time.perf_counter()
         pos = labeling.next_for(project, order, name, labeled, postponed, start)
         t4 = time.perf_counter()
@@ -219,7 +220,7 @@ def annotate(name: str, project, order, duration: float, think_s: float, barrier
         item_id = order.ids[pos]
         project.item(item_id)
         t5 = time.perf_counter()
-        guess = project.suggestions([item_id]).get(item_id)
+        guess = project.suggestions([item_id], order.round_id).get(item_id)
         t6 = time.perf_counter()
         label = guess.label if guess is not None else CLASSES[0]
         try:

@@ -229,10 +229,16 @@ def test_suggestions_swap_with_the_queue_and_follow_the_classes(tmp_path, backen
 def test_missing_files_keep_their_labels(tmp_path, backend):
     p = _project(tmp_path)
     p.set_label(1, "cat")
+    stamps = [p.order_stamp()]  # the Label page's cached order is keyed on it: it must see items go and come
     assert p.set_missing({f"img{i}.jpg" for i in range(1, 5)}) == 1
     assert p.status()["items"] == 4 and p.labels() == {}
+    stamps.append(p.order_stamp())
     p.set_missing({f"img{i}.jpg" for i in range(5)})
     assert p.labels() == {1: "cat"}
+    stamps.append(p.order_stamp())
+    assert len(set(stamps)) == 3
+    p.set_missing({f"img{i}.jpg" for i in range(5)})  # nothing changed: neither does the stamp
+    assert p.order_stamp() == stamps[-1]
 
 
 def test_reading_while_another_process_writes(tmp_path, backend):

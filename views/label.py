@@ -141,7 +141,7 @@ def give_label(item_id: int, pos: int, name: str, source: str, seen: str | None,
     `seen` is the label the page showed; None as token forces the write
     (the Replace button of a conflict)."""
     order = current_order()
-    labeled, postponed = project.labeled_ids() | {item_id}, project.postponed_ids() - {item_id}
+    labeled, postponed = project.labeled_ids() | {item_id}, project.postponed_ids(order.round_id) - {item_id}
     try:
         row = project.set_label(item_id, name, author=AUTHOR, source=source, token=token,
                                 seen=None if token is None else {item_id: seen})
@@ -167,14 +167,15 @@ def keep_theirs(pos: int) -> None:
     """A conflict's 'Keep': leave the other label and go on."""
     st.session_state.pop("conflict", None)
     order = current_order()
-    _move_to(order, labeling.next_to_label(order, project.labeled_ids(), project.postponed_ids(), pos + 1))
+    _move_to(order, labeling.next_to_label(order, project.labeled_ids(), project.postponed_ids(order.round_id),
+                                           pos + 1))
 
 
 @reported
 def skip(item_id: int, pos: int, token: str) -> None:
     order = current_order()
     project.postpone(item_id, author=AUTHOR, token=token)
-    nxt = labeling.next_to_label(order, project.labeled_ids(), project.postponed_ids(), pos + 1)
+    nxt = labeling.next_to_label(order, project.labeled_ids(), project.postponed_ids(order.round_id), pos + 1)
     st.session_state["last_action"] = f"skipped {shown(project.item(item_id))}"
     _move_to(order, nxt)
 
@@ -361,7 +362,7 @@ def team_pick(order: labeling.LabelOrder, labeled: set[int], postponed: set[int]
 @database_gone_in_words
 def single_view() -> None:
     order = current_order()
-    labeled, postponed = project.labeled_ids(), project.postponed_ids()
+    labeled, postponed = project.labeled_ids(), project.postponed_ids(order.round_id)
     # A doubled image one teammate has labeled waits for this annotator's own opinion (store/team.py).
     opinion = project.needs_opinion(WHO) if WHO else set()
     tok = drawing()
@@ -393,7 +394,7 @@ def single_view() -> None:
     seen_label = item.label  # what the store holds: a press is written only if it still does
     if item_id in opinion:
         item = dataclasses.replace(item, label=None)  # blind: the teammate's label is not shown
-    suggestion = project.suggestions([item_id]).get(item_id)
+    suggestion = project.suggestions([item_id], order.round_id).get(item_id)
     sure = suggestion is not None and calibration.preselect(suggestion.confidence, trust_of(suggestion))
     highlight = item.label or (suggestion.label if sure else None)  # the pre-selected class
     # What each key and button of this drawing does: a press applies to the image it was made on.
@@ -484,7 +485,7 @@ def grid_accept(ids: list[int], suggestions: dict[int, Suggestion], trust: calib
 @database_gone_in_words
 def grid_view() -> None:
     order = current_order()
-    labeled, postponed = project.labeled_ids(), project.postponed_ids()
+    labeled, postponed = project.labeled_ids(), project.postponed_ids(order.round_id)
     tok = drawing()
     cursor = st.session_state.get("cursor")
     start = order.position(cursor) or 0 if cursor is not None else 0
@@ -500,7 +501,7 @@ def grid_view() -> None:
         keyboard.keys(tok, {"z": (undo, (latest,))})
         feedback()
         return
-    suggestions = project.suggestions(ids)
+    suggestions = project.suggestions(ids, order.round_id)
     trust = trust_of(next(iter(suggestions.values()))) if suggestions else None  # all from the queue's round
     label_parts.batch_progress(project, order, labeled, start_next)
     grid_conflict_box()

@@ -57,7 +57,7 @@ class LabelOrder:
 def order_version(project: Project) -> tuple:
     """Changes whenever `label_order` would: a new round, a push, new items.
     Cheap, so the app can cache the order under it."""
-    return (project.current_round_id(), tuple(project.priority_ids()), project.item_count())
+    return project.order_stamp()
 
 
 def label_order(project: Project) -> LabelOrder:

@@ -41,6 +41,14 @@ def _item(row: Any) -> Item:
     return Item(row["id"], row["path"], row["cache_index"], row["gold"], row["label"], row["width"], row["height"])
 
 
+MOVED = "items_moved"  # meta key: how many times items went missing or came back
+# Changes whenever items come (a new highest id) or go or come back (MOVED
+# counts it): two indexed reads, where counting the present items reads every
+# row (1 ms at 10,000 items, on every key the Label page takes).
+PRESENCE = f"(SELECT COALESCE(MAX(id), 0) FROM items) AS items_top, " \
+           f"(SELECT value FROM meta WHERE key = '{MOVED}') AS items_moved"
+
+
 class Items:
     def __init__(self, db: Database, where: str):
         self.db, self.where = db, where  # `where`: the project, for messages
@@ -84,8 +92,7 @@ class Items:
         return {r["id"]: r["path"] for r in self.db.rows("SELECT id, path FROM items WHERE status = 'ok' ORDER BY id")}
 
     def count(self) -> tuple[int, int]:
-        """(present items, highest item id): changes whenever items come or
-        go, at the cost of one indexed query (the Label page asks per key)."""
+        """(present items, highest item id)."""
         row = self.db.one("SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS top FROM items WHERE status = 'ok'")
         return int(row["n"]), int(row["top"])
 
@@ -125,10 +132,15 @@ class Items:
         """Mark items whose file has gone as 'missing' (their labels are kept)
         and bring back ones that reappeared; returns the number missing."""
         with self.db.atomic():
+            moved = 0
             for r in self.db.rows("SELECT id, path, status FROM items"):
                 status = "ok" if r["path"] in present_paths else "missing"
                 if status != r["status"]:
                     self.db.execute("UPDATE items SET status = ? WHERE id = ?", (status, r["id"]))
+                    moved += 1
+            if moved:  # what PRESENCE reads: the set of present items changed without a new id
+                self.db.execute(f"INSERT INTO meta(key, value) VALUES ('{MOVED}', '1') ON CONFLICT(key) DO UPDATE "
+                                "SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)")
             return int(self.db.value("SELECT COUNT(*) FROM items WHERE status = 'missing'"))
 
     def set_skipped_files(self, skipped: Sequence[tuple[str, str]]) -> None:

@@ -16,6 +16,7 @@ files ingest could not use, see `items`.)
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from types import EllipsisType
 from typing import Any, Callable, Mapping, Sequence
 
 from vaal_core.errors import LabelConflict, UnknownItem
@@ -47,11 +48,12 @@ class Labels:
         the same press (a retried or replayed message) is a no-op."""
         return token is not None and self.db.one("SELECT 1 FROM actions WHERE token = ?", (token,)) is not None
 
-    def _check_seen(self, current: dict[int, int | None], seen: Mapping[int, str | None]) -> None:
+    def _check_seen(self, current: dict[int, int | None], seen: Mapping[int, str | None],
+                    ids: Mapping[str, int]) -> None:
         """Refuses the gesture when any item's label is no longer the one
         the page showed (`seen`: item id -> class name or None), naming who
-        changed it and when, so nothing is overwritten in silence."""
-        ids = self.classes.ids()
+        changed it and when, so nothing is overwritten in silence (`ids`:
+        the classes' {name: id}, read in the same transaction)."""
         changed = [i for i, name in seen.items() if current[int(i)] != (None if name is None else ids.get(name))]
         if not changed:
             return
@@ -105,10 +107,11 @@ class Labels:
         with self.db.atomic():
             if self._seen_before(token):
                 return None
-            class_id = None if label is None else self.classes.id_of(label)
+            class_ids = self.classes.ids()  # one read for the class and for `seen`
+            class_id = None if label is None else class_ids[label] if label in class_ids else self.classes.id_of(label)
             current = self._current([int(item_id)])
             if seen is not None:
-                self._check_seen(current, seen)
+                self._check_seen(current, seen, class_ids)
             action = self._new_action("label", author, token)
             return self._write(action, int(item_id), class_id, current[int(item_id)], author, source)
 
@@ -129,7 +132,7 @@ class Labels:
                 wanted.append((int(item_id), class_ids[label]))
             current = self._current(list(dict.fromkeys(i for i, _ in wanted)))
             if seen is not None:
-                self._check_seen(current, seen)
+                self._check_seen(current, seen, class_ids)
             rows = []
             for item_id, class_id in wanted:
                 if current[item_id] != class_id:
@@ -251,9 +254,12 @@ class Labels:
         """Ids of the labeled present items (cheaper than `current()`)."""
         return set(self.db.column("SELECT id FROM items WHERE label_class_id IS NOT NULL AND status = 'ok'"))
 
-    def postponed_ids(self) -> set[int]:
-        """Items postponed (and not undone) in the current round's queue."""
-        round_id = self.current_round()
+    def postponed_ids(self, round_id: int | None | EllipsisType = ...) -> set[int]:
+        """Items postponed (and not undone) in the current round's queue, or
+        in `round_id`'s (a page that knows its queue's round spares a read
+        on every key)."""
+        if round_id is ...:
+            round_id = self.current_round()
         where = "s.round_id IS NULL" if round_id is None else "s.round_id = ?"
         return set(self.db.column("SELECT s.item_id FROM skips s JOIN actions a ON a.id = s.action_id "
                                   f"WHERE a.undone_at IS NULL AND {where}", () if round_id is None else (round_id,)))

@@ -20,16 +20,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import EllipsisType
 from typing import Any, Collection, ContextManager, Iterable, Mapping, Sequence
 
 from vaal_core.errors import ProjectExists
 from vaal_core.store.classes import Classes
 from vaal_core.store.location import (DATABASE_FILE, DB_NAME, database_url, is_project, open_database,
                                       record_database, store_file)
-from vaal_core.store.items import Item, Items, now
+from vaal_core.store.items import PRESENCE, Item, Items, now
 from vaal_core.store.labels import Labels
 from vaal_core.store.queue import Queue, Suggestion
-from vaal_core.store.rounds import Rounds
+from vaal_core.store.rounds import CURRENT, Rounds
 from vaal_core.store.team import LEASE_S, REVIEW, Team
 from vaal_core.store.schema import MIGRATIONS
 
@@ -225,8 +226,8 @@ class Project:
     def postpone(self, item_ids: int | Sequence[int], author: str = "user", token: str | None = None) -> None:
         self._labels.postpone(item_ids, author, token)
 
-    def postponed_ids(self) -> set[int]:
-        return self._labels.postponed_ids()
+    def postponed_ids(self, round_id: int | None | EllipsisType = ...) -> set[int]:
+        return self._labels.postponed_ids(round_id)
 
     def undo(self, only: int | None = None, author: str | None = None) -> dict[str, Any] | None:
         return self._labels.undo(only, author)
@@ -351,8 +352,9 @@ class Project:
     def round_order(self) -> list[tuple[int, float, int | None]]:
         return self._queue.round_order()
 
-    def suggestions(self, item_ids: Sequence[int] | None = None) -> dict[int, Suggestion]:
-        return self._queue.suggestions(item_ids)
+    def suggestions(self, item_ids: Sequence[int] | None = None,
+                    round_id: int | None | EllipsisType = ...) -> dict[int, Suggestion]:
+        return self._queue.suggestions(item_ids, round_id)
 
     def audit_ids(self) -> set[int]:
         return self._queue.audit_ids()
@@ -365,6 +367,13 @@ class Project:
 
     def priority_ids(self) -> list[int]:
         return self._queue.pushed_ids()
+
+    def order_stamp(self) -> tuple:
+        """Changes whenever the Label page's order would (services/labeling.py):
+        a round finished, items came or went, a push. Cheap (indexed reads
+        only): the page asks on every key, each annotator of a team too."""
+        row = self.db.one(f"SELECT ({CURRENT}) AS round_id, {PRESENCE}")
+        return row["round_id"], row["items_top"], row["items_moved"], tuple(self.priority_ids())
 
     # -- summary ------------------------------------------------------------------------------
 

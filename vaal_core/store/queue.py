@@ -9,6 +9,7 @@ never changes what the Label page shows.
 
 from __future__ import annotations
 
+from types import EllipsisType
 from typing import Any, Callable, NamedTuple, Sequence
 
 from vaal_core.errors import UnknownItem
@@ -91,11 +92,14 @@ class Queue:
             "ORDER BY CASE WHEN s.rank IS NULL THEN 1 ELSE 0 END, s.rank, s.score DESC, s.item_id", (round_id,))
         return [(r["item_id"], r["score"], r["rank"]) for r in rows]
 
-    def suggestions(self, item_ids: Sequence[int] | None = None) -> dict[int, Suggestion]:
+    def suggestions(self, item_ids: Sequence[int] | None = None,
+                    round_id: int | None | EllipsisType = ...) -> dict[int, Suggestion]:
         """The current round's task-model suggestions by item id (all items
         it scored, or just `item_ids`); empty when that round trained no task
-        model. A class removed since has no suggestion."""
-        round_id = self.current_round()
+        model. A class removed since has no suggestion. `round_id`: the
+        queue's round where the caller knows it (the Label page's order)."""
+        if round_id is ...:
+            round_id = self.current_round()
         if round_id is None:
             return {}
         sql = ("SELECT s.item_id, c.name, s.confidence FROM scores s "

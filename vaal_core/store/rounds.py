@@ -33,6 +33,8 @@ def _round_dict(row: Row) -> dict[str, Any]:
     return d
 
 
+CURRENT = "SELECT MAX(id) FROM rounds WHERE status = 'done'"  # the round whose scores are the queue
+
 class Rounds:
     def __init__(self, db: Database, classes: Classes, where: str, lock_path: Path):
         self.db, self.classes, self.where, self.lock_path = db, classes, where, lock_path
@@ -141,7 +143,7 @@ class Rounds:
 
     def current_id(self) -> int | None:
         """The latest finished round: its scores are the queue."""
-        return self.db.value("SELECT MAX(id) FROM rounds WHERE status = 'done'")
+        return self.db.value(CURRENT)
 
     def count(self) -> int:
         return int(self.db.value("SELECT COUNT(*) FROM rounds"))
