@@ -117,7 +117,7 @@ def test_typical_samplers_are_seeded_and_fill_any_budget():
 
 @pytest.mark.parametrize("n_labeled, classes_labeled, expected", [
     (0, 0, "typiclust"), (30, 1, "typiclust"), (300, 10, "typiclust"), (999, 10, "typiclust"),
-    (1_000, 10, "entropy"), (20_000, 10, "entropy"), (150, 2, "entropy")])
+    (1_000, 10, "margin"), (20_000, 10, "margin"), (150, 2, "margin")])
 def test_auto_switches_on_labels_per_class(n_labeled, classes_labeled, expected):
     """The switch is in labels per class (100 by default): 1,000 labels over 10
     classes switches, 150 over 2 classes (75 per class) does too only when the

@@ -6,7 +6,9 @@ the data (TypiClust in the self-supervised feature space); once every class
 has enough labels for the task model's uncertainty to mean something, the
 uncertainty of that model points at what it still gets wrong. The switch
 point is measured in labels per class, so it carries over to projects with
-more or fewer classes than CIFAR-10.
+more or fewer classes than CIFAR-10. The uncertainty is the margin between
+the two likeliest classes: side by side on CIFAR-10 it finished above random
+in every seed where entropy did not (README, "Task-aware samplers").
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from vaal_core.samplers.registry import register_policy
 
 @register_policy("auto", description="chosen by evidence: typical, covering images while labels are few "
                                      "(typiclust), then the task model's uncertainty (see README)",
-                 early="typiclust", late="entropy", switch_per_class=100)
+                 early="typiclust", late="margin", switch_per_class=100)
 def choose_auto(n_labeled: int, n_classes: int, classes_labeled: int, early: str, late: str,
                 switch_per_class: int) -> tuple[str, str]:
     per_class = n_labeled / max(n_classes, 1)
