@@ -262,14 +262,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, home: Path, project_root: Path, log_path: Path) -> subprocess.Popen:
+def start_server(port: int, home: Path, project_root: Path | None, log_path: Path,
+                 script: Path | str = "app.py") -> subprocess.Popen:
+    """`streamlit run` of `script` (the app, opening `project_root` if given),
+    ready to serve."""
     env = {**os.environ, "VAAL_HOME": str(home)}
     env.pop("VAAL_PROJECT", None)
     log = open(log_path, "w")
+    project = [] if project_root is None else ["--", "--project", str(project_root)]
     # Its own process group, so stopping it takes any child it started too.
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                             "--", "--project", str(project_root)],
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false", *project],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     try:
