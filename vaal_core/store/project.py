@@ -269,9 +269,6 @@ class Project:
                     labeled_ok: Collection[int] = ()) -> int | None:
         return self._team.claim_first(annotator, item_ids, ttl_s, labeled_ok)
 
-    def release_leases(self, annotator: str) -> None:
-        self._team.release(annotator)
-
     def held_by_others(self, annotator: str) -> set[int]:
         return self._team.held_by_others(annotator)
 

@@ -35,6 +35,7 @@ def _round_dict(row: Row) -> dict[str, Any]:
 
 CURRENT = "SELECT MAX(id) FROM rounds WHERE status = 'done'"  # the round whose scores are the queue
 
+
 class Rounds:
     def __init__(self, db: Database, classes: Classes, where: str, lock_path: Path):
         self.db, self.classes, self.where, self.lock_path = db, classes, where, lock_path

@@ -63,7 +63,7 @@ class Team:
         stamp = time.time()
         got = []
         with self.db.atomic():
-            self.db.execute("DELETE FROM leases WHERE annotator = ?", (annotator,))
+            self.release(annotator)
             labeled = {r["id"] for r in self.db.rows_in(
                 "SELECT id FROM items WHERE label_class_id IS NOT NULL AND id IN ({ids})", ids)}
             for i in ids:
@@ -82,7 +82,7 @@ class Team:
         ids = list(dict.fromkeys(int(i) for i in item_ids))
         stamp = time.time()
         with self.db.atomic():
-            self.db.execute("DELETE FROM leases WHERE annotator = ?", (annotator,))
+            self.release(annotator)
             # one read: which candidates are labeled, which are on someone's screen
             rows = self.db.rows_in("SELECT i.id, i.label_class_id, l.expires_at FROM items i "
                                    "LEFT JOIN leases l ON l.item_id = i.id WHERE i.id IN ({ids})", ids)
