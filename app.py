@@ -50,18 +50,11 @@ def _root() -> None:
     """The page at the root URL: never drawn (main() sends "/" on first)."""
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _batch(path: str, version: tuple, _project: Project) -> tuple[int | None, frozenset[int]]:
-    # The Label page's batch, from the order it walks (cached per queue version, as there).
-    order = labeling.label_order(_project)
-    return order.round_id, frozenset(order.ids[:order.batch])
-
-
 def batch_words(project: Project, labeled: set[int]) -> str | None:
     """What is left of the current round's batch, counted as the Label page
     counts it (the round's ranked batch and the images pushed from Explore),
     e.g. "12 of 15 left in round 3's batch"; None before the first round."""
-    round_id, batch = _batch(str(project.root), labeling.order_version(project), project)
+    round_id, batch = labeling.batch_ids(project)
     if round_id is None or not batch:
         return None
     left = len(batch - labeled)
@@ -157,7 +150,8 @@ if get_script_run_ctx(suppress_warning=True) is None:  # imported by `streamlit 
     from starlette.middleware import Middleware
 
     from views.routes import ROUTES  # the Explore map's points, thumbnails and script
+    from views.server import lifespan  # Nagle's algorithm off on the server's connections
 
-    app = st.App(__file__, routes=ROUTES, middleware=[Middleware(HostCheck)])
+    app = st.App(__file__, routes=ROUTES, middleware=[Middleware(HostCheck)], lifespan=lifespan)
 else:  # a page view (or AppTest)
     main()

@@ -11,21 +11,31 @@ a first visit) and --visits times in a new page of one context (its scripts
 cached, as on a repeat visit). The figure is `performance.now()` when the page's heading
 is on screen, ms from navigation start; medians and the spread.
 
+Beside each: the round trip of a request on a kept-alive connection (the
+median of 20 GET /_stcore/health on one connection, after its first), which
+is what each of a first visit's ~60 script fetches costs: 44 ms where
+Nagle's algorithm holds the response's body back for the browser's delayed
+acknowledgement (Streamlit's own server), under 1 ms where the app's server
+turns it off (views/server.py).
+
 What it is for: bench/app.py's Explore first frame (navigation to the map's
-first frame) includes this floor, which no code of the app can lower; the
-difference between the two rows here is what the app's own page adds before
-its heading. Writes bench/results/streamlit-floor-cpu.json.
+first frame) includes this floor; the difference between the two rows here
+is what the app's own page adds before its heading, less what its server
+saves. Writes bench/results/streamlit-floor-cpu.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,7 +56,23 @@ def heading_ms(page, url: str) -> float:
     return float(page.evaluate("() => performance.now()"))
 
 
+def keep_alive_ms(url: str, n: int = 20) -> float:
+    """Median ms of a request on a kept-alive connection (its first apart)."""
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    times = []
+    for k in range(n + 1):
+        t0 = time.perf_counter()
+        conn.request("GET", "/_stcore/health")
+        conn.getresponse().read()
+        if k:
+            times.append((time.perf_counter() - t0) * 1000)
+    conn.close()
+    return round(statistics.median(times), 2)
+
+
 def measure(browser, url: str, visits: int) -> dict:
+    keep_alive = keep_alive_ms(url)
     fresh = []
     for _ in range(visits):
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -61,7 +87,8 @@ def measure(browser, url: str, visits: int) -> dict:
             cached.append(ms)
         page.close()
     context.close()
-    return {"fresh_ms": [round(x) for x in fresh], "cached_ms": [round(x) for x in cached],
+    return {"keep_alive_request_ms": keep_alive, "fresh_ms": [round(x) for x in fresh],
+            "cached_ms": [round(x) for x in cached],
             "fresh_median_ms": round(statistics.median(fresh)), "cached_median_ms": round(statistics.median(cached))}
 
 
@@ -99,7 +126,7 @@ def main() -> None:
         r = results[name]
         print(f"  {name:22s} fresh context: median {r['fresh_median_ms']:5d} ({min(r['fresh_ms'])}-"
               f"{max(r['fresh_ms'])})   cached: median {r['cached_median_ms']:5d} ({min(r['cached_ms'])}-"
-              f"{max(r['cached_ms'])})")
+              f"{max(r['cached_ms'])})   kept-alive request: {r['keep_alive_request_ms']} ms")
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")
 

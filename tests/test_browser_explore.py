@@ -390,3 +390,44 @@ def test_the_map_routes_serve_only_this_projects_images_by_id(explore, tmp_path)
     assert get(f"/vaal/thumb/{pid}/{item.id}", host="evil.example")[0] == 403
     status, js, _ = get("/vaal/js/latent_map.js")
     assert status == 200 and b"regl" in js
+
+
+def test_a_load_of_explore_asks_for_the_maps_scripts_while_streamlit_boots(browser, explore):  # noqa: F811
+    """/explore is Streamlit's page with the map's scripts asked for in its
+    head (Streamlit's widget scripts the page draws, the map's bundle), each
+    fetched once: the map's own import takes the preloaded module rather
+    than asking again; the map's WebGL is set up ahead. Other pages are
+    Streamlit's page as it is."""
+    url, pid = explore["url"], explore["id"]
+    with urllib.request.urlopen(f"{url}/explore?project={pid}", timeout=30) as r:
+        page = r.read().decode()
+        assert r.status == 200 and r.headers["Cache-Control"] == "no-cache"
+    with urllib.request.urlopen(f"{url}/label?project={pid}", timeout=30) as r:
+        plain_page = r.read().decode()
+    hinted = re.findall(r'<link rel="modulepreload" crossorigin href="([^"]+)">', page)
+    assert len(hinted) > len(re.findall('rel="modulepreload"', plain_page))
+    extra = [h for h in hinted if h not in plain_page]
+    assert any("/vaal/js/latent_map.js?v=" in h for h in extra)
+    for widget in ("BidiComponent", "Selectbox", "ButtonGroup"):
+        assert any(f"/static/js/{widget}." in h for h in extra), widget
+    for h in extra:  # every hint names a file the server has
+        with urllib.request.urlopen(url + h.lstrip("."), timeout=30) as r:
+            assert r.status == 200 and r.read(), h
+
+    pg = browser.new_page(viewport={"width": 1280, "height": 720})
+    pg.set_default_timeout(60_000)
+    asked: list[str] = []
+    pg.on("request", lambda req: asked.append(req.url.split("?")[0]))
+    try:
+        pg.goto(f"{url}/explore?project={pid}")
+        _drawn(pg)
+        pg.wait_for_function("() => window.__vaalMapPrepared === true")  # its WebGL set up ahead, in idle time
+        for name in ("/vaal/js/latent_map.js", "/static/js/BidiComponent."):
+            assert sum(name in a for a in asked) == 1, (name, [a for a in asked if name in a])
+    finally:
+        pg.close()
+    try:  # behind the Host check like every other address
+        urllib.request.urlopen(urllib.request.Request(f"{url}/explore", headers={"Host": "evil.example"}), timeout=30)
+        raise AssertionError("a foreign Host got the page")
+    except urllib.error.HTTPError as err:
+        assert err.code == 403

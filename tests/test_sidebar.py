@@ -59,9 +59,15 @@ def test_sidebar_counts_the_label_pages_batch(home, tmp_path):
     order = labeling.label_order(project)
     batch = set(order.ids[:order.batch])
     assert len(batch) == 12 and len(batch - project.labeled_ids()) == 9  # what the Label page counts
+    assert labeling.batch_ids(project) == (rid, batch)  # what the sidebar counts, read without the order
     assert _sidebar(project) == f"4 of 30 labeled · 9 of 12 left in round {rid}'s batch"
     for i in batch - project.labeled_ids():
         project.set_label(i, "dog")
     order = labeling.label_order(project)  # a labeled push leaves the front of the queue, on the page too
     assert set(order.ids[:order.batch]) <= project.labeled_ids()
+    assert labeling.batch_ids(project) == (rid, set(order.ids[:order.batch]))
     assert _sidebar(project) == f"13 of 30 labeled · round {rid}'s batch of {order.batch} done"
+    gone = project.item(ids[4]).path  # a batch image whose file went away leaves the batch on both counts
+    project.set_missing({it.path for it in project.items()} - {gone})
+    order = labeling.label_order(project)
+    assert ids[4] not in order.ids and labeling.batch_ids(project) == (rid, set(order.ids[:order.batch]))

@@ -17,7 +17,7 @@ import streamlit as st
 from vaal_core.maps import palette
 from vaal_core.services import workspace
 from vaal_core.store import Project
-from views.routes import BUNDLE, state_version
+from views.routes import bundle_url, map_url
 
 # A loader, not the bundle: the 230 kB bundle is fetched once from /vaal/js
 # (cached by the browser) instead of riding in every script run's message.
@@ -40,20 +40,13 @@ COLOURS = {"Labeled": "labeled", "Class": "class", "Sampler score": "score", "Di
            "Round picked": "round"}
 
 
-def bundle_version() -> str:
-    try:
-        return str(int(BUNDLE.stat().st_mtime))
-    except OSError:
-        return "missing"
-
-
 def latent_map(project: Project, round_id: int, colour: str, selected: list[int], key: str,
                height: int = 460, score_words: tuple[str, str] = ("picked first", "picked last")) -> list[int]:
     """Draw round `round_id`'s map; returns the selected item ids (in the order selected)."""
     pid = workspace.project_id(project.root)
     data = {
-        "bundle": f"/vaal/js/latent_map.js?v={bundle_version()}",
-        "map_url": f"/vaal/map/{pid}/{round_id}?v={state_version(project)}",
+        "bundle": bundle_url(),
+        "map_url": map_url(pid, round_id, project),
         "thumb_url": f"/vaal/thumb/{pid}",
         "colour": COLOURS.get(colour, "labeled"),
         "class_colors": palette.map_colors(project.classes()),

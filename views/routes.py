@@ -9,6 +9,9 @@ script run.
                                                the decoded cache)
     GET /vaal/js/latent_map.js                 the map's JavaScript (built by `make`
                                                from frontend/latent_map)
+    GET /explore                               Streamlit's own page, with the scripts
+                                               the map needs asked for in its head
+                                               (`explore_page`)
 
 A project is named by its id (the one in ?project=), an image by its item id:
 nothing the browser sends is used as a path. They sit behind the same Host
@@ -20,12 +23,17 @@ when it changed.
 
 from __future__ import annotations
 
+import functools
+import html
+import json
+import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
+import streamlit
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from vaal_core.data.thumbs import Thumbnails
@@ -37,6 +45,12 @@ from vaal_core.store import Project, store_file
 
 BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "build" / "latent_map.js"
 FOREVER = "private, max-age=31536000, immutable"  # a URL that names its version never changes
+STREAMLIT_PAGE = Path(streamlit.__file__).parent / "static" / "index.html"  # what Streamlit serves for every page
+# Streamlit fetches a widget's code the first time a page draws one, after the
+# first script run: on Explore its Round box, its Colour-by buttons and the
+# map's component frame (file names as this pinned Streamlit builds them).
+EXPLORE_WIDGETS = ("Selectbox", "ButtonGroup", "BidiComponent")
+_IMPORT = re.compile(r'(?:from|import)\s*"\./([\w.\-]+\.js)"')
 
 _lock = threading.Lock()  # one store connection per project, shared by the server's threads
 _projects: dict[str, tuple[Project, Thumbnails]] = {}
@@ -63,6 +77,20 @@ def state_version(project: Project) -> str:
     map's URL."""
     top, undone = project.label_version()
     return f"{top}.{undone}.{project.current_round_id() or 0}.{len(project.priority_ids())}"
+
+
+def bundle_url() -> str:
+    """The map's script, named by its build (the browser keeps each build)."""
+    try:
+        version = str(int(BUNDLE.stat().st_mtime))
+    except OSError:
+        version = "missing"
+    return f"/vaal/js/latent_map.js?v={version}"
+
+
+def map_url(project_id: str, round_id: int, project: Project) -> str:
+    """A round's points as they are now: the URL changes with the store's state."""
+    return f"/vaal/map/{project_id}/{round_id}?v={state_version(project)}"
 
 
 def _missing(what: str) -> PlainTextResponse:
@@ -167,8 +195,56 @@ def bundle(request: Request) -> Response:
                         headers={"Cache-Control": FOREVER if request.query_params.get("v") else "no-cache"})
 
 
+@functools.cache
+def _streamlit_page() -> tuple[str, tuple[str, ...]]:
+    """Streamlit's page, and the script files of EXPLORE_WIDGETS with all
+    they import that the page does not already ask for (none if this
+    Streamlit names its files otherwise)."""
+    page = STREAMLIT_PAGE.read_text(encoding="utf-8")
+    scripts = STREAMLIT_PAGE.parent / "static" / "js"
+    known = set(re.findall(r"\./static/js/([\w.\-]+\.js)", page))
+    todo = [f.name for widget in EXPLORE_WIDGETS for f in scripts.glob(f"{widget}.*.js")]
+    found: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in found or name in known:
+            continue
+        try:
+            text = (scripts / name).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        found.add(name)
+        todo += _IMPORT.findall(text)
+    return page, tuple(sorted(found))
+
+
+def explore_page(request: Request) -> Response:
+    """Streamlit's page for /explore, with the scripts the map needs asked
+    for in its head (Streamlit's widgets' and the map's own): the browser
+    fetches and compiles them while Streamlit's own scripts boot, instead of
+    one after another after the page's first script run, and sets the map's
+    WebGL up in the first idle moment. Not the points: making them then
+    (`warm`, at 50,000 images) held up that first script run more than
+    fetching them later costs (bench/first_visit.py). Only a load of the
+    address itself comes here; moving between pages inside the app loads
+    no page."""
+    page, widgets = _streamlit_page()
+    hints = [f'<link rel="modulepreload" crossorigin href="./static/js/{name}">' for name in widgets]
+    if BUNDLE.is_file():
+        hints.append(f'<link rel="modulepreload" crossorigin href="{html.escape(bundle_url())}">')
+        # the map's WebGL set up ahead (map.js, prepare) when the tab is first idle: while Streamlit waits
+        # for its server, not while it draws (called at once, it held the page's title back)
+        hints.append(f'<script type="module">const prepare = () => import({json.dumps(bundle_url())})'
+                     '.then((m) => m.prepare()); (window.requestIdleCallback || setTimeout)(prepare, {timeout: 1500});'
+                     '</script>')
+    page = page.replace("</head>", "\n".join(hints) + "\n</head>", 1)
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+
 ROUTES = [
     Route("/vaal/map/{project_id}/{round_id}", map_points),
     Route("/vaal/thumb/{project_id}/{item_id}", thumbnail),
     Route("/vaal/js/latent_map.js", bundle),
+    # Streamlit serves its page for any other address; only where it is there to be amended
+    *([Route("/explore", explore_page)] if STREAMLIT_PAGE.is_file() else []),
 ]

@@ -72,41 +72,59 @@ def _scaled(v: np.ndarray) -> np.ndarray:
 
 def geometry(project: Project, proj: Projection) -> Geometry:
     """The live state of every point of `proj` that is still in the project."""
-    present = {it.id for it in project.items()}
-    keep = np.fromiter((int(i) in present for i in proj.item_ids), dtype=bool, count=len(proj.item_ids))
-    ids = proj.item_ids[keep].astype(np.int64)
+    # Whole columns at a time (50,000 points: 0.55 s with a dict per point);
+    # `row_of[item id]` is the point's row, -1 for an item not on the map.
+    present = np.asarray(project.item_ids(), dtype=np.int64)
+    all_ids = np.asarray(proj.item_ids, dtype=np.int64)
+    keep = np.isin(all_ids, present)
+    ids = all_ids[keep]
     xy = np.asarray(proj.xy, dtype=np.float64)[keep]
     n = len(ids)
-    row_of = {int(i): r for r, i in enumerate(ids)}
+    row_of = np.full(int(max(ids.max(initial=0), present.max(initial=0))) + 1, -1, dtype=np.int64)
+    row_of[ids] = np.arange(n)
 
-    def rows(item_ids) -> np.ndarray:
-        return np.fromiter((row_of[i] for i in item_ids if i in row_of), dtype=np.int64)
+    def rows_at(item_ids) -> np.ndarray:
+        """Each id's row, -1 for one not on the map."""
+        a = np.asarray(item_ids, dtype=np.int64).reshape(-1)
+        out = np.full(len(a), -1, dtype=np.int64)
+        inside = (a >= 0) & (a < len(row_of))
+        out[inside] = row_of[a[inside]]
+        return out
+
+    def rows_of(item_ids) -> np.ndarray:
+        """Rows of the ids on the map, in the order given (the others dropped)."""
+        r = rows_at(list(item_ids))
+        return r[r >= 0]
 
     classes = project.classes()
     class_index = {name: k for k, name in enumerate(classes)}
     cls = np.full(n, -1, dtype=np.int16)
-    for item_id, name in project.labels().items():
-        if item_id in row_of:
-            cls[row_of[item_id]] = class_index[name]
+    labels = project.labels()
+    at = rows_at(list(labels))
+    cls[at[at >= 0]] = np.asarray([class_index[name] for name in labels.values()], dtype=np.int16)[at >= 0]
 
     done = [r for r in project.rounds() if r["status"] == "done"]
     round_ids = [r["id"] for r in done]
     step_of = {rid: k for k, rid in enumerate(round_ids)}
-    picked = np.full(n, -1, dtype=np.int16)
-    for b in reversed(project.round_batches()):  # newest first, so the first round that picked it wins
-        if b["item_id"] in row_of and b["round_id"] in step_of:
-            picked[row_of[b["item_id"]]] = step_of[b["round_id"]]
+    batches = [(b["item_id"], step_of[b["round_id"]]) for b in project.round_batches() if b["round_id"] in step_of]
+    first = np.full(n, len(round_ids), dtype=np.int64)  # the first round whose batch held it
+    at = rows_at([i for i, _ in batches])
+    np.minimum.at(first, at[at >= 0], np.asarray([k for _, k in batches], dtype=np.int64)[at >= 0])
+    picked = np.where(first < len(round_ids), first, -1).astype(np.int16)
 
-    starts = sorted(r["created_at"] for r in done)  # ISO 8601 UTC: compares as text
+    starts = np.asarray(sorted(r["created_at"] for r in done), dtype=str)  # ISO 8601 UTC: compares as text
     shown = np.full(n, -1, dtype=np.int16)
-    for item_id, at in project.first_labeled_at().items():
-        if item_id in row_of and cls[row_of[item_id]] >= 0:
-            shown[row_of[item_id]] = int(np.searchsorted(starts, at, side="left"))
+    first_at = project.first_labeled_at()
+    at = rows_at(list(first_at))
+    at_ok = at >= 0
+    at_ok[at_ok] = cls[at[at_ok]] >= 0  # labeled now
+    if at_ok.any():
+        when = np.asarray(list(first_at.values()), dtype=str)[at_ok]
+        shown[at[at_ok]] = np.searchsorted(starts, when, side="left")
 
     score = np.zeros(n, dtype=np.uint8)
-    order = [item_id for item_id, _, _ in project.round_order()]
-    if order:
-        ranked = rows(order)
+    ranked = rows_of(project.round_order_ids())
+    if len(ranked):
         pct = 255 - np.round(np.arange(len(ranked)) / max(len(ranked) - 1, 1) * 254)
         score[ranked] = pct.astype(np.uint8)
 
@@ -115,15 +133,14 @@ def geometry(project: Project, proj: Projection) -> Geometry:
     if (folder / "disc_prob.npy").is_file() and (folder / "item_ids.npy").is_file():
         src_ids, probs = np.load(folder / "item_ids.npy"), np.load(folder / "disc_prob.npy")
         if len(src_ids) == len(probs):
-            at = rows(src_ids.tolist())
-            have = np.fromiter((int(i) in row_of for i in src_ids), dtype=bool, count=len(src_ids))
-            p = np.asarray(probs, dtype=np.float64)[have]
-            ok = np.isfinite(p)
+            at = rows_at(src_ids)
+            p = np.asarray(probs, dtype=np.float64).reshape(-1)
+            ok = (at >= 0) & np.isfinite(p)
             disc[at[ok]] = np.round(np.clip(p[ok], 0, 1) * 254).astype(np.uint8)
 
     flags = np.zeros(n, dtype=np.uint8)
-    flags[rows(q["item_id"] for q in project.queue())] |= NEXT_BATCH
-    flags[rows(project.priority_ids())] |= PUSHED
+    flags[rows_of(q["item_id"] for q in project.queue())] |= NEXT_BATCH
+    flags[rows_of(project.priority_ids())] |= PUSHED
 
     columns = {"ids": ids.astype(np.int32), "x": _scaled(xy[:, 0]), "y": _scaled(xy[:, 1]), "cls": cls,
                "picked": picked, "shown": shown, "score": score, "disc": disc, "flags": flags}

@@ -186,6 +186,9 @@ class Project:
     def item(self, item_id: int) -> Item:
         return self._items.get(item_id)
 
+    def item_ids(self) -> list[int]:
+        return self._items.ids()
+
     def item_id(self, path: str) -> int:
         return self._items.id_of(path, str(self.image_root))
 
@@ -348,6 +351,12 @@ class Project:
 
     def round_order(self) -> list[tuple[int, float, int | None]]:
         return self._queue.round_order()
+
+    def round_order_ids(self) -> list[int]:
+        return self._queue.round_order_ids()
+
+    def ranked_ids(self) -> list[int]:
+        return self._queue.ranked_ids()
 
     def suggestions(self, item_ids: Sequence[int] | None = None,
                     round_id: int | None | EllipsisType = ...) -> dict[int, Suggestion]:

@@ -18,6 +18,11 @@ const VIRIDIS = ['#440154', '#481a6c', '#472f7d', '#414487', '#39568c', '#31688e
 const ROUNDS = ['#4477aa', '#ee6677', '#228833', '#ccbb44', '#66ccee', '#aa3377', '#bbbbbb', '#332288'];
 
 const TAKEN = 'taken';
+// The map's WebGL made ahead of the map: a load of /explore evaluates this bundle in the tab's first idle
+// moment while Streamlit boots (views/routes.py, explore_page) and calls prepare(), which makes a renderer
+// and draws one point with it, so that WebGL is set up and the point shaders compiled before the map needs
+// them (in software, with no GPU: the map's first frame about 0.1 s sooner). The first map takes it.
+let spare = null;
 const payloads = new Map(); // url -> Promise of the parsed map (kept while the tab lives)
 const instances = new WeakMap(); // parentElement -> the map drawn in it
 
@@ -125,6 +130,20 @@ function nearest(g, xs, ys, x, y, rx, ry) {
   return best;
 }
 
+export function prepare() {
+  if (spare) return;
+  spare = createRenderer({ canvas: document.createElement('canvas') });
+  const plot = createScatterplot({ renderer: spare, canvas: document.createElement('canvas'), width: 8, height: 8 });
+  plot.draw({ x: [0], y: [0] }).finally(() => plot.destroy()); // a plot given a renderer leaves it alone
+  window.__vaalMapPrepared = true; // for tests
+}
+
+function takeRenderer() {
+  const renderer = spare || createRenderer({ canvas: document.createElement('canvas') });
+  spare = null;
+  return renderer;
+}
+
 function el(tag, attrs = {}, text) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
@@ -210,8 +229,7 @@ class LatentMap {
     const height = this.data.height || 460;
     // A renderer the size of the plot: regl-scatterplot's default one draws into a canvas the size of the
     // window and copies it out every frame, which with WebGL in software (no GPU) cost most of a frame.
-    this.rendererCanvas = document.createElement('canvas');
-    this.renderer = createRenderer({ canvas: this.rendererCanvas });
+    this.renderer = takeRenderer();
     this.renderer.resize(width, height);
     this.plot = createScatterplot({
       renderer: this.renderer,
