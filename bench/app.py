@@ -263,17 +263,19 @@ def free_port() -> int:
 
 
 def start_server(port: int, home: Path, project_root: Path | None, log_path: Path,
-                 script: Path | str = "app.py") -> subprocess.Popen:
+                 script: Path | str = "app.py", code: Path = ROOT) -> subprocess.Popen:
     """`streamlit run` of `script` (the app, opening `project_root` if given),
-    ready to serve."""
+    ready to serve; `code`: the checkout it runs from, with its own .venv
+    when it is not this one (bench/first_visit.py)."""
+    python = sys.executable if code == ROOT else str(code / ".venv" / "bin" / "python")
     env = {**os.environ, "VAAL_HOME": str(home)}
     env.pop("VAAL_PROJECT", None)
     log = open(log_path, "w")
     project = [] if project_root is None else ["--", "--project", str(project_root)]
     # Its own process group, so stopping it takes any child it started too.
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+    proc = subprocess.Popen([python, "-m", "streamlit", "run", str(script), "--server.port", str(port),
                              "--server.headless", "true", "--browser.gatherUsageStats", "false", *project],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     try:
         deadline = time.monotonic() + 90

@@ -32,20 +32,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.app import (CHROMIUM, CHROMIUM_ARGS, EXPLORE_INIT, cifar_folder, free_port, link_subset,  # noqa: E402
-                       machine, make_project, prepare_explore, stop_server, wait_idle)
+                       machine, make_project, prepare_explore, start_server, stop_server, wait_idle)
 from bench.map_scale import MAP_FRAME, MAP_READY  # noqa: E402
 from vaal_core.services import workspace  # noqa: E402
 
@@ -55,24 +53,7 @@ VIEW = {"width": 1400, "height": 1000}
 def serve(code: Path, home: Path, project: Path, log: Path) -> tuple[subprocess.Popen, str]:
     """`streamlit run app.py` of checkout `code` on `project`, ready."""
     port = free_port()
-    env = {**os.environ, "VAAL_HOME": str(home)}
-    env.pop("VAAL_PROJECT", None)
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(code / ".venv" / "bin" / "python"), "-m", "streamlit", "run", "app.py",
-                                 "--server.port", str(port), "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false", "--", "--project", str(project)],
-                                cwd=code, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc, f"http://localhost:{port}"
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_server(proc)
-            raise SystemExit(f"the server of {code} did not start:\n{log.read_text()[-2000:]}")
-        time.sleep(0.3)
+    return start_server(port, home, project, log, code=code), f"http://localhost:{port}"
 
 
 def visit(browser, url: str, pid: str) -> dict:

@@ -231,10 +231,11 @@ def explore_page(request: Request) -> Response:
     page, widgets = _streamlit_page()
     hints = [f'<link rel="modulepreload" crossorigin href="./static/js/{name}">' for name in widgets]
     if BUNDLE.is_file():
-        hints.append(f'<link rel="modulepreload" crossorigin href="{html.escape(bundle_url())}">')
+        bundle = bundle_url()
+        hints.append(f'<link rel="modulepreload" crossorigin href="{html.escape(bundle)}">')
         # the map's WebGL set up ahead (map.js, prepare) when the tab is first idle: while Streamlit waits
         # for its server, not while it draws (called at once, it held the page's title back)
-        hints.append(f'<script type="module">const prepare = () => import({json.dumps(bundle_url())})'
+        hints.append(f'<script type="module">const prepare = () => import({json.dumps(bundle)})'
                      '.then((m) => m.prepare()); (window.requestIdleCallback || setTimeout)(prepare, {timeout: 1500});'
                      '</script>')
     page = page.replace("</head>", "\n".join(hints) + "\n</head>", 1)

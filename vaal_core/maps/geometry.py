@@ -80,7 +80,7 @@ def geometry(project: Project, proj: Projection) -> Geometry:
     ids = all_ids[keep]
     xy = np.asarray(proj.xy, dtype=np.float64)[keep]
     n = len(ids)
-    row_of = np.full(int(max(ids.max(initial=0), present.max(initial=0))) + 1, -1, dtype=np.int64)
+    row_of = np.full(int(ids.max(initial=0)) + 1, -1, dtype=np.int64)  # rows_at: other ids are off the map
     row_of[ids] = np.arange(n)
 
     def rows_at(item_ids) -> np.ndarray:
@@ -101,7 +101,8 @@ def geometry(project: Project, proj: Projection) -> Geometry:
     cls = np.full(n, -1, dtype=np.int16)
     labels = project.labels()
     at = rows_at(list(labels))
-    cls[at[at >= 0]] = np.asarray([class_index[name] for name in labels.values()], dtype=np.int16)[at >= 0]
+    on = at >= 0
+    cls[at[on]] = np.asarray([class_index[name] for name in labels.values()], dtype=np.int16)[on]
 
     done = [r for r in project.rounds() if r["status"] == "done"]
     round_ids = [r["id"] for r in done]
@@ -109,7 +110,8 @@ def geometry(project: Project, proj: Projection) -> Geometry:
     batches = [(b["item_id"], step_of[b["round_id"]]) for b in project.round_batches() if b["round_id"] in step_of]
     first = np.full(n, len(round_ids), dtype=np.int64)  # the first round whose batch held it
     at = rows_at([i for i, _ in batches])
-    np.minimum.at(first, at[at >= 0], np.asarray([k for _, k in batches], dtype=np.int64)[at >= 0])
+    on = at >= 0
+    np.minimum.at(first, at[on], np.asarray([k for _, k in batches], dtype=np.int64)[on])
     picked = np.where(first < len(round_ids), first, -1).astype(np.int16)
 
     starts = np.asarray(sorted(r["created_at"] for r in done), dtype=str)  # ISO 8601 UTC: compares as text
