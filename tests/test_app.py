@@ -504,14 +504,33 @@ def test_train_page_shows_the_task_models_accuracy_and_how_it_was_measured(proje
         "task": {"arch": "cnn", "accuracy": 0.75, "n_val": 4, "n_train": 14, "how": how, "warm_start": False,
                  "steps": 50, "train_s": 1.5}})
     at = app(project, "views/train.py")
-    assert f"Task model of round 1: **75% on 4 held-out labels** — {how}" in texts(at)
+    assert f"Suggestions of round 1 (task model): **75% right on 4 held-out labels** — {how}" in texts(at)
     table = at.dataframe[0].value
-    assert list(table["task acc %"]) == [75.0] and list(table["task val n"]) == [4]
+    assert list(table["suggestions acc %"]) == [75.0] and list(table["held-out n"]) == [4]
+    assert list(table["task model acc %"]) == [75.0] and table["probe acc %"].isna().all()
     # a round without a task model: no estimate line, empty columns
     _suggesting_round(project, {}, sampler="vaal")
     at.run()
-    assert "Task model of round" not in texts(at)
-    assert at.dataframe[0].value["task acc %"].isna().tolist() == [False, True]
+    assert "Suggestions of round" not in texts(at)
+    assert at.dataframe[0].value["suggestions acc %"].isna().tolist() == [False, True]
+    # a round whose suggestions combine the task model with the feature probe: their accuracy, and each alone
+    _suggesting_round(project, {ids[1]: ("dog", 0.8)}, metrics={
+        "task": {"arch": "cnn", "accuracy": 0.5, "n_val": 4, "n_train": 14, "how": how, "warm_start": True,
+                 "steps": 50, "train_s": 1.5},
+        "suggest": {"model": "task model + feature probe", "accuracy": 1.0, "n_val": 4, "task_accuracy": 0.5,
+                    "probe_accuracy": 0.75, "n_train": 14}})
+    at.run()
+    assert (f"Suggestions of round 3 (task model + feature probe): **100% right on 4 held-out labels** (the task "
+            f"model alone 50%, the linear probe on the feature space alone 75%) — {how}") in texts(at)
+    table = at.dataframe[0].value
+    assert table["suggestions acc %"].tolist()[2] == 100.0 and table["task model acc %"].tolist()[2] == 50.0
+    assert table["probe acc %"].tolist()[2] == 75.0
+    from vaal_core.loop.report import history, round_sentence
+    from views.common import plain
+
+    sentence = round_sentence(history(project)[2])  # the history's line (markdown-escaped on the page)
+    assert ("suggestions (task model + feature probe) right 100% of the time on 4 held-out labels (the task "
+            "model alone 50%)") in sentence and plain(sentence) in texts(at)
 
 
 def _overconfident(n: int, seed: int = 0):

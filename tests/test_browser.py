@@ -221,7 +221,8 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
     page.get_by_text(re.compile(r"auto used typiclust this round\. Why:")).wait_for()
     page.get_by_text(re.compile(r"Feature space: k-means patch features learned from this project's 30 images")) \
         .wait_for()
-    page.get_by_text("Task model of round 1:").wait_for()  # 9 labels of 3 classes: a task model trained
+    # 9 labels of 3 classes: a task model trained, its suggestions combined with the feature probe (typiclust's space)
+    page.get_by_text("Suggestions of round 1 (task model + feature probe):").wait_for()
     _shot(page, "06-train-done")
     assert project.rounds()[-1]["status"] == "done"
     queue = project.queue()
@@ -292,7 +293,7 @@ def test_newcomer_story(server, page, cifar_root, tmp_path):
     _ready(page)
     shown = project.item_id(_shown_path(page))
     guess = project.suggestions([shown])[shown]
-    page.get_by_text(re.compile(r"Suggested: .+ · \d+% \(round 1's task model\)")).wait_for()
+    page.get_by_text(re.compile(r"Suggested: .+ · \d+% \(round 1's task model \+ feature probe\)")).wait_for()
     page.get_by_role("button", name=re.compile(r"^Accept: ")).wait_for()
     _shot(page, "09b-label-suggestion")
     _press_and_wait(page, "Enter")

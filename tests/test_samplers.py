@@ -32,7 +32,9 @@ def _inputs(n: int = N) -> dict[str, np.ndarray]:
               "ta_latents": lambda: rng.normal(size=(n, 8)).astype(np.float32),
               "ta_disc_prob": lambda: rng.random(n),
               "task_embed": lambda: rng.normal(size=(n, 16)).astype(np.float32),  # last: the others' draws stay
-              "features": lambda: _unit(rng.normal(size=(n, 16)))}
+              "features": lambda: _unit(rng.normal(size=(n, 16))),
+              "feature_probe": lambda: rng.normal(size=(n, 32)).astype(np.float32),  # after: the others' draws stay
+              "suggest_probs": lambda: rng.dirichlet(np.ones(4), size=n).astype(np.float32)}
     assert set(shapes) == set(pipeline.NEEDS), "a producer was added: give the contract a value for its need"
     return {need: make() for need, make in shapes.items()}
 

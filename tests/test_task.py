@@ -227,7 +227,7 @@ def test_cli_round_and_suggest(ingested, tmp_path):
     assert got["task"]["n_val"] >= 1 and "held out" in got["task"]["how"]
     human = run_cli("suggest", root, "--limit", "2").stdout.splitlines()
     assert len(human) == 4 and human[0].split()[0] == "1" and human[0].split()[1] in CLASSES3
-    assert "task model of round 2" in human[-2]
+    assert "suggestions of round 2 (task model): " in human[-2] and got["task"]["model"] == "task model"
     # a handful of labels hold too few out to calibrate: the confidence says it is the raw softmax
     assert human[-1].startswith("confidence: not calibrated") and "raw softmax" in human[-1]
     assert got["calibration"]["calibrated"] is False

@@ -239,11 +239,14 @@ class ProjectHandle:
 
     def queue(self, limit: int | None = None) -> "pd.DataFrame":
         """The last round's batch, its images still unlabeled, in rank
-        order, with the task model's suggested class and its confidence
-        (None where the round trained no task model). Columns: path, score,
-        rank, suggestion, confidence, item_id, audit (a random audit pick,
-        not the sampler's). `.attrs` holds the round id and the task
-        model's accuracy estimate (`attrs["task"]`, None without one).
+        order, with the suggested class and its confidence (the task
+        model's, combined with a linear probe on the feature space when the
+        round had one; None where the round trained no task model). Columns:
+        path, score, rank, suggestion, confidence, item_id, audit (a random
+        audit pick, not the sampler's). `.attrs` holds the round id and the
+        suggestions' accuracy estimate (`attrs["task"]`: `model` says what
+        made them, `accuracy` theirs, `task_accuracy` the task model's
+        alone, `probe_accuracy` the probe's; None without a task model).
 
             >>> p.queue(limit=2)
                       path     score  rank suggestion  confidence  item_id  audit

@@ -150,6 +150,11 @@ def cmd_round(args: argparse.Namespace) -> None:
                else "no accuracy estimate")
         text += (f"\ntask model ({task['arch']}{', warm start' if task['warm_start'] else ''}): {task['steps']} "
                  f"steps on {task['n_train']} labels, {acc}; suggestions stored for the queue")
+        made = m.get("suggest")
+        if made:  # the suggestions combine it with the linear probe on the feature space (learn/probe.py)
+            acc = (f"{100 * made['accuracy']:.1f}% on the same held-out labels (linear probe alone "
+                   f"{100 * made['probe_accuracy']:.1f}%)" if made["accuracy"] is not None else "no accuracy estimate")
+            text += f"\nsuggestions made by the {made['model']}: {acc}"
     if m.get("cold_start"):
         text += f"\ncold start: {m['cold_start']}"
     if m.get("accel"):
@@ -210,9 +215,10 @@ def cmd_suggest(args: argparse.Namespace) -> None:
         trust = calibration.of_round(project.round(out["round"])["metrics"])
         out["calibration"] = {"calibrated": trust.calibrated, "words": trust.words(),
                               "preselect_at": trust.threshold}
-        text = "\n".join(lines + [f"task model of round {out['round']}: {acc}",
+        text = "\n".join(lines + [f"suggestions of round {out['round']} ({task['model']}): {acc}",
                                    f"confidence: {trust.words()}" + ("" if trust.calibrated else
-                                                                      " (raw softmax, often overconfident)")])
+                                                                      f" ({trust.raw.removeprefix('the ')}, "
+                                                                      "often overconfident)")])
     _emit(args, out, text)
 
 

@@ -108,6 +108,7 @@ class FeatureConfig:
     patch_size: int = 6  # "patches": the paper's best receptive field at 32 px
     patch_clusters: int = 400  # "patches": k-means centroids (4 x this pooled features)
     patch_dims: int = 64  # "patches": whitened principal components kept
+    probe_dims: int = 256  # "patches": principal components the suggestions' linear probe reads (learn/probe.py)
 
 
 def feature_config(fast: bool = False) -> FeatureConfig:

@@ -40,6 +40,7 @@ class Phase(StrEnum):
     FAILED = "failed"
     FEATURES = "features"
     EMBED = "embed"
+    PROBE = "probe"
 
     @property
     def label(self) -> str:
@@ -70,6 +71,7 @@ _LABELS = {
     Phase.FAILED: "failed",
     Phase.FEATURES: "training the feature space (self-supervised)",
     Phase.EMBED: "embedding the images",
+    Phase.PROBE: "fitting the suggestions' linear probe",
 }
 _UNITS = {Phase.WRITE: "image", Phase.DECODE: "image", Phase.TRAIN: "iteration", Phase.PREDICT: "batch", Phase.SCORE: "batch",
           Phase.EMBED: "batch",

@@ -474,7 +474,7 @@ def grid_accept(ids: list[int], suggestions: dict[int, Suggestion], trust: calib
     label = f"Accept the {len(sure)} marked ✓" if sure else "None to accept"
     slot.button(label + keyboard.hint("Enter"), key=f"gaccept_{tok}", on_click=accept_page, args=acts["Enter"][1],
                 type="primary", icon=":material/done_all:", width="stretch", disabled=not sure)
-    said = f"Suggestions: round {next(iter(suggestions.values())).round_id}'s task model, {trust.words()}. "
+    said = f"Suggestions: round {next(iter(suggestions.values())).round_id}'s {trust.maker}, {trust.words()}. "
     if not sure:
         return said + f"Enter accepts none of the {len(unsure)} ({why_not(trust)}): use the class keys."
     return (said + f"Enter gives those marked ✓ ({trust.threshold:.0%} or more; ticked ones only, if any are "

@@ -298,18 +298,24 @@ def round_choices(metrics: dict) -> list[str]:
 # -- history ------------------------------------------------------------------
 
 def task_estimate(row: dict) -> None:
-    """The latest round's task-model accuracy, always with how it was
-    measured: a few held-out labels make a rough number."""
+    """The latest round's suggestions' accuracy, always with how it was
+    measured (a few held-out labels make a rough number), and, when the
+    feature probe had a part, each of the two alone on the same labels."""
     how = row.get("task_how")
     if how is None and row.get("task_accuracy") is None:
         return  # that round trained no task model
     acc, n_val = row.get("task_accuracy"), row.get("task_n_val")
-    head = f":material/model_training: Task model of round {row['round']}: "
+    model = row.get("suggest_model") or "task model"
+    head = f":material/model_training: Suggestions of round {row['round']} ({model}): "
     if acc is None:  # too few labels to hold some out: `how` says so
         st.caption(head + plain(how))
         return
-    what = f"{acc:.0%} on {n_val:,} held-out labels" if n_val else f"{acc:.0%}"
-    st.caption(head + f"**{what}**" + (f" — {plain(how)}" if how else ""))
+    what = f"{acc:.0%} right on {n_val:,} held-out labels" if n_val else f"{acc:.0%} right"
+    parts = ""
+    if row.get("probe_accuracy") is not None and row.get("model_accuracy") is not None:
+        parts = (f" (the task model alone {row['model_accuracy']:.0%}, the linear probe on the feature space "
+                 f"alone {row['probe_accuracy']:.0%})")
+    st.caption(head + f"**{what}**" + parts + (f" — {plain(how)}" if how else ""))
 
 
 def discriminator_note(done: list[dict]) -> None:
@@ -333,7 +339,7 @@ DISC_COLUMNS = ("**disc AUC**: how well the round's discriminator tells the labe
 
 def reliability_figure(cal: dict) -> go.Figure:
     """Confidence shown vs how often it was right, per confidence bin of the
-    held-out labels: the raw softmax and the calibrated one, the diagonal a
+    held-out labels: the raw confidence and the calibrated one, the diagonal a
     perfectly calibrated model would follow, and the labels in each bin."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
@@ -343,7 +349,7 @@ def reliability_figure(cal: dict) -> go.Figure:
     fig.add_trace(go.Bar(x=[(b["lo"] + b["hi"]) / 2 for b in counted], y=[b["count"] for b in counted],
                          width=width, yaxis="y2", name="held-out labels in the bin", opacity=0.25,
                          marker_color="#7f7f7f", hovertemplate="%{y} labels<extra></extra>"))
-    for key, name, colour in (("reliability_before", "raw softmax", "#d55e00"),
+    for key, name, colour in (("reliability_before", "raw (uncalibrated)", "#d55e00"),
                               ("reliability_after", "calibrated", "#0072b2")):
         bins = cal.get(key) or []
         if bins:
@@ -408,8 +414,10 @@ def engineering(rows: list[dict], done: list[dict]) -> None:
                                    "iterations",
                                    "warm_start", "features_s", "train_s", "score_s", "select_s", "total_s",
                                    "vae_loss", "disc_loss")},
-              "task acc %": None if r.get("task_accuracy") is None else round(100 * r["task_accuracy"], 1),
-              "task val n": r.get("task_n_val"),
+              "suggestions acc %": None if r.get("task_accuracy") is None else round(100 * r["task_accuracy"], 1),
+              "task model acc %": None if r.get("model_accuracy") is None else round(100 * r["model_accuracy"], 1),
+              "probe acc %": None if r.get("probe_accuracy") is None else round(100 * r["probe_accuracy"], 1),
+              "held-out n": r.get("task_n_val"),
               "temperature": (r.get("calibration") or {}).get("temperature"),
               "ECE raw": (r.get("calibration") or {}).get("ece_before"),
               "ECE calibrated": (r.get("calibration") or {}).get("ece_after"),

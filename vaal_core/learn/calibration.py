@@ -211,6 +211,12 @@ class Trust:
     ece_before: float | None
     ece_after: float | None
     threshold: float
+    maker: str = "task model"  # what made the suggestions: the task model, or with the feature probe
+
+    @property
+    def raw(self) -> str:
+        """What its confidence is before calibration, in words."""
+        return "the raw softmax" if self.maker == "task model" else "the raw combined confidence"
 
     def words(self) -> str:
         """One phrase to put beside a confidence."""
@@ -224,18 +230,28 @@ class Trust:
                 f"(it takes {MIN_HELD_OUT})")
 
 
+def suggester(metrics: dict | None) -> dict:
+    """The figures of whatever made a round's suggestions (accuracy, n_val,
+    calibration, ...), for every reader: the task model's, overridden by the
+    combination with the linear probe's (`metrics["suggest"]`, learn/probe.py)
+    where the round made one. Empty when the round trained no task model."""
+    m = metrics or {}
+    task = m.get("task") or {}
+    return {**task, **(m.get("suggest") or {})} if task else {}
+
+
 def of_round(metrics: dict | None) -> Trust:
     """The trust of a round's suggestions, from its stored metrics. A round
     from before calibration (nothing stored) is not calibrated; its held-out
     count is still read from the task model's figures."""
-    task = (metrics or {}).get("task") or {}
+    task = suggester(metrics)
     cal = task.get("calibration") or {}
     temperature = cal.get("temperature")
     calibrated = bool(cal.get("calibrated")) and temperature is not None
     return Trust(calibrated=calibrated, n_held_out=int(cal.get("n_held_out", task.get("n_val")) or 0),
                  temperature=float(temperature) if calibrated else None,
                  ece_before=cal.get("ece_before"), ece_after=cal.get("ece_after") if calibrated else None,
-                 threshold=PRESELECT)
+                 threshold=PRESELECT, maker=task.get("model", "task model"))
 
 
 def preselect(confidence: float, trust: Trust) -> bool:

@@ -222,6 +222,17 @@ class FeatureSpace:
     embed: np.ndarray  # (N, D) aligned with the rows asked for
     info: dict[str, Any]  # what it is, for the round's record and the Train page
     state: dict[str, Any]  # what to keep for the next round
+    probe: np.ndarray | None = None  # what the suggestions' linear probe reads, when not `embed` (learn/probe.py)
+
+    @property
+    def probe_input(self) -> np.ndarray:
+        """What the linear probe reads, scaled as it should read it: the patch
+        space's principal components as they are (their spread says how much
+        each direction matters); an embedding's features each standardised
+        over the images, as linear probes on SimCLR or ImageNet features are."""
+        if self.probe is not None:
+            return self.probe
+        return ((self.embed - self.embed.mean(0)) / (self.embed.std(0) + 1e-6)).astype(np.float32)
 
 
 def feature_space(images: np.ndarray | torch.Tensor, rows: np.ndarray, item_ids: np.ndarray, cfg: FeatureConfig,
@@ -277,21 +288,25 @@ def _patch_space(images: np.ndarray | torch.Tensor, rows: np.ndarray, item_ids: 
 
     source = {"source": "patches", "config": asdict(cfg), "image_size": int(images.shape[1])}
     same = previous is not None and previous.get("source") == source
-    if same and _same_items(previous, item_ids):
-        return _reused(previous, item_ids)
-    embed, dictionary, warm = patch_space(images, rows, cfg, device, previous["net"] if same else None,
-                                          progress, should_stop, accel.dist)
+    if same and _same_items(previous, item_ids) and previous.get("probe") is not None:
+        return _reused(previous, item_ids)  # (a space kept before the probe existed is encoded again)
+    embed, probe, dictionary, warm = patch_space(images, rows, cfg, device, previous["net"] if same else None,
+                                                 progress, should_stop, accel.dist)
+    probe = probe.astype(np.float16).astype(np.float32)  # as kept: a round reusing it suggests the same
     info = {"source": "patches", "dim": int(embed.shape[1]), "images": int(len(rows)),
             "centroids": int(dictionary["centroids"].shape[0]), "warm_start": warm,
             "seconds": round(time.perf_counter() - t0, 2)}
-    return FeatureSpace(embed, info, _state(source, dictionary, item_ids, embed, info))
+    return FeatureSpace(embed, info, _state(source, dictionary, item_ids, embed, info, probe), probe)
 
 
-def _state(source: dict, net: dict | None, item_ids: np.ndarray, embed: np.ndarray, info: dict) -> dict[str, Any]:
+def _state(source: dict, net: dict | None, item_ids: np.ndarray, embed: np.ndarray, info: dict,
+           probe: np.ndarray | None = None) -> dict[str, Any]:
     """What a checkpoint keeps: tensors, not numpy arrays, so a project's
-    checkpoint loads with torch.load(weights_only=True)."""
+    checkpoint loads with torch.load(weights_only=True). The probe's input in
+    half precision (a linear probe needs no more; 50,000 images x 256 is 26 MB)."""
     return {"source": source, "net": net, "item_ids": torch.from_numpy(np.asarray(item_ids, dtype=np.int64).copy()),
-            "embed": torch.from_numpy(np.ascontiguousarray(embed, dtype=np.float32)), "info": info}
+            "embed": torch.from_numpy(np.ascontiguousarray(embed, dtype=np.float32)), "info": info,
+            "probe": None if probe is None else torch.from_numpy(np.ascontiguousarray(probe, dtype=np.float16))}
 
 
 def _same_items(previous: dict[str, Any], item_ids: np.ndarray) -> bool:
@@ -301,4 +316,6 @@ def _same_items(previous: dict[str, Any], item_ids: np.ndarray) -> bool:
 
 def _reused(previous: dict[str, Any], item_ids: np.ndarray) -> FeatureSpace:
     info = {**previous["info"], "reused": True, "seconds": 0.0}
-    return FeatureSpace(torch.as_tensor(previous["embed"]).numpy(), info, previous)
+    probe = previous.get("probe")
+    return FeatureSpace(torch.as_tensor(previous["embed"]).numpy(), info, previous,
+                        None if probe is None else torch.as_tensor(probe).float().numpy())

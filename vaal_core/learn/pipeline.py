@@ -18,6 +18,10 @@ for each input, the producer that trains or computes it:
     features       features  the project's feature space: SimCLR (k-means patch features with
                              --fast) on its own images, or an
                              ImageNet backbone when weights are at hand; L2-normalised (N, D)
+    feature_probe  features  what a linear probe reads of that space (N, K): the embeddings, or
+                             for the patch features their 256 leading principal components
+    suggest_probs  suggest   the label suggestions: the geometric mean of the task model's softmax
+                             and a linear probe's on feature_probe, renormalised (learn/probe.py), (N, C)
 
 `produce(needs, job)` runs exactly the producers those needs call for (and
 the ones those depend on: TA-VAAL's reads pred_loss), in order, and returns
@@ -43,7 +47,7 @@ from vaal_core.config import EngineConfig
 from vaal_core.learn import calibration
 from vaal_core.learn.checkpoints import ModelStore
 from vaal_core.learn.distributed import SINGLE, Dist
-from vaal_core.progress import Phase, Progress
+from vaal_core.progress import Phase, Progress, announce
 
 
 @dataclass
@@ -254,13 +258,32 @@ def _feature_space(job: Job, wanted: frozenset[str], values: dict[str, Any]) -> 
                                    job.models.load("features"), job.feature_weights, job.progress, job.should_stop,
                                    job.accel)
     job.models.save("features", {**space.state, **job.tag})
-    return _Made({"features": space.embed}, {"features_s": space.info["seconds"]}, {"features": space.info})
+    return _Made({"features": space.embed, "feature_probe": space.probe_input}, {"features_s": space.info["seconds"]},
+                 {"features": space.info})
+
+
+def _suggestions(job: Job, wanted: frozenset[str], values: dict[str, Any]) -> _Made:
+    """The task model's softmax combined with a linear probe on the feature
+    space (learn/probe.py), fitted on the labels the task model trained on and
+    measured and calibrated on the held-out slice it never saw. Not saved: it
+    takes seconds and the next round's labels differ."""
+    from vaal_core.learn import probe
+
+    d = job.data
+    if not job.dist.main:  # only rank 0 writes the suggestions
+        return _Made({"suggest_probs": None})
+    announce(job.progress, Phase.PROBE)
+    t0 = time.perf_counter()
+    made = probe.suggest(values["task_probs"], values["feature_probe"], d.task_train, d.labeled & ~d.task_train,
+                         d.targets, job.seed)
+    seconds = round(time.perf_counter() - t0, 3)
+    return _Made({"suggest_probs": made.probs}, {"probe_s": seconds}, {"suggest": {**made.metrics, "seconds": seconds}})
 
 
 # In the order they run: each producer's `requires` come from producers above it.
 PRODUCERS = (
-    Producer("features", ("features",), (), lambda wanted: (Phase.FEATURES, Phase.EMBED), _feature_space,
-             label_free=True),
+    Producer("features", ("features", "feature_probe"), (), lambda wanted: (Phase.FEATURES, Phase.EMBED),
+             _feature_space, label_free=True),
     Producer("task", ("task_model", "task_probs", "task_mc", "pred_loss", "task_embed"), (),
              lambda wanted: (Phase.TASK, Phase.PREDICT) if wanted - {"task_model"} else (Phase.TASK,),
              _train_task_model, varies_with=("pred_loss",)),
@@ -268,6 +291,8 @@ PRODUCERS = (
              _vaal_game(conditioned=False)),
     Producer("ta_vaal", ("ta_latents", "ta_disc_prob"), ("pred_loss",), lambda wanted: (Phase.TRAIN, Phase.SCORE),
              _vaal_game(conditioned=True)),
+    Producer("suggest", ("suggest_probs",), ("task_probs", "feature_probe"), lambda wanted: (Phase.PROBE,),
+             _suggestions),
 )
 NEEDS: dict[str, Producer] = {need: p for p in PRODUCERS for need in p.provides}
 # (latents, discriminator) pairs, in the order the map prefers them

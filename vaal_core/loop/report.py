@@ -42,6 +42,7 @@ def history(project: Project) -> list[dict[str, Any]]:
     training = project.is_training()
     for r in project.rounds():
         m, t, s = r["metrics"] or {}, r["timings"] or {}, (r["settings"] or {}).get("round", {})
+        made_by = calibration.suggester(m)  # the suggestions' figures: the task model's, or with the probe
         losses = m.get("losses") or {}
         status = "interrupted" if r["status"] == "running" and not training else r["status"]
         rows.append({
@@ -52,12 +53,15 @@ def history(project: Project) -> list[dict[str, Any]]:
             "train_s": t.get("train_s"), "score_s": t.get("score_s"), "select_s": t.get("select_s"),
             "total_s": t.get("total_s"), "vae_loss": losses.get("vae_loss"), "disc_loss": losses.get("disc_loss"),
             "class_counts": m.get("class_counts") or {}, "curve": m.get("curve") or [],
-            "cold_start": m.get("cold_start"), "task_accuracy": (m.get("task") or {}).get("accuracy"),
-            "task_n_val": (m.get("task") or {}).get("n_val"), "task_how": (m.get("task") or {}).get("how"),
+            "cold_start": m.get("cold_start"), "task_accuracy": made_by.get("accuracy"),
+            "task_n_val": made_by.get("n_val"), "task_how": made_by.get("how"),
+            "suggest_model": made_by.get("model", "task model") if made_by else None,
+            "model_accuracy": (m.get("task") or {}).get("accuracy"), "probe_accuracy": made_by.get("probe_accuracy"),
             "task_s": t.get("task_s"), "predict_s": t.get("predict_s"), "features_s": t.get("features_s"),
+            "probe_s": t.get("probe_s"),
             "started": r["created_at"], "finished": r["finished_at"],
             "error": r["error"], "policy": (m.get("policy") or {}).get("name"),
-            "calibration": (m.get("task") or {}).get("calibration"), **_discriminator(m),
+            "calibration": made_by.get("calibration"), **_discriminator(m),
         })
     return rows
 
@@ -74,7 +78,8 @@ def _seconds(value: float) -> str:
 
 def row_trust(row: dict[str, Any]) -> calibration.Trust:
     """A history row's calibration, read as the pages read a round's (`calibration.of_round`)."""
-    return calibration.of_round({"task": {"calibration": row.get("calibration"), "n_val": row.get("task_n_val")}})
+    return calibration.of_round({"task": {"calibration": row.get("calibration"), "n_val": row.get("task_n_val"),
+                                          "model": row.get("suggest_model") or "task model"}})
 
 
 def round_sentence(row: dict[str, Any]) -> str:
@@ -97,8 +102,8 @@ def round_sentence(row: dict[str, Any]) -> str:
         sure = ("confidence calibrated" if trust.calibrated else
                 f"confidence not calibrated (it takes {calibration.MIN_HELD_OUT} held-out labels)"
                 if row.get("calibration") else "confidence not calibrated")
-        parts.append(f"suggestions right {row['task_accuracy']:.0%} of the time on {row['task_n_val']:,} "
-                     f"held-out labels, {sure}")
+        parts.append(f"suggestions {_made_by(row)}right {row['task_accuracy']:.0%} of the time on "
+                     f"{row['task_n_val']:,} held-out labels{_alone(row)}, {sure}")
     elif row.get("task_how") is not None:  # a task model, but too few labels to hold some out
         parts.append("suggestions not measured yet (too few labels to hold some out), confidence not calibrated")
     elif sum(1 for n in (row.get("class_counts") or {}).values() if n) < 2:
@@ -108,6 +113,19 @@ def round_sentence(row: dict[str, Any]) -> str:
     if row.get("total_s") is not None:
         parts.append(_seconds(row["total_s"]))
     return " · ".join(parts)
+
+
+def _made_by(row: dict[str, Any]) -> str:
+    """'(task model + feature probe) ' when the probe had a part, else ''."""
+    model = row.get("suggest_model")
+    return f"({model}) " if model and model != "task model" else ""
+
+
+def _alone(row: dict[str, Any]) -> str:
+    """' (the task model alone 46%)' beside a combination's accuracy."""
+    if not _made_by(row) or row.get("model_accuracy") is None:
+        return ""
+    return f" (the task model alone {row['model_accuracy']:.0%})"
 
 
 def _discriminator(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -131,9 +149,9 @@ def calibration_sentence(row: dict[str, Any]) -> str:
     cal = row.get("calibration") or {}
     if trust.calibrated:
         t = trust.temperature
-        how = ("the raw softmax was overconfident, so the confidence shown is lowered" if t > 1.05 else
-               "the raw softmax was about right" if t > 1 else
-               "the raw softmax was not overconfident, so it is shown as it is (calibration never raises it)")
+        how = (f"{trust.raw} was overconfident, so the confidence shown is lowered" if t > 1.05 else
+               f"{trust.raw} was about right" if t > 1 else
+               f"{trust.raw} was not overconfident, so it is shown as it is (calibration never raises it)")
         noise = cal.get("ece_noise")
         floor = (f"; on {trust.n_held_out:,} labels even a perfectly calibrated model would show about "
                  f"{noise:.2f}, so gaps smaller than that are chance" if noise else "")
@@ -148,7 +166,7 @@ def calibration_sentence(row: dict[str, Any]) -> str:
     share = TaskConfig().val_fraction
     return (f"Round {row['round']}: not calibrated: too few held-out labels ({trust.n_held_out:,}; it takes "
             f"{calibration.MIN_HELD_OUT}, about {round(calibration.MIN_HELD_OUT / share):,} labels in all, as "
-            f"{share:.0%} are held out). Its suggestions show the raw softmax and are never pre-selected.")
+            f"{share:.0%} are held out). Its suggestions show {trust.raw} and are never pre-selected.")
 
 
 # -- simulations ------------------------------------------------------------------

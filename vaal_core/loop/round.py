@@ -12,7 +12,9 @@ round) trains whenever the labels allow it (two classes or more), both for
 the task-aware samplers and for the Label page's suggestions; a fixed slice
 of the labels is held out of its training to estimate its accuracy and to
 fit the temperature that calibrates the suggestions' confidence
-(`learn/calibration.py`).
+(`learn/calibration.py`). When the round has the project's feature space,
+the suggestions combine the task model with a linear probe on it
+(`learn/probe.py`), measured and calibrated on the same slice.
 
 A small share of each batch (`RoundConfig.audit`, 5% by default) is drawn
 at random instead of by the sampler, so the suggestions' accuracy can be
@@ -227,6 +229,11 @@ def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_
         needs = set(sampler.needs)
         if cfg.suggest and len(set(labels.values())) >= 2:
             needs.add("task_probs")  # the Label page's suggestions
+            # ... with a linear probe on the feature space when the round has one: its sampler picks
+            # in it (auto's while labels are few), or an earlier round's is kept (reused as it is
+            # while the images stay the same). A round that never had one does not train one for this.
+            if "features" in needs or CheckpointDir(project.checkpoint_dir, cfg.fresh).has("features"):
+                needs.add("suggest_probs")
         round_id = project.start_round(sampler.name, budget, cfg.seed, {
             "round": asdict(cfg), "engine": asdict(engine), "needs": sorted(sampler.needs)})
         models = CheckpointDir(project.checkpoint_dir, cfg.fresh, round_id)  # moved in when the round is done
@@ -277,10 +284,12 @@ def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_
             if made.values.get("latents") is not None:  # VAAL's VAE: what it draws of each image picked
                 round_files.save_reconstructions(project.round_dir(round_id), models, round_id, data.item_ids,
                                                   made.values["latents"], batch)
-            suggestions = None
-            if made.values.get("task_probs") is not None:
-                probs = made.values["task_probs"][~data.labeled]  # aligned with pool_ids = sel.pool_ids
-                suggestions = _suggestions(probs, data.classes, metrics["task"])
+            suggestions, probs = None, made.values.get("suggest_probs")
+            if probs is None:
+                probs = made.values.get("task_probs")
+            if probs is not None:
+                suggestions = _suggestions(probs[~data.labeled], data.classes,  # aligned with pool_ids = sel.pool_ids
+                                           calibration.suggester(metrics))
             project.finish_round(round_id, sel.pool_ids, sel.scores, [ranks.get(int(i)) for i in sel.pool_ids],
                                  len(labeled_ids), timings, metrics, suggestions, audit=audit_ids)
         except RoundCancelled as err:
@@ -362,14 +371,15 @@ def _how_measured(task: dict[str, Any], n_labels: int, engine: EngineConfig) -> 
             f"{engine.task.min_labels_for_val}, with 2 classes left to train on); all of them trained the model")
 
 
-def _suggestions(probs: np.ndarray, classes: list[str], task: dict[str, Any]) -> list[tuple[str, float]]:
+def _suggestions(probs: np.ndarray, classes: list[str], made_by: dict[str, Any]) -> list[tuple[str, float]]:
     """Each pool image's suggested class and the confidence the Label page
-    shows: the softmax scaled by the round's fitted temperature (the stored,
-    rounded one, so the confidence can be recomputed from the round's
-    record); the raw softmax when too few labels were held out to fit one.
-    The samplers keep reading the raw softmax (`task_probs`), which is what
-    they were benchmarked on."""
-    fitted = calibration.of_round({"task": task})
+    shows: the probabilities (the task model's, or combined with the linear
+    probe's) scaled by the temperature fitted to them (the stored, rounded
+    one, so the confidence can be recomputed from the round's record); as
+    they are when too few labels were held out to fit one. The samplers keep
+    reading the task model's raw softmax (`task_probs`), which is what they
+    were benchmarked on."""
+    fitted = calibration.of_round({"task": made_by})
     if fitted.calibrated:
         probs = calibration.scale(probs, fitted.temperature)
     return [(classes[int(k)], float(p)) for k, p in zip(probs.argmax(1), probs.max(1))]

@@ -51,7 +51,7 @@ def suggestion_sentence(s: Suggestion, trust: calibration.Trust, name: Callable[
     """'Suggested: cat · 87% (round 3's task model) — calibrated on 42
     held-out labels', saying when it is not pre-selected and why; `name`
     dresses the class name (the page: bold, escaped)."""
-    line = (f"Suggested: {name(s.label)} · {s.confidence:.0%} (round {s.round_id}'s task model) — "
+    line = (f"Suggested: {name(s.label)} · {s.confidence:.0%} (round {s.round_id}'s {trust.maker}) — "
             + trust.words())
     if calibration.preselect(s.confidence, trust):
         return line

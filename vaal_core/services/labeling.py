@@ -23,6 +23,7 @@ from itertools import islice
 
 import numpy as np
 
+from vaal_core.learn import calibration
 from vaal_core.store import Project
 
 ORDER_SEED = 0
@@ -162,20 +163,24 @@ def page_of_unlabeled(order: LabelOrder, labeled: set[int], postponed: set[int],
 
 
 def queue_suggestions(project: Project, limit: int | None = None) -> dict:
-    """The current queue (rank order, unlabeled only) with the task model's
-    suggested class and confidence for each item, and how far to trust it
-    (the round's accuracy estimate and how it was measured). `task` is None
-    when the round trained no task model."""
+    """The current queue (rank order, unlabeled only) with the suggested
+    class and confidence for each item, and how far to trust it (the round's
+    accuracy estimate and how it was measured; `model`: the task model, or
+    with the feature probe). `task` is None when the round trained no task
+    model."""
     round_id = project.current_round_id()
     queue = project.queue(limit)
     guesses = project.suggestions([q["item_id"] for q in queue])
     task = None
     if round_id is not None:
-        task = (project.round(round_id)["metrics"] or {}).get("task")
+        task = calibration.suggester(project.round(round_id)["metrics"]) or None  # with the feature probe's part
     items = [{"rank": q["rank"], "path": q["path"], "item_id": q["item_id"], "score": q["score"], "audit": q["audit"],
               "suggestion": guesses[q["item_id"]].label if q["item_id"] in guesses else None,
               "confidence": guesses[q["item_id"]].confidence if q["item_id"] in guesses else None}
              for q in queue]
     return {"round": round_id, "items": items,
-            "task": None if task is None else {k: task.get(k) for k in ("arch", "accuracy", "n_val", "n_train",
-                                                                          "how", "warm_start")}}
+            "task": None if task is None else {**{k: task.get(k) for k in ("arch", "accuracy", "n_val", "n_train",
+                                                                             "how", "warm_start")},
+                                               "model": task.get("model", "task model"),
+                                               "task_accuracy": task.get("task_accuracy", task.get("accuracy")),
+                                               "probe_accuracy": task.get("probe_accuracy")}}
