@@ -231,7 +231,8 @@ def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_
             needs.add("task_probs")  # the Label page's suggestions
             # ... with a linear probe on the feature space when the round has one: its sampler picks
             # in it (auto's while labels are few), or an earlier round's is kept (reused as it is
-            # while the images stay the same). A round that never had one does not train one for this.
+            # while the images stay the same, refreshed when images were added, as for the samplers).
+            # A first feature space is never made for the suggestions alone.
             if "features" in needs or CheckpointDir(project.checkpoint_dir, cfg.fresh).has("features"):
                 needs.add("suggest_probs")
         round_id = project.start_round(sampler.name, budget, cfg.seed, {
