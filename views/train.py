@@ -431,7 +431,7 @@ def engineering(rows: list[dict], done: list[dict]) -> None:
     ids = [f"#{r['round']}" for r in done]
     fig = go.Figure()
     for key, name in (("features_s", "feature space"), ("task_s", "task model"), ("predict_s", "task predictions"),
-                      ("train_s", "VAE training"), ("score_s", "scoring"), ("select_s", "selection")):
+                      ("probe_s", "suggestions' probe"), ("train_s", "VAE training"), ("score_s", "scoring"), ("select_s", "selection")):
         fig.add_trace(go.Bar(x=ids, y=[r.get(key) or 0 for r in done], name=name))
     fig.update_layout(barmode="stack", title="Time per round (s)", height=320, margin={"t": 40, "b": 30},
                       xaxis_title="round", yaxis_title="seconds")
