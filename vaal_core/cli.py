@@ -116,6 +116,7 @@ def cmd_team(args: argparse.Namespace) -> None:
 
 def cmd_round(args: argparse.Namespace) -> None:
     from vaal_core.config import AccelConfig
+    from vaal_core.loop.report import round_summary
     from vaal_core.loop.round import RoundConfig, run_round
 
     from vaal_core.learn import distributed
@@ -139,34 +140,9 @@ def cmd_round(args: argparse.Namespace) -> None:
     distributed.close()  # only after a round that ended well: a group that lost a rank may not close
     if result is None:  # a rank other than 0: rank 0 reports the round
         return
-    m, t = result.metrics, result.timings
-    trained = (f"{m['iterations']} VAE/discriminator iterations on {m['device']}"
-               f"{' (warm start)' if m['warm_start'] else ''}" if "iterations" in m else "no VAE needed")
-    text = (f"round {result.round_id} ({result.sampler}, budget {result.budget}): queue of {len(result.queue)} "
-            f"items; {trained}, {t.get('total_s', 0):.1f} s")
-    task = m.get("task")
-    if task:
-        acc = (f"{100 * task['accuracy']:.1f}% on {task['n_val']} held-out labels" if task["accuracy"] is not None
-               else "no accuracy estimate")
-        text += (f"\ntask model ({task['arch']}{', warm start' if task['warm_start'] else ''}): {task['steps']} "
-                 f"steps on {task['n_train']} labels, {acc}; suggestions stored for the queue")
-        made = m.get("suggest")
-        if made:  # the suggestions combine it with the linear probe on the feature space (learn/probe.py)
-            acc = (f"{100 * made['accuracy']:.1f}% on the same held-out labels (linear probe alone "
-                   f"{100 * made['probe_accuracy']:.1f}%)" if made["accuracy"] is not None else "no accuracy estimate")
-            text += f"\nsuggestions made by the {made['model']}: {acc}"
-    if m.get("cold_start"):
-        text += f"\ncold start: {m['cold_start']}"
-    if m.get("accel"):
-        from vaal_core.loop.report import accel_words
-
-        text += f"\nran on {m['accel']['device']}: {accel_words(m['accel'])}"
-        note = (m.get("losses") or {}).get("compile_note")
-        if note:
-            text += f" ({note})"
     out = result.to_dict()
     out["queue_length"] = len(result.queue)
-    _emit(args, out, text)
+    _emit(args, out, round_summary(result))
 
 
 def _warn_if_slow(cfg, quiet: bool) -> None:

@@ -128,6 +128,36 @@ def _alone(row: dict[str, Any]) -> str:
     return f" (the task model alone {row['model_accuracy']:.0%})"
 
 
+def round_summary(result: Any) -> str:
+    """A finished round (a `loop.round.RoundResult`) in a few lines for the
+    terminal (`python -m vaal_core round`): what it picked and trained, the
+    task model's and the suggestions' accuracy, where it ran."""
+    m, t = result.metrics, result.timings
+    trained = (f"{m['iterations']} VAE/discriminator iterations on {m['device']}"
+               f"{' (warm start)' if m['warm_start'] else ''}" if "iterations" in m else "no VAE needed")
+    text = (f"round {result.round_id} ({result.sampler}, budget {result.budget}): queue of {len(result.queue)} "
+            f"items; {trained}, {t.get('total_s', 0):.1f} s")
+    task = m.get("task")
+    if task:
+        acc = (f"{100 * task['accuracy']:.1f}% on {task['n_val']} held-out labels" if task["accuracy"] is not None
+               else "no accuracy estimate")
+        text += (f"\ntask model ({task['arch']}{', warm start' if task['warm_start'] else ''}): {task['steps']} "
+                 f"steps on {task['n_train']} labels, {acc}; suggestions stored for the queue")
+        made = m.get("suggest")
+        if made:  # the suggestions combine it with the linear probe on the feature space (learn/probe.py)
+            acc = (f"{100 * made['accuracy']:.1f}% on the same held-out labels (linear probe alone "
+                   f"{100 * made['probe_accuracy']:.1f}%)" if made["accuracy"] is not None else "no accuracy estimate")
+            text += f"\nsuggestions made by the {made['model']}: {acc}"
+    if m.get("cold_start"):
+        text += f"\ncold start: {m['cold_start']}"
+    if m.get("accel"):
+        text += f"\nran on {m['accel']['device']}: {accel_words(m['accel'])}"
+        note = (m.get("losses") or {}).get("compile_note")
+        if note:
+            text += f" ({note})"
+    return text
+
+
 def _discriminator(metrics: dict[str, Any]) -> dict[str, Any]:
     """A VAAL or TA-VAAL round's discriminator figures (learn.disc_quality):
     its AUC, its held-out AUC, the top batch's seed-to-seed overlap in

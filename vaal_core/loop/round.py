@@ -226,6 +226,9 @@ def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_
         # Only a finished round's models warm-start this one: tidy what killed rounds left.
         settle(project.checkpoint_dir, lambda earlier: _finished(project, earlier))
         labels = project.training_labels()  # conflicts between annotators left out until resolved
+        round_id = project.start_round(sampler.name, budget, cfg.seed, {
+            "round": asdict(cfg), "engine": asdict(engine), "needs": sorted(sampler.needs)})
+        models = CheckpointDir(project.checkpoint_dir, cfg.fresh, round_id)  # moved in when the round is done
         needs = set(sampler.needs)
         if cfg.suggest and len(set(labels.values())) >= 2:
             needs.add("task_probs")  # the Label page's suggestions
@@ -233,11 +236,8 @@ def _lead(project: Project, cfg: RoundConfig, progress: Progress | None, should_
             # in it (auto's while labels are few), or an earlier round's is kept (reused as it is
             # while the images stay the same, refreshed when images were added, as for the samplers).
             # A first feature space is never made for the suggestions alone.
-            if "features" in needs or CheckpointDir(project.checkpoint_dir, cfg.fresh).has("features"):
+            if "features" in needs or models.has("features"):
                 needs.add("suggest_probs")
-        round_id = project.start_round(sampler.name, budget, cfg.seed, {
-            "round": asdict(cfg), "engine": asdict(engine), "needs": sorted(sampler.needs)})
-        models = CheckpointDir(project.checkpoint_dir, cfg.fresh, round_id)  # moved in when the round is done
         reporter = RoundProgress(project, round_id, [*pipeline.phases(needs), Phase.SELECT], progress, should_stop)
         try:
             data = _round_data(project, engine, labels, open_cache(project) if needs else None)
