@@ -11,8 +11,10 @@ The data: 1,000 seeded images of each CIFAR-10 train class (10,000), as
 test set. For each seed, labels grow through `--sizes`, picked by `random`
 or by `typiclust` (auto's sampler while labels are few) through the
 registry's own selector. At each size the round's own learning runs
-(`pipeline.produce`, `--fast`, CPU): the task model trained fresh on the
-labels less the round's held-out slice (the fixed 10% a project holds out),
+(`pipeline.produce`, `--fast`, CPU): the task model trained on the labels
+less the round's held-out slice (the fixed 10% a project holds out), warm
+from the previous size's model as a project's rounds are (from scratch at
+the first size),
 the feature space (built once: it reads no label) and the combination,
 each calibrated on that held-out slice as a round does. Every test image
 is an unlabeled item of the round, so its suggestion is exactly what the
@@ -64,13 +66,17 @@ def round_data(images: np.ndarray, y: np.ndarray, labeled: np.ndarray):
     return data, engine
 
 
-def produce(needs: set[str], data, engine, seed: int, shared: dict):
+def produce(needs: set[str], data, engine, seed: int, shared: dict, models=None):
+    """The round's own learning; `models`: where the last round's models are
+    (an InMemory the caller keeps: warm-started as a project's rounds are;
+    None: from scratch)."""
     import torch
 
     from vaal_core.learn import pipeline
     from vaal_core.learn.checkpoints import InMemory
 
-    return pipeline.produce(needs, pipeline.Job(data, engine, torch.device("cpu"), seed, InMemory(), shared=shared))
+    return pipeline.produce(needs, pipeline.Job(data, engine, torch.device("cpu"), seed,
+                                                InMemory() if models is None else models, shared=shared))
 
 
 def feature_space(images: np.ndarray, y: np.ndarray, shared: dict) -> np.ndarray:
@@ -78,13 +84,14 @@ def feature_space(images: np.ndarray, y: np.ndarray, shared: dict) -> np.ndarray
     return produce({"features"}, data, engine, 0, shared).values["features"]
 
 
-def measure(images: np.ndarray, y: np.ndarray, labeled: np.ndarray, seed: int, shared: dict) -> dict:
-    """One round's learning on these labels; the suggestions of the images
-    left unlabeled (the test split and the rest of the pool)."""
+def measure(images: np.ndarray, y: np.ndarray, labeled: np.ndarray, seed: int, shared: dict, models) -> dict:
+    """One round's learning on these labels, warm from the last round's
+    models in `models`; the suggestions of the images left unlabeled (the
+    test split and the rest of the pool)."""
     from vaal_core.learn import calibration, probe
 
     data, engine = round_data(images, y, labeled)
-    made = produce({"suggest_probs"}, data, engine, seed, shared)
+    made = produce({"suggest_probs"}, data, engine, seed, shared, models)
     targets, test = data.targets, ~data.labeled
     alone = probe.probe_probs(probe.fit_probe(made.values["feature_probe"][data.task_train],
                                               targets[data.task_train], seed), made.values["feature_probe"], 10)
@@ -113,6 +120,7 @@ def main() -> None:
     import torch
 
     from vaal_core import samplers
+    from vaal_core.learn.checkpoints import InMemory
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     t0 = time.perf_counter()
@@ -123,13 +131,13 @@ def main() -> None:
     space = feature_space(images, y, shared)[pool]  # what typiclust picks in: reads no label, made once
     for rule in args.picks.split(","):
         for seed in range(args.seeds):
-            labeled = np.zeros(0, dtype=np.int64)
+            labeled, models = np.zeros(0, dtype=np.int64), InMemory()  # one project: its rounds warm-start
             for n in sizes:
                 unlabeled = np.setdiff1d(pool, labeled)
                 picked = samplers.select(rule, pool, {"features": space}, unlabeled, labeled, n - len(labeled),
                                          np.random.default_rng([seed, n]), n_classes=10).ids
                 labeled = np.sort(np.concatenate([labeled, picked]))
-                got = measure(images, y, labeled, seed, shared)
+                got = measure(images, y, labeled, seed, shared, models)
                 results.setdefault(rule, {}).setdefault(n, []).append(got)
                 print(f"{rule} seed {seed} {n:>5} labels: task {100 * got['task']:.1f}  probe "
                       f"{100 * got['probe']:.1f}  combined {100 * got['combined']:.1f}  "

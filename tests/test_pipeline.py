@@ -5,6 +5,8 @@ CIFAR-10 JPEGs decoded as a project's cache would be."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -89,6 +91,22 @@ def test_produces_only_what_is_needed_and_warm_starts_from_the_store(images):
     measured = pipeline.produce({"task_model"}, _job(data, models, events=events))
     assert measured.values == {} and measured.metrics["task"]["n_val"] == 6
     assert {e.phase for e in events} == {Phase.TASK} and pipeline.phases({"task_model"}) == [Phase.TASK]
+
+
+def test_a_warm_task_model_trains_fewer_passes_than_a_fresh_one(images):
+    # A warm model has had the earlier rounds' passes; one from scratch needs more (README,
+    # "How long the task model trains"). Few enough steps a pass that the passes decide the steps.
+    data = _data(images, n_labeled=24)
+    fast = engine_config(32, fast=True)
+    engine = replace(fast, task=replace(fast.task, min_steps=1, batch_size=8))
+    models = InMemory()
+    fresh, warm = (pipeline.produce({"task_model"}, pipeline.Job(data, engine, "cpu", 0, models)).metrics["task"]
+                   for _ in range(2))
+    assert (fresh["warm_start"], fresh["epochs"], fresh["steps"]) == (False, 30, 90)  # 30 passes x 24 / 8
+    assert (warm["warm_start"], warm["epochs"], warm["steps"]) == (True, 15, 45)
+    # no warm setting (the reference size): a warm round trains as many passes as a fresh one
+    same = replace(engine, task=replace(engine.task, epochs_warm=None))
+    assert pipeline.produce({"task_model"}, pipeline.Job(data, same, "cpu", 0, models)).metrics["task"]["steps"] == 90
 
 
 def test_no_labels_means_no_discriminator(images):

@@ -156,6 +156,8 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
         if model.head is not None and state.get("head") is not None:
             model.head.load_state_dict(state["head"])
     pretrained = task.load_pretrained(model, job.pretrained) if not warm and job.pretrained else None
+    if warm and cfg.epochs_warm is not None:
+        cfg = replace(cfg, epochs=cfg.epochs_warm)
     t0 = time.perf_counter()
     last = task.train_task(model, job.pixels, d.rows[d.task_train], d.targets[d.task_train], cfg, job.device,
                            job.seed, job.progress, job.should_stop, job.accel)
@@ -186,7 +188,7 @@ def _train_task_model(job: Job, wanted: frozenset[str], values: dict[str, Any]) 
                              "head": None if model.head is None else model.head.state_dict(),
                              "signature": signature, **job.tag})
     metrics = {"arch": cfg.arch, "accuracy": accuracy, "n_val": int(len(d.eval_rows)),
-               "n_train": int(d.task_train.sum()), "warm_start": warm, "steps": last["steps"],
+               "n_train": int(d.task_train.sum()), "warm_start": warm, "epochs": cfg.epochs, "steps": last["steps"],
                "loss_head": loss_head, "train_s": round(t1 - t0, 3), "last_loss": last.get("task_loss"),
                "pretrained": pretrained, "calibration": fitted}
     return _Made(made, {"task_s": round(t1 - t0, 3), "predict_s": round(t2 - t1, 3)}, {"task": metrics})
