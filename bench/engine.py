@@ -3,7 +3,8 @@
     python bench/engine.py [--device auto] [--cifar DIR] [--skip-ingest]
                            [--default-round] [--default-iters N]
                            [--only-reference] [--ref-iters N] [--repeats R]
-                           [--ref-images N] [--no-write]
+                           [--ref-images N] [--only-rounds] [--round-pool N]
+                           [--no-write]
 
 Measures, on real CIFAR-10 JPEGs:
   - ingest images/s (the 50,000-image train folder into a fresh project);
@@ -21,13 +22,16 @@ Measures, on real CIFAR-10 JPEGs:
     unlabeled batch) / seconds for both; the medians and the ratio
     ours / reference. --only-reference runs just this section (no ingest,
     no other section);
-  - a full round on a 10,000-image pool (1,000 labeled, budget 500): --fast
-    always; the default configuration with --default-round (meant for a
-    GPU: on a CPU it runs for hours, so without the flag its time is
-    estimated from the measured iterations/s and said to be an estimate).
+  - a full round on a pool of --round-pool train JPEGs (default 10,000;
+    1,000 labeled, budget 500, with the task model): --fast always; the
+    default configuration with --default-round (meant for a GPU: on a CPU
+    it runs for hours, so without the flag its time is estimated from the
+    measured iterations/s and said to be an estimate). --only-rounds runs
+    just these rounds (issue 17's GPU figure: --only-rounds --default-round
+    --round-pool 50000 on one GPU).
 Writes bench/results/engine-<device>.json beside the printed table (with
---only-reference, only its "versus_reference" key is replaced in that file;
---no-write writes nothing).
+--only-reference or --only-rounds, only their keys are replaced in that
+file; --no-write writes nothing).
 """
 
 from __future__ import annotations
@@ -220,16 +224,23 @@ def versus_reference(device: torch.device, cifar: Path, iterations: int, repeats
 
 
 def make_subset(cifar: Path, dest: Path, per_class: int) -> Path:
-    """The first `per_class` train images of each class, copied."""
-    for cls_dir in sorted((cifar / "train").iterdir()):
+    """The first `per_class` train images of each class, copied (the whole
+    train folder as it is when that is all of it)."""
+    class_dirs = sorted(d for d in (cifar / "train").iterdir() if d.is_dir())
+    if all(per_class >= len(list(d.iterdir())) for d in class_dirs):
+        return cifar / "train"
+    for cls_dir in class_dirs:
         (dest / cls_dir.name).mkdir(parents=True, exist_ok=True)
         for f in sorted(cls_dir.iterdir())[:per_class]:
             shutil.copy(f, dest / cls_dir.name / f.name)
     return dest
 
 
-def full_round(cifar: Path, work: Path, fast: bool, device: str) -> dict:
-    folder = make_subset(cifar, work / "pool10k", 1000)
+def full_round(cifar: Path, work: Path, fast: bool, device: str, pool: int = 10000) -> dict:
+    """One `vaal` round with the task model, as `vaal_core round` runs it,
+    on `pool` train JPEGs (1,000 of them labeled, budget 500), timed from
+    the round's start to its queue and suggestions written."""
+    folder = make_subset(cifar, work / f"pool{pool}", pool // 10)
     project = Project.create(work / f"round-{'fast' if fast else 'default'}", folder, 32)
     ingest(project, gold_from_folders=True)
     items = project.items()
@@ -238,8 +249,20 @@ def full_round(cifar: Path, work: Path, fast: bool, device: str) -> dict:
     project.set_labels([(items[i].id, items[i].gold) for i in chosen])
     t0 = time.perf_counter()
     result = run_round(project, RoundConfig(sampler="vaal", budget=500, fast=fast, device=device))
-    return {"seconds": time.perf_counter() - t0, "iterations": result.metrics["iterations"],
-            "timings": result.timings}
+    return {"seconds": time.perf_counter() - t0, "pool": len(items), "iterations": result.metrics["iterations"],
+            "timings": result.timings, "accel": result.metrics.get("accel")}
+
+
+def timed_rounds(cifar: Path, work: Path, default: bool, device: str, pool: int) -> dict:
+    """The --fast round, and with `default` the reference-size one, on a
+    pool of `pool` images: {"round_fast_10k": {...}, ...}."""
+    out = {}
+    for name, fast in [("fast", True)] + ([("default", False)] if default else []):
+        r = full_round(cifar, work / name, fast, device, pool)
+        out[f"round_{name}_{pool // 1000}k"] = r
+        print(f"{name:>7} round, {r['pool']:,}-image pool (1,000 labeled, budget 500): {r['seconds']:.1f} s "
+              f"({r['iterations']} iterations; {r['timings']})", flush=True)
+    return out
 
 
 def main() -> None:
@@ -257,6 +280,9 @@ def main() -> None:
     ap.add_argument("--ref-images", type=int, default=2024,
                     help="train JPEGs decoded for the side by side; the first 1,000 are labeled (default 2024: "
                          "1,024 unlabeled, whole batches of 128 for the reference's loader)")
+    ap.add_argument("--only-rounds", action="store_true", help="run only the timed full rounds")
+    ap.add_argument("--round-pool", type=int, default=10000,
+                    help="train JPEGs in the timed rounds' pool (default 10,000; 50,000: all of CIFAR-10's)")
     ap.add_argument("--no-write", action="store_true", help="print only; write no results file")
     args = ap.parse_args()
 
@@ -266,14 +292,19 @@ def main() -> None:
                      "threads": torch.get_num_threads()}
     ref_iters = args.ref_iters or (200 if device.type == "cuda" else 10)
     out = ROOT / "bench" / "results" / f"engine-{device.type}.json"
-    if args.only_reference:
-        results["versus_reference"] = versus_reference(device, cifar, ref_iters, args.repeats, args.ref_images)
+    if args.only_reference or args.only_rounds:
+        part = {}
+        if args.only_reference:
+            part["versus_reference"] = versus_reference(device, cifar, ref_iters, args.repeats, args.ref_images)
+        if args.only_rounds:
+            with tempfile.TemporaryDirectory() as tmp:
+                part.update(timed_rounds(cifar, Path(tmp), args.default_round, str(device), args.round_pool))
         if not args.no_write:
             merged = json.loads(out.read_text()) if out.exists() else dict(results)
-            merged["versus_reference"] = results["versus_reference"]
+            merged.update(part, machine=results["machine"], torch=results["torch"])
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(merged, indent=1))
-            print(f"machine: {results['machine']}; wrote the versus_reference key of {out.relative_to(ROOT)}")
+            print(f"machine: {results['machine']}; wrote the {', '.join(part)} keys of {out.relative_to(ROOT)}")
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -298,12 +329,7 @@ def main() -> None:
                   f"{r['round_iterations_10k']} iterations, about {r['round_seconds_10k_estimate']:.0f} s",
                   flush=True)
         results["versus_reference"] = versus_reference(device, cifar, ref_iters, args.repeats, args.ref_images)
-        rounds = [("fast", True)] + ([("default", False)] if args.default_round else [])
-        for name, fast in rounds:
-            r = full_round(cifar, work / name, fast, str(device))
-            results[f"round_{name}_10k"] = r
-            print(f"{name:>7} round, 10k pool (1,000 labeled, budget 500): {r['seconds']:.1f} s "
-                  f"({r['iterations']} iterations; {r['timings']})", flush=True)
+        results.update(timed_rounds(cifar, work, args.default_round, str(device), args.round_pool))
     if args.no_write:
         return
     out.parent.mkdir(parents=True, exist_ok=True)

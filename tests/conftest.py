@@ -15,6 +15,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
+# The device the GPU path's checks in tests/test_accel.py run on: this
+# machine's CPU in CI; on a lent GPU, bench/gpu.sh runs the same checks with
+# VAAL_TEST_DEVICE=cuda.
+TEST_DEVICE = os.environ.get("VAAL_TEST_DEVICE", "cpu")
 PER_CLASS = 300  # images per class and split extracted for tests
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

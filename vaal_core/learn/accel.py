@@ -153,7 +153,9 @@ def place_images(images: np.ndarray, accel: Accel) -> np.ndarray | torch.Tensor:
         free, _ = torch.cuda.mem_get_info(accel.device)
         if images.nbytes > DEVICE_CACHE_SHARE * free:
             return images
-    return torch.from_numpy(np.ascontiguousarray(images)).to(accel.device)
+    # A copy read into memory: the memmap is read-only, and a tensor over it
+    # (PyTorch warns) would be one whose writes corrupt the cache file.
+    return torch.from_numpy(np.array(images, copy=True)).to(accel.device)
 
 
 def _compile_or_eager(fn: Callable, note: list[str] | None) -> Callable:
