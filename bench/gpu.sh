@@ -90,11 +90,12 @@ EOF
 if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
   echo "error: PyTorch sees no CUDA GPU here; on a CPU use --smoke"; exit 1
 fi
-# The tests find the tarball where this checkout's own machine keeps it.
+# The tests read the tarball from ../shared where this checkout's own machine
+# keeps it, else from the carried copy (tests/conftest.py: VAAL_CIFAR_TAR).
 if [ ! -f "$TAR_HERE" ]; then
   [ -f "$CARRIED" ] || { echo "error: no $TAR_HERE and no $CARRIED: run 'bash bench/gpu.sh --prepare' here and carry .device"; exit 1; }
-  mkdir -p "$(dirname "$TAR_HERE")" && cp "$CARRIED" "$TAR_HERE" \
-    || { echo "error: cannot write $TAR_HERE"; exit 1; }
+  TAR_HERE=$PWD/$CARRIED
+  export VAAL_CIFAR_TAR=$TAR_HERE
 fi
 if [ ! -d "$CIFAR/train" ]; then
   mkdir -p "$CIFAR" && tar -xzf "$TAR_HERE" -C "$CIFAR" || { echo "error: cannot extract $TAR_HERE"; exit 1; }
@@ -107,6 +108,7 @@ step 2-rounds "$T_ROUNDS" "$PY" bench/engine.py --device $DEVICE --cifar "$CIFAR
 step 3-tests "$T_TESTS" env VAAL_TEST_DEVICE=$DEVICE "$PY" -m pytest -q -p no:cacheprovider tests/test_accel.py \
   "${TEST_ARGS[@]}"
 
-[ -f "bench/results/engine-$DEVICE.json" ] && [ -n "${OUT:-}" ] && cp "bench/results/engine-$DEVICE.json" "$OUT/"
+[ "$mode" != --smoke ] && [ -f "bench/results/engine-$DEVICE.json" ] && [ -n "${OUT:-}" ] && \
+  cp "bench/results/engine-$DEVICE.json" "$OUT/"
 echo "=== summary (logs in $LOGS)"
 cat "$LOGS/summary.txt"
