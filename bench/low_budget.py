@@ -2,6 +2,7 @@
 
     python bench/low_budget.py [--cifar DIR] [--device auto] [--full] [--seeds 3]
                                [--samplers auto,typiclust,probcover,vaal,coreset,entropy,random]
+                               [--auto-switch 30,50]
     python bench/low_budget.py --from-json RESULT.json   (tables of a finished run)
 
 The budgets people label in the browser: a stratified 10,000-image subset
@@ -15,7 +16,10 @@ sampler, so the table compares what the samplers picked and nothing else.
 Prints accuracy (mean ± std over seeds) per round, each sampler's mean gap
 to random over the rounds and its worst round, the labels each needs to
 reach random's final accuracy, and whether `auto` met the targets (at least
-5 points above random on average, never more than 0.5 below); writes
+5 points above random on average, never more than 0.5 below).
+--auto-switch N,... adds `auto` switching from its early to its late sampler
+at N labels a class instead of its own threshold, one sampler per N
+(`auto-at-N`), to measure where the switch belongs. Writes
 bench/results/low-budget-cifar10k-<fast|full>-<device>.json and a .md (a run
 of other --samplers: low-budget-<their names>-cifar10k-...).
 """
@@ -91,8 +95,25 @@ def targets(result: dict) -> str:
             f"{'met' if worst >= -0.005 else 'NOT met'}). auto used: {', '.join(used)}.")
 
 
+def auto_at(per_class: int) -> str:
+    """`auto` with its switch at `per_class` labels a class, registered as
+    `auto-at-<per_class>` for this run (the same policy, another threshold)."""
+    from vaal_core.samplers import registry
+    from vaal_core.samplers.auto import choose_auto
+
+    name = f"auto-at-{per_class}"
+    if name not in registry.names():
+        settings = {**registry.get("auto").settings, "switch_per_class": per_class}
+        registry.register_policy(name, description=f"auto, switching at {per_class} labels a class",
+                                 **settings)(choose_auto)
+    return name
+
+
 def main() -> None:
-    args = parse_args(__doc__, SAMPLERS)
+    args = parse_args(__doc__, SAMPLERS, lambda ap: ap.add_argument(
+        "--auto-switch", default="", help="also run auto switching at these labels a class (comma-separated)"))
+    if args.auto_switch:
+        args.samplers = ",".join([*args.samplers.split(","), *(auto_at(int(n)) for n in args.auto_switch.split(","))])
 
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())

@@ -24,6 +24,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -72,9 +73,13 @@ def slim(result: dict, wall: float) -> dict:
     return out
 
 
-def parse_args(doc: str, samplers: str) -> argparse.Namespace:
-    """The options every CIFAR-10 simulation benchmark takes."""
+def parse_args(doc: str, samplers: str, more: Callable[[argparse.ArgumentParser], None] | None = None
+               ) -> argparse.Namespace:
+    """The options every CIFAR-10 simulation benchmark takes (`more` adds a
+    benchmark's own)."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if more is not None:
+        more(ap)
     ap.add_argument("--cifar", help="extracted CIFAR-10 JPEG folder (train/<class>/*.jpg)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--full", action="store_true", help="default-size models instead of --fast (for a GPU)")
