@@ -153,8 +153,8 @@ def place_images(images: np.ndarray, accel: Accel) -> np.ndarray | torch.Tensor:
         free, _ = torch.cuda.mem_get_info(accel.device)
         if images.nbytes > DEVICE_CACHE_SHARE * free:
             return images
-    # A copy read into memory: the memmap is read-only, and a tensor over it
-    # (PyTorch warns) would be one whose writes corrupt the cache file.
+    # A copy read into memory: the memmap is opened read-only, and PyTorch
+    # warns that a tensor over it must never be written to.
     return torch.from_numpy(np.array(images, copy=True)).to(accel.device)
 
 
