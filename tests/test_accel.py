@@ -224,7 +224,7 @@ def test_a_vaal_game_in_lower_precision_trains_and_scores_in_float32_outputs(tmp
     cfg = engine_config(32, fast=True)
     for precision in ("bf16", "fp16") if DEVICE.type == "cuda" else ("bf16",):
         chosen = accel.resolve(AccelConfig(precision=precision, channels_last="on", compile="off"), DEVICE)
-        assert chosen.scaler()._scaler is not None if precision == "fp16" else chosen.scaler()._scaler is None
+        assert (chosen.scaler()._scaler is not None) == (precision == "fp16")  # loss scaling for fp16 only
         m = vaal.build_vaal(cfg.vae, cfg.train, DEVICE, 0, chosen)
         losses = vaal.train_vaal(m, images, np.arange(16), np.arange(16, 64), cfg.train, 3, DEVICE, 0, accel=chosen)
         assert all(np.isfinite(v) for k, v in losses.items() if k != "compile_note"), (precision, losses)
