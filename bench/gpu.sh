@@ -34,6 +34,10 @@ cd "$(dirname "$0")/.."
 TAR_HERE=../shared/datasets/cifar10-jpg.tar.gz
 CARRIED=.device/cifar10-jpg.tar.gz
 mode=${1:-gpu}
+case "$mode" in
+  gpu|--prepare|--smoke) ;;
+  *) echo "error: unknown option '$mode': run bash bench/gpu.sh (on the GPU), --prepare or --smoke"; exit 2 ;;
+esac
 
 if [ "$mode" = --prepare ]; then
   [ -f "$TAR_HERE" ] || { echo "error: $TAR_HERE not found: the CIFAR-10 JPEG tarball is needed"; exit 1; }

@@ -73,6 +73,8 @@ def test_rounds_end_to_end(project, tmp_path):
     q = _json("queue", project)["items"]
     assert [it["rank"] for it in q] == list(range(1, 21))
     assert all(not Path(it["path"]).is_absolute() and it["path"].endswith(".jpg") for it in q)
+    assert all(it["means"].startswith("no labels yet, so VAAL covered the latent space") for it in q)
+    assert "scores of round 1's vaal (higher: label sooner); rank 1's: no labels yet" in run_cli("queue", project).stdout
 
     # 2. label the queue with the oracle's answers (the folder names)
     rows = [(it["path"], it["path"].split("/")[0]) for it in q]
@@ -90,6 +92,7 @@ def test_rounds_end_to_end(project, tmp_path):
     scores = [it["score"] for it in q2 if not it["audit"]]  # the random audit pick is not in score order
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     assert sum(it["audit"] for it in q2) == 1  # 5% of 20
+    assert all(f"chance this looks labeled: {1 - it['score']:.2f}" in it["means"] for it in q2)  # the score, worded
     assert len(_json("queue", project, "--limit", "5")["items"]) == 5
 
     # 4. the other samplers, and the round history

@@ -79,6 +79,14 @@ def score_meaning(order: LabelOrder, item_id: int, facts: RoundFacts, n_classes:
                        facts.near_chance, n_classes)
 
 
+def queue_meanings(project: Project, round_id: int, scores: list[float]) -> list[str]:
+    """What each score of a round's batch means (the `queue` command: the
+    same words as the Label page, for rows of the batch, best first)."""
+    facts = round_facts(project, round_id)
+    n_classes = len(project.classes())
+    return [score_words(facts.sampler, s, True, facts.metrics, facts.near_chance, n_classes) for s in scores]
+
+
 def how_chosen(order: LabelOrder, item_id: int, facts: RoundFacts) -> str:
     """The head of the "Why this image?" card: its rank, and what the
     sampler that ranked it does (its registry description)."""
