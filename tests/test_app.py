@@ -5,6 +5,7 @@ every action."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -308,6 +309,33 @@ def test_label_page_survives_a_moved_image_folder(project, images):
     assert "showing the cached copy" in texts(at)
     key_button(at, "class_0").click().run()
     assert len(project.labels()) == 1
+
+
+def test_project_page_reads_a_moved_folder_from_its_new_place(project, images, cifar_root, tmp_path):
+    project.set_label(project.items()[0].id, "cat")
+    moved = images.rename(images.with_name("moved"))
+    other = make_subset(cifar_root, tmp_path / "other", per_class=6, classes=CLASSES, offset=50)
+    at = app(project, "views/project.py")
+    assert "is missing" in texts(at)
+
+    at.text_input(key="move_from_warning_where").input(str(other))
+    at.button(key="move_from_warning_go").click().run()  # other JPEGs, none with the project's paths and sizes
+    assert "holds none of the project's 18 images" in texts(at).replace("\\", "")
+    assert project.image_root == images.resolve()
+
+    at.text_input(key="move_from_warning_where").input(str(moved))
+    at.button(key="move_from_warning_go").click().run()
+    assert not at.exception, at.exception
+    said = texts(at).replace("\\", "")  # as shown: plain() escapes markdown's characters
+    assert f"Images now read from {moved.resolve()} (was {images.resolve()}): 18 of 18 found there" in said
+    assert "Scanned: 0 new images added, 0 missing" in said and "is missing" not in said
+    assert project.image_root == moved.resolve() and len(project.labels()) == 1  # the label kept
+    assert "showing the cached copy" not in texts(app(project, "views/label.py"))  # the originals again
+
+    shutil.copy(other / "cat" / sorted(p.name for p in (other / "cat").iterdir())[0], moved / "cat" / "new.jpg")
+    at = app(project, "views/project.py")
+    at.button(key="rescan").click().run()
+    assert "Scanned: 1 new image added, 0 missing" in texts(at).replace("\\", "") and project.item_count()[0] == 19
 
 
 # -- task-model suggestions ------------------------------------------------------------

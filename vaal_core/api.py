@@ -204,6 +204,35 @@ class ProjectHandle:
         """
         return self.project.status()
 
+    def add_images(self, *, progress: bool = True) -> dict[str, Any]:
+        """Scan the image folder again and add its new images (labels kept;
+        images whose file has gone are marked missing): the ingest's report,
+        as `create_project(..., exist_ok=True)` gives it."""
+        return self._ingest(self.project.image_root, progress)
+
+    def move_images(self, folder: str | os.PathLike, *, progress: bool = True) -> dict[str, Any]:
+        """The project's images moved to `folder` (another disk, a renamed
+        folder): check that they are there (each image's path and size, and
+        a sample's bytes), read them from there from now on, and scan it as
+        `add_images` does. Labels, rounds and the queue are kept; images not
+        found there are marked missing, their labels kept. Raises
+        BadImageFolder, naming a file, when `folder` holds none of the
+        project's images or other images under their names, and changes
+        nothing then. The report's `moved` says what was found.
+
+            >>> p.move_images("/mnt/big-disk/pets")["moved"]
+            {'old': '/home/me/pets', 'new': '/mnt/big-disk/pets', 'images': 2000, 'found': 2000, 'hashed': 256}
+        """
+        return self._ingest(_path(folder), progress, moved=True)
+
+    def _ingest(self, folder: Path, progress: bool, moved: bool = False) -> dict[str, Any]:
+        from vaal_core.data.ingest import init_project
+
+        with phase_bars(progress) as show:
+            scanned, report, _ = init_project(self.project.root, folder, progress=show, moved=moved)
+        scanned.close()  # its own connection; this handle's reads the same store
+        return report.to_dict()
+
     def round(self, sampler: str = "auto", budget: int | None = None, *, fast: bool = False, seed: int = 0,
               device: str = "auto", fresh: bool = False, suggest: bool = True, pretrained: str | None = None,
               audit: float | None = None, progress: bool = True) -> dict[str, Any]:

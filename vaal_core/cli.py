@@ -41,7 +41,8 @@ def cmd_init(args: argparse.Namespace) -> None:
 
     project, report, created = init_project(
         Path(args.project), Path(args.images).expanduser(), _parse_classes(args.classes), args.image_size,
-        gold_from_folders=args.gold_from_folders, progress=stderr_printer(quiet=args.json), database=args.db)
+        gold_from_folders=args.gold_from_folders, progress=stderr_printer(quiet=args.json), database=args.db,
+        moved=args.moved)
     root = Path(args.project)
     status = project.status()
     out = {**report.to_dict(), "project": str(root), "created": created, "status": status}
@@ -49,6 +50,10 @@ def cmd_init(args: argparse.Namespace) -> None:
               f"{report.known} already known, {len(report.skipped)} skipped, {report.missing} missing "
               f"({report.images_per_s:.0f} images/s)"),
              f"classes: {', '.join(status['classes']) or '(none yet: add with --classes)'}"]
+    if report.moved:
+        from vaal_core.data.relocate import Moved
+
+        lines.insert(1, Moved(**report.moved).sentence())
     if status["backend"] != "sqlite":
         lines.append(f"store: {project.db.where()}")
     lines += [f"  skipped {path}: {reason}" for path, reason in report.skipped]
@@ -313,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the store on a PostgreSQL server (a team project): postgresql://USER@HOST:PORT/DB, "
                          "no password in it (PGPASSWORD or ~/.pgpass); default $VAAL_DATABASE_URL, else SQLite "
                          "in the project folder")
+    sp.add_argument("--moved", action="store_true",
+                    help="the project's images moved to --images (another disk, a renamed folder): check that "
+                         "they are there (paths, sizes, a sample's bytes), then read them from there; labels, "
+                         "rounds and the queue are kept")
 
     command("status", cmd_status, "counts of items, labels, skipped files and rounds")
 

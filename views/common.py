@@ -185,7 +185,10 @@ def picture(project: Project, item_id: int, side: int) -> tuple[Image.Image, str
     """An item's image with its longer side `side` px (smaller ones enlarged
     smoothly, drawn as pictures rather than blocks of pixels), and a note
     when the cached copy stands in for a missing original."""
-    return _picture(str(project.root), item_id, side, project)
+    img, note = _picture(str(project.root), item_id, side, project)
+    if note is not None:  # a stand-in is not kept: the folder may be back, or read from its new place, next time
+        _picture.clear(str(project.root), item_id, side, project)
+    return img, note
 
 
 # -- the Host check (DNS rebinding) ---------------------------------------------------

@@ -12,6 +12,7 @@ from vaal_core import samplers
 from vaal_core.config import IMAGE_SIZES
 from vaal_core.data.images import image_root_problem
 from vaal_core.data.ingest import init_project, parse_classes
+from vaal_core.data.relocate import Moved
 from vaal_core.errors import BadInput, VaalError
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event
@@ -124,6 +125,10 @@ def overview() -> None:
     problem = image_root_problem(project)
     if problem:
         st.warning(plain(problem), icon=":material/folder_off:")
+        move_form("move_from_warning")
+    done = st.session_state.pop("images_scanned", None)
+    if done:
+        st.success(plain(done), icon=":material/check_circle:")
     cols = st.columns(5)
     for col, key in zip(cols, ("items", "labeled", "unlabeled", "skipped", "missing")):
         col.metric(key.capitalize(), f"{status[key]:,}")
@@ -135,13 +140,60 @@ def overview() -> None:
     else:
         fig = go.Figure(go.Bar(x=list(per_class.values()), y=[chart_text(c) for c in per_class], orientation="h"))
         fig.update_layout(height=max(160, 28 * len(per_class)), margin={"t": 10, "b": 10, "l": 10, "r": 10},
-                          yaxis={"autorange": "reversed"}, xaxis={"title": "labeled images", "rangemode": "tozero",
-                                                                   "tickformat": "d"})
+                          yaxis={"autorange": "reversed"},
+                          # a tick per label while counts are small: "d" alone writes 0, 0, 0, 1, 1, 1 under 0-1
+                          xaxis={"title": "labeled images", "rangemode": "tozero", "tickformat": "d",
+                                 **({"dtick": 1} if max(per_class.values()) <= 10 else {})})
         st.plotly_chart(fig, key="per_class")
     skipped = project.skipped_files()
     if skipped:
         with st.expander(f"{len(skipped):,} files were skipped: why"):
             st.dataframe(skipped, hide_index=True, width="stretch")
+
+
+def images_section() -> None:
+    st.caption(f"Read from {plain(project.image_root)}. New files in that folder join the project when it is "
+               "scanned again; files that left it are marked missing, their labels kept.")
+    if st.button("Look for new images in the folder", icon=":material/refresh:", key="rescan",
+                 disabled=image_root_problem(project) is not None):
+        scan_images(project.image_root, moved=False)
+    move_form("move_from_tab")
+
+
+def move_form(key: str) -> None:
+    """The images moved (another disk, a renamed folder): where they are now."""
+    with st.form(key):
+        where = st.text_input("The images moved? Where the folder is now", placeholder="/mnt/disk/photos/birds",
+                              help="checked before it is used: every image at its path with its size, a sample "
+                                   "of them byte for byte; labels, rounds and the queue are kept",
+                              key=f"{key}_where")
+        submitted = st.form_submit_button("Read the images from there", icon=":material/drive_file_move:",
+                                          key=f"{key}_go")
+    if submitted and where.strip():
+        scan_images(Path(where.strip()).expanduser(), moved=True)
+
+
+def scan_images(folder: Path, moved: bool) -> None:
+    """Scan `folder` for the open project (after checking that its images
+    moved there, if `moved`), with a bar; says what it found after the rerun."""
+    slot = st.empty()
+    bar = slot.progress(0.0, text="Scanning...")
+
+    def progress(event: Event) -> None:
+        bar.progress(event.fraction if event.total else 1.0, text=event.describe(sentence=True))
+
+    try:
+        scanned, report, _ = init_project(project.root, folder, progress=progress, moved=moved)
+        scanned.close()  # its own connection to the store the page reads
+    except VaalError as err:
+        slot.empty()
+        show_error(err)
+        return
+    said = [Moved(**report.moved).sentence(capital=True) + "."] if report.moved else []
+    said.append(f"Scanned: {report.added:,} new image{'' if report.added == 1 else 's'} added, "
+                f"{report.missing:,} missing, {len(report.skipped):,} files skipped.")
+    st.session_state["images_scanned"] = " ".join(said)
+    st.rerun()
 
 
 def classes_section() -> None:
@@ -232,18 +284,20 @@ ingest_summary()
 if project is not None:
     st.subheader(plain(project.root.name))
     overview()
-    tabs = st.tabs(["Classes", "Defaults", "Team", "Export", "Open another", "New project"])
+    tabs = st.tabs(["Classes", "Images", "Defaults", "Team", "Export", "Open another", "New project"])
     with tabs[0]:
         classes_section()
     with tabs[1]:
-        defaults_section()
+        images_section()
     with tabs[2]:
-        team_section(project)
+        defaults_section()
     with tabs[3]:
-        export_section()
+        team_section(project)
     with tabs[4]:
-        open_section()
+        export_section()
     with tabs[5]:
+        open_section()
+    with tabs[6]:
         create_section()
 else:
     a, b = st.tabs(["Open", "New project"])

@@ -22,7 +22,9 @@ import numpy as np
 
 from vaal_core.config import IMAGE_SIZES
 from vaal_core.data.cache import cache_path, ingest_lock
+from vaal_core.data import relocate
 from vaal_core.data.decode import DEFAULT_MAX_PIXELS, Loaded, load_many
+from vaal_core.data.relocate import Moved
 from vaal_core.data.scan import gold_of, inside, scan
 from vaal_core.errors import BadImageFolder, BadInput
 from vaal_core.progress import Phase, Progress, Steps
@@ -41,6 +43,7 @@ class IngestReport:
     ignored: int  # files with other extensions
     seconds: float
     images_per_s: float  # files decoded per second
+    moved: dict[str, Any] | None = None  # the folder moved before this scan (relocate.Moved)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -218,18 +221,23 @@ def parse_classes(text: str | Sequence[str] | None, what: str = "the class list"
 
 def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_size: int | None = None,
                  gold_from_folders: bool = False, progress: Progress | None = None,
-                 gold: Mapping[str, str] | None = None,
-                 database: str | None = None) -> tuple[Project, IngestReport, bool]:
+                 gold: Mapping[str, str] | None = None, database: str | None = None,
+                 moved: bool = False) -> tuple[Project, IngestReport, bool]:
     """Create a project from an image folder, or add a grown folder's new
     images to an existing one (labels kept). Returns (project, report,
     created). Checks the folder and the class names before writing
     anything. A creation that fails (no image could be read, an error, an
     interruption before any image was added) takes back what it made, and
     only that: a folder or file that was there before stays. Hidden gold
-    labels as in `ingest`."""
+    labels as in `ingest`. `moved`: the existing project's images are now
+    in `images` (relocate.move checks that they are, then the project reads
+    them from there; `report.moved` says what it found)."""
     root, images = Path(root), Path(images).expanduser()
     if not images.is_dir():
         raise BadImageFolder(f"image folder {images} does not exist or is not a folder")
+    if moved and not is_project(root):
+        raise BadInput(f"no project at {root}: saying the images moved is for an existing project; "
+                       "leave it out to create one")
     if image_size is not None and image_size not in IMAGE_SIZES:
         raise BadInput(f"image size {image_size} is not supported; use one of {IMAGE_SIZES}")
     if root.exists() and not root.is_dir():
@@ -238,7 +246,7 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
         check_class_name(name)
     _gold_rule(gold_from_folders, gold)  # refused before anything is written
     made = _Made(root)
-    project, created = None, False
+    project, created, move = None, False, None
     try:
         # Under the ingest lock: two inits of one new project never both create it.
         with ingest_lock(root):
@@ -249,8 +257,10 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
                                          f"in {images}")
                 project = Project.create(root, images, image_size or 32, classes, database=database)
             else:
-                project = _open_for(root, images, image_size, classes)
+                project, move = _open_for(root, images, image_size, classes, moved)
         report = ingest(project, gold_from_folders=gold_from_folders, progress=progress, gold=gold)
+        if move is not None:
+            report.moved = move.to_dict()
         if created and not project.items(status=None):
             first = report.skipped[0] if report.skipped else ("?", "?")
             raise BadImageFolder(f"none of the image files in {images} could be read "
@@ -266,17 +276,23 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
     return project, report, created
 
 
-def _open_for(root: Path, images: Path, image_size: int | None, classes: Sequence[str]) -> Project:
-    """The existing project at `root`, checked against what init was given."""
+def _open_for(root: Path, images: Path, image_size: int | None, classes: Sequence[str],
+              moved: bool) -> tuple[Project, Moved | None]:
+    """The existing project at `root`, checked against what init was given,
+    reading its images from `images` if they `moved` there."""
     project = Project.open(root)
-    if project.image_root != images.resolve():
-        raise BadInput(f"project {root} reads images from {project.image_root}, not {images.resolve()}; "
-                       "give the same folder or create a new project")
     if image_size is not None and image_size != project.image_size:
         raise BadInput(f"project {root} uses image size {project.image_size}; create a new project "
                        f"for size {image_size}")
+    move = None
+    if project.image_root != images.resolve():
+        if not moved:
+            raise BadInput(f"project {root} reads images from {project.image_root}, not {images.resolve()}; "
+                           "give the same folder, or if its images moved there, say so (init --moved; in Python, "
+                           "move_images): labels and rounds are kept")
+        move = relocate.move(project, images)
     project.add_classes(classes)
-    return project
+    return project, move
 
 
 class _Made:

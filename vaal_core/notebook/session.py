@@ -101,14 +101,18 @@ class LabelSession:
 
     def picture(self, item_id: int, side: int) -> tuple[str, str | None]:
         """(a JPEG data URL of the image, its longer side `side` px; a note when
-        the cached copy stands in for the file), the last 64 kept."""
+        the cached copy stands in for the file), the last 64 originals kept (not
+        a stand-in: the folder may be back, or read from its new place, next time)."""
         key = (item_id, side)
-        if key not in self._pictures:
-            img, note = load_image(self.project, self.project.item(item_id), max_side=side)
-            self._pictures[key] = (jpeg_data_url(fit(img, side), quality=88), note)
+        if key in self._pictures:
+            return self._pictures[key]
+        img, note = load_image(self.project, self.project.item(item_id), max_side=side)
+        drawn = (jpeg_data_url(fit(img, side), quality=88), note)
+        if note is None:
+            self._pictures[key] = drawn
             while len(self._pictures) > 64:
                 self._pictures.popitem(last=False)
-        return self._pictures[key]
+        return drawn
 
     # -- drawing ---------------------------------------------------------------------
 

@@ -127,6 +127,12 @@ class Items:
         rows = self.db.rows("SELECT id, path, sha1 FROM items")
         return {r["path"]: r["id"] for r in rows}, {r["sha1"]: r["path"] for r in rows}
 
+    def fingerprints(self) -> list[tuple[str, int, str]]:
+        """(path, size in bytes, SHA-1) of every item, in id order: what a
+        new place of the image folder is checked against (data/relocate.py)."""
+        return [(r["path"], int(r["size_bytes"]), r["sha1"])
+                for r in self.db.rows("SELECT path, size_bytes, sha1 FROM items ORDER BY id")]
+
     def cache_rows(self) -> int:
         """Rows of the image cache that items point at (the cache may hold a
         partly written tail after a crash; it is cut back to this)."""

@@ -138,6 +138,15 @@ class Project:
     def image_root(self) -> Path:
         return Path(self.meta("image_root"))
 
+    def move_image_root(self, new_root: Path, check: Mapping[str, Any]) -> None:
+        """Read the images from `new_root` from now on (the folder moved;
+        data/relocate.py checked it first), recorded with that check, in one
+        transaction."""
+        with self.db.atomic():
+            old = self.meta("image_root")
+            self._set_meta("image_root", str(new_root))
+            self.log_event("moved", {"from": old, "to": str(new_root), **check})
+
     @property
     def image_size(self) -> int:
         return int(self.meta("image_size"))
@@ -203,6 +212,9 @@ class Project:
 
     def known_files(self) -> tuple[dict[str, int], dict[str, str]]:
         return self._items.known_files()
+
+    def fingerprints(self) -> list[tuple[str, int, str]]:
+        return self._items.fingerprints()
 
     def cache_rows(self) -> int:
         return self._items.cache_rows()
