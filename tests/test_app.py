@@ -159,6 +159,41 @@ def test_class_edits_keep_labels(project):
     assert [b["key"] for b in single_buttons(at).values() if b["id"].startswith("class_")] == ["1", "2", "3", "4"]
 
 
+def test_labels_import_from_a_file_is_previewed_checked_and_undoable(project):
+    items = project.items()
+    a, b, c = (items[k] for k in (0, 7, 14))
+    project.set_label(a.id, "cat")  # given before the import
+    at = app(project, "views/project.py")
+    mine = f"path,label\n{a.path},dog\n{b.path},airplane\n{c.path},cat\n".encode()
+    at.file_uploader(key="import_file").set_value(("mine.csv", mine, "text/csv")).run()
+    said = texts(at).replace("\\", "")
+    assert "**mine.csv**: 3 rows · 2 images not labeled yet · 1 labeled otherwise now · 0 already so" in said
+    assert f"{shown_path(a.path, a.gold)}: cat → dog" in said
+    assert at.button(key="import_go").label == "Import 2 labels" and project.labels() == {a.id: "cat"}  # a preview
+
+    at.checkbox(key="import_replace").check().run()
+    at.button(key="import_go").click().run()
+    assert not at.exception, at.exception
+    assert project.labels() == {a.id: "dog", b.id: "airplane", c.id: "cat"}
+    assert "Imported 3 labels from mine.csv" in texts(at).replace("\\", "")
+    assert {r["source"] for r in project.label_rows()} == {"csv"}
+    at.button(key="undo_import").click().run()  # one action: all three back as they were
+    assert project.labels() == {a.id: "cat"}
+
+    bad = json.dumps({"labels": [{"path": b.path, "label": "horse"}]}).encode()  # as the JSON export writes
+    at.file_uploader(key="import_file").set_value(("bad.json", bad, "application/json")).run()
+    assert "bad.json label 1: unknown class 'horse'" in texts(at).replace("\\", "")
+    assert not [x for x in at.button if x.key == "import_go"] and project.labels() == {a.id: "cat"}
+
+    later = json.dumps([{"path": b.path, "label": "dog"}]).encode()
+    at.file_uploader(key="import_file").set_value(("later.json", later, "application/json")).run()
+    project.set_label(b.id, "cat", source="ui")  # given elsewhere after the preview was read
+    at.button(key="import_go").click().run()  # the preview on screen said b was unlabeled
+    said = texts(at).replace("\\", "")
+    assert "Nothing imported:" in said and "was labeled **cat**" in said and "0 images not labeled yet" in said
+    assert project.labels() == {a.id: "cat", b.id: "cat"}  # the later label stands
+
+
 def test_export_writes_an_imagefolder_copy(project, home):
     items = project.items()
     project.set_labels([(items[0].id, "cat"), (items[1].id, "dog")])

@@ -345,3 +345,30 @@ def test_label_files_and_usage_errors(project, tmp_path):
     assert "vaal_core vaal_core" not in err
     _fails("bogus", match="python -m vaal_core --help")
     _fails("round", project, "--budget", "ten", match="python -m vaal_core round --help")
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"{", "bad.json is not valid JSON (Expecting property name enclosed in double quotes at line 1)"),
+    (b'{"project": "x"}', "bad.json holds no list of labels"),
+    (b'["cat/1.jpg"]', "bad.json label 1: 'cat/1.jpg' is not an object with a path and a label"),
+    (b"\xff\xfe\x00", "bad.json is not UTF-8 text"),
+])
+def test_a_json_label_file_that_is_not_one_is_named(content, said):
+    from vaal_core.errors import BadInput
+    from vaal_core.services.labels_io import parse_labels
+
+    with pytest.raises(BadInput) as err:
+        parse_labels(content, "bad.json", "json")
+    assert str(err.value).startswith(said)
+
+
+def test_a_json_export_reads_back_as_the_labels_it_holds(project):
+    from vaal_core.services.labels_io import labels_text, parse_labels, plan_import
+
+    p = Project.open(project)
+    items = p.items()[:3]
+    p.set_labels([(it.id, it.gold) for it in items])
+    rows = parse_labels(labels_text(p, "json").encode(), "labels.json", "json")
+    assert [(path, label) for _, path, label in rows] == sorted((it.path, it.gold) for it in items)
+    plan = plan_import(p, rows, "labels.json")
+    assert (plan.new, plan.changed, plan.unchanged) == ([], [], 3)  # the project's own labels: nothing to do

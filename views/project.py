@@ -1,8 +1,10 @@
 """Project: open or create a project, edit its classes, see its counts and
-skipped files, choose defaults, and export the labels."""
+skipped files, scan its folder again or follow it where it moved, choose
+defaults, and import and export the labels."""
 
 from __future__ import annotations
 
+from dataclasses import replace as replace_plan
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -10,19 +12,21 @@ import streamlit as st
 
 from vaal_core import samplers
 from vaal_core.config import IMAGE_SIZES
-from vaal_core.data.images import image_root_problem
+from vaal_core.data.images import image_root_problem, shown_path
 from vaal_core.data.ingest import init_project, parse_classes
 from vaal_core.data.relocate import Moved
-from vaal_core.errors import BadInput, VaalError
+from vaal_core.errors import BadInput, LabelConflict, VaalError
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event
-from vaal_core.services import label_words, workspace
+from vaal_core.services import label_words, labels_io, workspace
 from vaal_core.services.labels_io import export_labels, labels_text
 from vaal_core.store import is_project
+from views import team
 from views.agreement import team_section
-from views.common import chart_text, plain, select_project, show_error
+from views.common import chart_text, conflict_text, plain, select_project, show_error
 
 project = st.session_state.get("project")
+AUTHOR = team.current() or "user"  # who an import's labels are by, as the Label page's
 st.title("Project")
 if st.session_state.get("project_error"):
     st.error(plain(st.session_state["project_error"]))
@@ -256,6 +260,71 @@ def defaults_section() -> None:
             st.toast("Saved: the Train page starts from these")
 
 
+def import_section() -> None:
+    """Labels from a file (a CSV or the JSON export): checked whole and
+    previewed before anything is written; one undoable action."""
+    up = st.file_uploader("Import labels: a CSV file with the columns path,label, or a JSON export",
+                          type=["csv", "json"], key="import_file",
+                          help=f"paths relative to {plain(project.image_root)}; every row is checked before "
+                               "anything is written")
+    if up is None:
+        return
+    done = st.session_state.get("imported")
+    if done and done["file"] == (str(project.root), up.file_id):  # this file went in: say so, offer to take it back
+        a, b = st.columns([3, 1], vertical_alignment="center")
+        a.success(plain(done["said"]), icon=":material/check_circle:")
+        if b.button("Undo this import", icon=":material/undo:", key="undo_import"):
+            undone = project.undo(only=done["action"], author=AUTHOR) if done["action"] is not None else None
+            if undone is None:
+                st.warning("Not undone: labels were given after the import; undo those first (Z on the Label page).")
+            else:
+                st.session_state.pop("imported")
+                st.toast(f"Import undone: {len(undone['items']):,} labels back as they were")
+                st.rerun()
+        return
+    try:
+        rows = labels_io.parse_labels(up.getvalue(), up.name, "json" if up.name.lower().endswith(".json") else "csv")
+        plan = labels_io.plan_import(project, rows, up.name)
+    except VaalError as err:
+        show_error(err)
+        return
+    # The import writes what the preview on screen said: the labels as this file's last preview read them
+    # (a label given elsewhere since then is refused by name, not overwritten), so keep each preview's reading.
+    shown = st.session_state.get("import_shown")
+    st.session_state["import_shown"] = ((str(project.root), up.file_id), plan.current)
+    if shown and shown[0] == (str(project.root), up.file_id):
+        plan = replace_plan(plan, current=shown[1])  # the next run shows the labels as they are by then
+    refused = st.session_state.pop("import_refused", None)
+    if refused:
+        st.error(refused, icon=":material/error:")
+    new, changed = plan.new, plan.changed
+    st.markdown(f"**{plain(up.name)}**: {plan.rows:,} rows · {len(new):,} images not labeled yet · "
+                f"{len(changed):,} labeled otherwise now · {plan.unchanged:,} already so")
+    replace = False
+    if changed:
+        names = {it.id: it for it in project.items(status=None) if it.id in set(changed[:5])}
+        st.caption("Labeled otherwise now: " + "; ".join(
+            f"{plain(shown_path(names[i].path, names[i].gold))}: {plain(plan.current[i])} → {plain(plan.labels[i])}"
+            for i in changed[:5]) + (" …" if len(changed) > 5 else ""))
+        replace = st.checkbox(f"Replace the {len(changed):,} labels given before with the file's", key="import_replace")
+    n = len(new) + (len(changed) if replace else 0)
+    if st.button(f"Import {n:,} labels", type="primary", disabled=n == 0, icon=":material/upload:",
+                 key="import_go"):
+        try:
+            wrote = labels_io.apply_import(project, plan, AUTHOR, replace=replace)
+        except LabelConflict as err:
+            st.session_state["import_refused"] = (f"Nothing imported: {conflict_text(project, err)} The preview "
+                                                  "below counts it now; import again if the file should win.")
+            st.rerun()
+        except VaalError as err:
+            show_error(err)
+            return
+        action = project.latest_action(AUTHOR) if wrote else None  # no write, no action of its own to undo
+        st.session_state["imported"] = {"file": (str(project.root), up.file_id), "action": action,
+                                        "said": f"Imported {wrote:,} labels from {up.name}."}
+        st.rerun()
+
+
 def export_section() -> None:
     n = project.status(team=False)["labeled"]
     st.caption(f"{n:,} labeled images. Paths are relative to {plain(project.image_root)}.")
@@ -284,7 +353,7 @@ ingest_summary()
 if project is not None:
     st.subheader(plain(project.root.name))
     overview()
-    tabs = st.tabs(["Classes", "Images", "Defaults", "Team", "Export", "Open another", "New project"])
+    tabs = st.tabs(["Classes", "Images", "Defaults", "Team", "Import / export", "Open another", "New project"])
     with tabs[0]:
         classes_section()
     with tabs[1]:
@@ -294,6 +363,7 @@ if project is not None:
     with tabs[3]:
         team_section(project)
     with tabs[4]:
+        import_section()
         export_section()
     with tabs[5]:
         open_section()

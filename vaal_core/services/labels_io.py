@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,9 @@ def _log_export(project: Project, payload: dict[str, Any]) -> None:
         pass  # a read-only project still exports; only its event log misses this one
 
 
-def read_label_csv(path: Path) -> list[tuple[int, str, str]]:
-    """Rows of a `path,label` CSV as (line number, path, label)."""
+def read_label_csv(path: Path) -> list[tuple[str, str, str]]:
+    """Rows of a `path,label` CSV file as (where, path, label), `where`
+    naming the file and line for messages."""
     path = Path(path)
     if path.is_dir():
         raise BadInput(f"label file {path} is a folder, not a file; give the path of a CSV file with the "
@@ -96,38 +98,102 @@ def read_label_csv(path: Path) -> list[tuple[int, str, str]]:
     if not path.is_file():
         raise BadInput(f"label file {path} does not exist")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh, restkey=_EXTRA)
-            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-            if "path" not in fields or "label" not in fields:
-                raise BadInput(f"{path} must have a header row with the columns path,label "
-                               f"(found: {','.join(reader.fieldnames or []) or 'nothing'})")
-            reader.fieldnames = fields
-            rows = []
-            for r in reader:
-                if any(v.strip() for v in r.get(_EXTRA, ())):  # a value with no column: never drop it silently
-                    raise BadInput(f"{path} line {reader.line_num}: {len(fields) + len(r[_EXTRA])} values where "
-                                   f"the header has {len(fields)} columns ({','.join(fields)}); put a path or "
-                                   'label that holds a comma in double quotes ("a,b.jpg")')
-                rows.append((reader.line_num, (r.get("path") or "").strip(), (r.get("label") or "").strip()))
-            return rows
-    except UnicodeDecodeError as err:
-        raise BadInput(f"{path} is not UTF-8 text ({err.reason}); save it as UTF-8 CSV") from None
-    except csv.Error as err:
-        raise BadInput(f"{path} is not a valid CSV file: {err}") from None
+        data = path.read_bytes()
     except OSError as err:
         raise BadInput(f"cannot read label file {path}: {err.strerror or err}") from None
+    return parse_labels(data, str(path), "csv")
 
 
-def import_labels(project: Project, csv_path: Path, author: str = "import") -> dict[str, Any]:
-    """Apply a `path,label` CSV (paths relative to the image root). Checks
-    every row first; any unknown path or class aborts with no change."""
-    rows = read_label_csv(csv_path)
+def parse_labels(data: bytes, name: str, fmt: str) -> list[tuple[str, str, str]]:
+    """(where, path, label) rows of a label file's bytes: a `path,label` CSV,
+    or JSON as the JSON export writes it ({"labels": [{path, label}, ...]},
+    or the list alone). `name` is the file as messages call it."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise BadInput(f"{name} is not UTF-8 text ({err.reason}); save it as UTF-8") from None
+    if fmt == "csv":
+        return _csv_rows(text, name)
+    if fmt == "json":
+        return _json_rows(text, name)
+    raise BadInput(f"unknown label file format {fmt!r}; use csv or json")
+
+
+def _csv_rows(text: str, name: str) -> list[tuple[str, str, str]]:
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        if "path" not in fields or "label" not in fields:
+            raise BadInput(f"{name} must have a header row with the columns path,label "
+                           f"(found: {','.join(reader.fieldnames or []) or 'nothing'})")
+        reader.fieldnames = fields
+        rows = []
+        for r in reader:
+            if any(v.strip() for v in r.get(_EXTRA, ())):  # a value with no column: never drop it silently
+                raise BadInput(f"{name} line {reader.line_num}: {len(fields) + len(r[_EXTRA])} values where "
+                               f"the header has {len(fields)} columns ({','.join(fields)}); put a path or "
+                               'label that holds a comma in double quotes ("a,b.jpg")')
+            rows.append((f"{name} line {reader.line_num}", (r.get("path") or "").strip(),
+                         (r.get("label") or "").strip()))
+        return rows
+    except csv.Error as err:
+        raise BadInput(f"{name} is not a valid CSV file: {err}") from None
+
+
+def _json_rows(text: str, name: str) -> list[tuple[str, str, str]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadInput(f"{name} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    entries = data.get("labels") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise BadInput(f"{name} holds no list of labels: give {{\"labels\": [{{\"path\": ..., \"label\": ...}}]}}, "
+                       "as the JSON export writes it")
+    rows = []
+    for k, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise BadInput(f"{name} label {k}: {entry!r} is not an object with a path and a label")
+        path, label = entry.get("path"), entry.get("label")
+        rows.append((f"{name} label {k}", path.strip() if isinstance(path, str) else "",
+                     label.strip() if isinstance(label, str) else ""))
+    return rows
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """What a label file would change, checked whole before anything is
+    written: each image it names, with the label it gives and the one it
+    has now (`current`, None: unlabeled)."""
+
+    name: str
+    rows: int
+    labels: dict[int, str]  # item id -> the file's label
+    current: dict[int, str | None]  # item id -> its label when the file was read
+
+    @property
+    def new(self) -> list[int]:
+        return [i for i in self.labels if self.current[i] is None]
+
+    @property
+    def changed(self) -> list[int]:
+        return [i for i, lab in self.labels.items() if self.current[i] is not None and self.current[i] != lab]
+
+    @property
+    def unchanged(self) -> int:
+        return sum(self.current[i] == lab for i, lab in self.labels.items())
+
+    def pairs(self, replace: bool = True) -> list[tuple[int, str]]:
+        """(item id, label) to write: the new ones, and with `replace` the changed ones."""
+        return [(i, self.labels[i]) for i in self.new + (self.changed if replace else [])]
+
+
+def plan_import(project: Project, rows: list[tuple[str, str, str]], name: str) -> ImportPlan:
+    """Check every row against the project (known image, known class, one
+    label per image); BadInput names the first bad row."""
     ids, _ = project.known_files()
     classes = set(project.classes())
-    pairs, seen = [], {}
-    for line, path, label in rows:
-        where = f"{csv_path} line {line}"
+    wanted: dict[int, str] = {}
+    for where, path, label in rows:
         key = path.replace(os.sep, "/")
         if not path or not label:
             raise BadInput(f"{where}: both path and label are needed (got path={path!r}, label={label!r})")
@@ -137,10 +203,27 @@ def import_labels(project: Project, csv_path: Path, author: str = "import") -> d
         if label not in classes:
             raise UnknownClass(f"{where}: unknown class {label!r}; the project's classes are: "
                                f"{', '.join(project.classes()) or '(none)'}")
-        if key in seen and seen[key] != label:
-            raise BadInput(f"{where}: {path!r} is labeled {seen[key]!r} earlier in the file and {label!r} here")
-        seen[key] = label
-        pairs.append((ids[key], label))
-    changed = project.set_labels(pairs, author=author, source="csv")
-    project.log_event("import", {"file": str(csv_path), "rows": len(rows), "changed": changed})
-    return {"file": str(csv_path), "rows": len(rows), "changed": changed, "unchanged": len(pairs) - changed}
+        if ids[key] in wanted and wanted[ids[key]] != label:
+            raise BadInput(f"{where}: {path!r} is labeled {wanted[ids[key]]!r} earlier in the file and {label!r} here")
+        wanted[ids[key]] = label
+    return ImportPlan(name, len(rows), wanted, project.labels_of(list(wanted)))
+
+
+def apply_import(project: Project, plan: ImportPlan, author: str, replace: bool = True,
+                 token: str | None = None) -> int:
+    """Write a plan as one undoable action, only if none of its images' labels
+    changed since it was read (LabelConflict otherwise, naming one); returns
+    how many labels changed."""
+    pairs = plan.pairs(replace)
+    changed = project.set_labels(pairs, author=author, source="csv", token=token,
+                                 seen={i: plan.current[i] for i, _ in pairs}) or 0
+    project.log_event("import", {"file": plan.name, "rows": plan.rows, "changed": changed})
+    return changed
+
+
+def import_labels(project: Project, csv_path: Path, author: str = "import") -> dict[str, Any]:
+    """Apply a `path,label` CSV (paths relative to the image root). Checks
+    every row first; any unknown path or class aborts with no change."""
+    plan = plan_import(project, read_label_csv(csv_path), str(csv_path))
+    changed = apply_import(project, plan, author)
+    return {"file": str(csv_path), "rows": plan.rows, "changed": changed, "unchanged": len(plan.labels) - changed}

@@ -222,6 +222,12 @@ class Labels:
                             "WHERE i.status = 'ok' ORDER BY i.id")  # one order on both backends: rounds are seeded
         return {r["id"]: r["name"] for r in rows}
 
+    def of(self, item_ids: Sequence[int]) -> dict[int, str | None]:
+        """{item id: class name, or None} of the given items, present or missing."""
+        rows = self.db.rows_in("SELECT i.id, c.name FROM items i LEFT JOIN classes c ON c.id = i.label_class_id "
+                               "WHERE i.id IN ({ids})", item_ids)
+        return {r["id"]: r["name"] for r in rows}
+
     def current_rows(self) -> list[dict[str, Any]]:
         """Every labeled present item with who gave its label, how and when
         (from the newest history row still standing), sorted by path:

@@ -256,6 +256,9 @@ class Project:
     def labels(self) -> dict[int, str]:
         return self._labels.current()
 
+    def labels_of(self, item_ids: Sequence[int]) -> dict[int, str | None]:
+        return self._labels.of(item_ids)
+
     def label_rows(self) -> list[dict[str, Any]]:
         return self._labels.current_rows()
 
