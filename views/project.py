@@ -43,6 +43,11 @@ def switch_to(path: str | Path) -> None:
     st.rerun()
 
 
+def count(n: int, thing: str) -> str:
+    """'1 label', '3 labels'."""
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"
+
+
 # -- open / create --------------------------------------------------------------
 
 def open_section() -> None:
@@ -194,8 +199,8 @@ def scan_images(folder: Path, moved: bool) -> None:
         show_error(err)
         return
     said = [Moved(**report.moved).sentence(capital=True) + "."] if report.moved else []
-    said.append(f"Scanned: {report.added:,} new image{'' if report.added == 1 else 's'} added, "
-                f"{report.missing:,} missing, {len(report.skipped):,} files skipped.")
+    said.append(f"Scanned: {count(report.added, 'new image')} added, {report.missing:,} missing, "
+                f"{count(len(report.skipped), 'file')} skipped.")
     st.session_state["images_scanned"] = " ".join(said)
     st.rerun()
 
@@ -298,7 +303,7 @@ def import_section() -> None:
     if refused:
         st.error(refused, icon=":material/error:")
     new, changed = plan.new, plan.changed
-    st.markdown(f"**{plain(up.name)}**: {plan.rows:,} rows · {len(new):,} images not labeled yet · "
+    st.markdown(f"**{plain(up.name)}**: {count(plan.rows, 'row')} · {count(len(new), 'image')} not labeled yet · "
                 f"{len(changed):,} labeled otherwise now · {plan.unchanged:,} already so")
     replace = False
     if changed:
@@ -306,9 +311,10 @@ def import_section() -> None:
         st.caption("Labeled otherwise now: " + "; ".join(
             f"{plain(shown_path(names[i].path, names[i].gold))}: {plain(plan.current[i])} → {plain(plan.labels[i])}"
             for i in changed[:5]) + (" …" if len(changed) > 5 else ""))
-        replace = st.checkbox(f"Replace the {len(changed):,} labels given before with the file's", key="import_replace")
+        replace = st.checkbox(f"Replace the {count(len(changed), 'label')} given before with the file's",
+                              key="import_replace")
     n = len(new) + (len(changed) if replace else 0)
-    if st.button(f"Import {n:,} labels", type="primary", disabled=n == 0, icon=":material/upload:",
+    if st.button(f"Import {count(n, 'label')}", type="primary", disabled=n == 0, icon=":material/upload:",
                  key="import_go"):
         try:
             wrote = labels_io.apply_import(project, plan, AUTHOR, replace=replace)
@@ -321,7 +327,7 @@ def import_section() -> None:
             return
         action = project.latest_action(AUTHOR) if wrote else None  # no write, no action of its own to undo
         st.session_state["imported"] = {"file": (str(project.root), up.file_id), "action": action,
-                                        "said": f"Imported {wrote:,} labels from {up.name}."}
+                                        "said": f"Imported {count(wrote, 'label')} from {up.name}."}
         st.rerun()
 
 
