@@ -76,6 +76,7 @@ def test_every_page_loads_at_its_own_address(site):
     _open(pg, url)
     demo = home / "projects" / DEMO_PROJECT
     pid = workspace.project_id(demo)
+    pg.wait_for_url(re.compile(r"/label\?"))  # the default page sends the tab on once its run is done
     assert _where(pg) == ("/label", {"project": pid})
     _on_page(pg, "Label")
     for path, title in PAGES.items():
@@ -94,6 +95,7 @@ def test_the_root_opens_project_when_no_project_is_open(site):
     pg, url = site["page"], site["url"]
     _open(pg, f"{url}/?project=0123456789")  # an id this server does not know: nothing is open
     _on_page(pg, "Project")
+    pg.wait_for_url(re.compile(r"/project\?"))
     assert _where(pg) == ("/project", {"project": "0123456789"})
     pg.get_by_text("does not know").first.wait_for()
 
