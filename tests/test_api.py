@@ -134,6 +134,36 @@ def test_bad_class_or_image_raises_bad_input_and_writes_nothing(project):
     assert fresh.labels() == {} and fresh.label_version() == before  # no label, no action row
 
 
+def test_import_labels_from_a_frame_a_dict_or_a_file_is_one_checked_action(project, tmp_path):
+    project.label("one/000.png", "two")  # given before, by hand
+    frame = pd.DataFrame({"path": ["one/000.png", "one/001.png", "two/000.png"], "label": ["one", "one", "two"]})
+    assert project.import_labels(frame, replace=False) == {"rows": 3, "new": 2, "changed": 1, "unchanged": 0,
+                                                           "written": 2}
+    fresh = Project.open(project.root)
+    assert {fresh.item(i).path: lab for i, lab in fresh.labels().items()} == {
+        "one/000.png": "two", "one/001.png": "one", "two/000.png": "two"}  # the hand-given label kept
+    assert fresh.undo()["items"][0]["path"] == "one/001.png"  # one action: both imported labels go back at once
+    assert len(Project.open(project.root).labels()) == 1
+
+    assert project.import_labels({"one/000.png": "one"}, annotator="ana")["written"] == 1  # replace: the default
+    assert project.labels().set_index("path").loc["one/000.png", ["label", "author", "source"]].tolist() == \
+        ["one", "ana", "csv"]
+
+    project.export(tmp_path / "out.json")  # the JSON export reads back: nothing to do
+    assert project.import_labels(tmp_path / "out.json") == {"rows": 1, "new": 0, "changed": 0, "unchanged": 1,
+                                                            "written": 0}
+    before = Project.open(project.root).label_version()
+    with pytest.raises(vc.BadInput, match="the DataFrame's row 2: unknown class 'four'"):
+        project.import_labels(pd.DataFrame({"path": ["one/002.png", "one/003.png"], "label": ["one", "four"]}))
+    with pytest.raises(vc.BadInput, match="row 2: 'one/002.png' is labeled 'one' in an earlier row and 'two'"):
+        project.import_labels(pd.DataFrame({"path": ["one/002.png", " one/002.png"], "label": ["one", "two"]}))
+    with pytest.raises(vc.BadInput, match="columns path and label"):
+        project.import_labels(pd.DataFrame({"file": ["one/002.png"], "class": ["one"]}))
+    with pytest.raises(vc.BadInput, match="not list"):
+        project.import_labels([("one/002.png", "one")])
+    assert Project.open(project.root).label_version() == before  # nothing written by any of them
+
+
 def test_labels_frame_and_exports_match_the_store(project, tmp_path):
     empty = project.labels()
     assert list(empty.columns) == ["path", "label", "author", "source", "time", "item_id"] and empty.empty

@@ -219,3 +219,16 @@ def test_export_import_round_trip(project, small_folder, tmp_path):
     run_cli("label", other, "--csv", tmp_path / "out.csv")
     run_cli("export", other, "--format", "csv", "--out", tmp_path / "again.csv")
     assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "out.csv").read_bytes()
+
+    # a JSON export reads back too; --keep leaves a label given since as it is
+    third = tmp_path / "third"
+    run_cli("init", third, "--images", small_folder, "--classes", ",".join(sorted(CLASSES)))
+    t = Project.open(third)
+    t.set_label(t.item_id(items[1].path), "truck")  # given by hand before the import
+    out = _json("label", third, "--json-file", tmp_path / "out.json", "--keep")
+    assert (out["changed"], out["unchanged"], out["kept"]) == (24, 0, 1)
+    assert Project.open(third).labels()[t.item_id(items[1].path)] == "truck"
+    assert "0 labels set from" in run_cli("label", third, "--json-file", tmp_path / "out.json", "--keep").stdout
+    out = _json("label", third, "--json-file", tmp_path / "out.json")  # the file wins by default
+    assert (out["changed"], out["unchanged"], out["kept"]) == (1, 24, 0)
+    _fails("label", third, "--csv", tmp_path / "out.csv", "--json-file", tmp_path / "out.json", match="not allowed")

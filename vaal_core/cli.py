@@ -218,8 +218,10 @@ def cmd_label(args: argparse.Namespace) -> None:
     # Labeling while a round trains is allowed: that round uses the labels it
     # started with, and the queue hides items labeled since.
     project = _project(args.project)
-    out = import_labels(project, Path(args.csv), author=args.annotator or "import")
-    _emit(args, out, f"{out['changed']} labels set from {out['file']} ({out['unchanged']} unchanged)")
+    out = import_labels(project, Path(args.csv or args.json_file), author=args.annotator or "import",
+                        fmt="csv" if args.csv else "json", replace=not args.keep)
+    _emit(args, out, f"{out['changed']} labels set from {out['file']} ({out['unchanged']} unchanged"
+                     + (f", {out['kept']} labeled otherwise kept" if out["kept"] else "") + ")")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -357,8 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("suggest", cmd_suggest, "the task model's suggested label for each item of the queue")
     sp.add_argument("--limit", type=int)
 
-    sp = command("label", cmd_label, "set labels from a CSV file with the columns path,label")
-    sp.add_argument("--csv", required=True)
+    sp = command("label", cmd_label, "set labels from a CSV file with the columns path,label, or a JSON export")
+    source = sp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", metavar="FILE", help="a CSV file with the columns path,label")
+    source.add_argument("--json-file", metavar="FILE", help="labels as `export --format json` writes them")
+    sp.add_argument("--keep", action="store_true",
+                    help="leave the images labeled otherwise now as they are (default: the file's label wins)")
     sp.add_argument("--annotator", metavar="NAME", help="who gave these labels (default: import)")
 
     sp = command("export", cmd_export, "write the labels as csv, json or an ImageFolder copy")

@@ -88,20 +88,20 @@ def _log_export(project: Project, payload: dict[str, Any]) -> None:
         pass  # a read-only project still exports; only its event log misses this one
 
 
-def read_label_csv(path: Path) -> list[tuple[str, str, str]]:
-    """Rows of a `path,label` CSV file as (where, path, label), `where`
-    naming the file and line for messages."""
+def read_label_file(path: Path, fmt: str = "csv") -> list[tuple[str, str, str]]:
+    """Rows of a `path,label` CSV file (or, `fmt="json"`, a JSON export) as
+    (where, path, label), `where` naming the file and line for messages."""
     path = Path(path)
     if path.is_dir():
         raise BadInput(f"label file {path} is a folder, not a file; give the path of a CSV file with the "
-                       "columns path,label")
+                       "columns path,label" + (" or of a JSON export" if fmt == "json" else ""))
     if not path.is_file():
         raise BadInput(f"label file {path} does not exist")
     try:
         data = path.read_bytes()
     except OSError as err:
         raise BadInput(f"cannot read label file {path}: {err.strerror or err}") from None
-    return parse_labels(data, str(path), "csv")
+    return parse_labels(data, str(path), fmt)
 
 
 def parse_labels(data: bytes, name: str, fmt: str) -> list[tuple[str, str, str]]:
@@ -204,7 +204,7 @@ def plan_import(project: Project, rows: list[tuple[str, str, str]], name: str) -
             raise UnknownClass(f"{where}: unknown class {label!r}; the project's classes are: "
                                f"{', '.join(project.classes()) or '(none)'}")
         if ids[key] in wanted and wanted[ids[key]] != label:
-            raise BadInput(f"{where}: {path!r} is labeled {wanted[ids[key]]!r} earlier in the file and {label!r} here")
+            raise BadInput(f"{where}: {path!r} is labeled {wanted[ids[key]]!r} in an earlier row and {label!r} here")
         wanted[ids[key]] = label
     return ImportPlan(name, len(rows), wanted, project.labels_of(list(wanted)))
 
@@ -221,9 +221,12 @@ def apply_import(project: Project, plan: ImportPlan, author: str, replace: bool 
     return changed
 
 
-def import_labels(project: Project, csv_path: Path, author: str = "import") -> dict[str, Any]:
-    """Apply a `path,label` CSV (paths relative to the image root). Checks
-    every row first; any unknown path or class aborts with no change."""
-    plan = plan_import(project, read_label_csv(csv_path), str(csv_path))
-    changed = apply_import(project, plan, author)
-    return {"file": str(csv_path), "rows": plan.rows, "changed": changed, "unchanged": len(plan.labels) - changed}
+def import_labels(project: Project, path: Path, author: str = "import", fmt: str = "csv",
+                  replace: bool = True) -> dict[str, Any]:
+    """Apply a `path,label` CSV or a JSON export (paths relative to the
+    image root). Checks every row first; any unknown path or class aborts
+    with no change. `replace=False` keeps the labels that differ (`kept`)."""
+    plan = plan_import(project, read_label_file(path, fmt), str(path))
+    changed = apply_import(project, plan, author, replace=replace)
+    return {"file": str(path), "rows": plan.rows, "changed": changed, "unchanged": plan.unchanged,
+            "kept": 0 if replace else len(plan.changed)}
