@@ -81,7 +81,8 @@ def image_root_problem(project: Project) -> str | None:
     root = project.image_root
     if not root.exists():
         return (f"The image folder {root} is missing (moved, renamed or unmounted). Labeling goes on with "
-                f"the small cached copies; put the folder back, or say where it is now (Project page, or init --images NEW --moved).")
+                "the small cached copies; put the folder back, or say where it is now (the Project page, "
+                "init --images NEW --moved, or move_images in Python).")
     if not root.is_dir():
         return f"The image root {root} is not a folder any more."
     return None
