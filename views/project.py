@@ -307,7 +307,7 @@ def import_section() -> None:
                 f"{len(changed):,} labeled otherwise now · {plan.unchanged:,} already so")
     replace = False
     if changed:
-        names = {it.id: it for it in project.items(status=None) if it.id in set(changed[:5])}
+        names = {i: project.item(i) for i in changed[:5]}
         st.caption("Labeled otherwise now: " + "; ".join(
             f"{plain(shown_path(names[i].path, names[i].gold))}: {plain(plan.current[i])} → {plain(plan.labels[i])}"
             for i in changed[:5]) + (" …" if len(changed) > 5 else ""))
