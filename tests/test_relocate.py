@@ -49,6 +49,8 @@ def test_init_moved_reads_the_images_from_their_new_place_and_keeps_every_label(
     new.parent.mkdir()
     shutil.move(small_folder, new)
 
+    assert "is missing (moved, renamed or unmounted)" in _json("status", proj)["image_folder_problem"]
+    assert "init --images NEW --moved" in run_cli("status", proj).stdout
     said = _refused("init", proj, "--images", new)  # the same command without --moved: refused, with the way out
     assert f"reads images from {small_folder.resolve()}, not {new.resolve()}" in said and "init --moved" in said
     assert Project.open(proj).image_root == small_folder.resolve()
@@ -60,7 +62,7 @@ def test_init_moved_reads_the_images_from_their_new_place_and_keeps_every_label(
     project = Project.open(proj)
     assert project.image_root == new.resolve() and project.labels() == before  # every label kept
     assert [e["payload"]["to"] for e in project.events("moved")] == [str(new.resolve())]
-    assert image_root_problem(project) is None
+    assert image_root_problem(project) is None and _json("status", proj)["image_folder_problem"] is None
     item = next(it for it in project.items() if it.path == paths[0])
     assert load_image(project, item)[1] is None  # the original file again, not the cached copy
     text = run_cli("init", proj, "--images", new).stdout  # the new place is the project's folder now

@@ -197,12 +197,15 @@ class ProjectHandle:
 
     def status(self) -> dict[str, Any]:
         """Counts of images, labels and rounds: the dict `python -m
-        vaal_core status PROJECT --json` prints.
+        vaal_core status PROJECT --json` prints (`image_folder_problem`: a
+        sentence when the image folder is gone, else None).
 
             >>> p.status()["labeled"], p.status()["per_class"]
             (12, {'cat': 7, 'dog': 5})
         """
-        return self.project.status()
+        from vaal_core.data.images import status_of
+
+        return status_of(self.project)
 
     def add_images(self, *, progress: bool = True) -> dict[str, Any]:
         """Scan the image folder again and add its new images (labels kept;

@@ -73,10 +73,14 @@ def _project(path: str):
 
 
 def cmd_status(args: argparse.Namespace) -> None:
+    from vaal_core.data.images import status_of
+
     project = _project(args.project)
-    st = project.status()
+    st = status_of(project)
     last = st["last_round"]
+    problem = st["image_folder_problem"]  # a moved folder is said where the user looks first
     lines = [f"project {st['project']} (images from {st['image_root']}, {st['image_size']}px)",
+             *([f"note: {problem}"] if problem else []),
              (f"items: {st['items']}  labeled: {st['labeled']}  unlabeled: {st['unlabeled']}  "
               f"skipped files: {st['skipped']}  missing: {st['missing']}"),
              "classes: " + (", ".join(f"{c} ({n})" for c, n in st["per_class"].items()) or "(none)"),

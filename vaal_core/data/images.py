@@ -88,6 +88,12 @@ def image_root_problem(project: Project) -> str | None:
     return None
 
 
+def status_of(project: Project) -> dict:
+    """`Project.status()` with `image_folder_problem` (the sentence above, or
+    None): what `status --json` prints and `vc`'s `status()` returns."""
+    return {**project.status(), "image_folder_problem": image_root_problem(project)}
+
+
 def load_image(project: Project, item: Item, max_side: int = DISPLAY_MAX) -> tuple[Image.Image, str | None]:
     """(RGB image no larger than max_side, note) where note is None for the
     original file, or says why the cached copy is shown instead."""
