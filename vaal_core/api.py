@@ -34,7 +34,7 @@ import numbers
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from functools import cached_property
 from pathlib import Path
@@ -316,51 +316,25 @@ class ProjectHandle:
 
     def import_labels(self, source: "str | os.PathLike | pd.DataFrame | Mapping[str, str]", *,
                       replace: bool = True, annotator: str | None = None) -> dict[str, Any]:
-        """Many labels at once: a `path,label` CSV file, a JSON export (the
-        format is the file's suffix), a DataFrame with path and label columns
-        (as `labels()` gives), or a {path: label} dict. Every row is checked
-        first (an unknown image or class, or an image given two labels,
-        raises BadInput naming the row, and nothing is written); then one
-        undoable action, as an import in the app. `replace=False` leaves the
-        images labeled otherwise now as they are. Returns the counts: rows,
-        new (unlabeled before), changed (labeled otherwise before), unchanged,
-        written.
+        """Many labels at once: a `path,label` CSV file or a JSON export (by
+        suffix), a DataFrame with path and label columns (as `labels()`
+        gives), or a {path: label} dict. Every row is checked first (an
+        unknown image or class, or an image given two labels, raises BadInput
+        naming the row; nothing is written), then one undoable action, as in
+        the app. `replace=False` leaves images labeled otherwise now as they
+        are. Returns the counts: rows, new (unlabeled before), changed
+        (labeled otherwise before), unchanged, written.
 
             >>> p.import_labels(old_labels_df, replace=False)
             {'rows': 500, 'new': 420, 'changed': 12, 'unchanged': 68, 'written': 420}
         """
         from vaal_core.services import labels_io
 
-        rows, name = self._label_rows(source)
+        rows, name = labels_io.rows_of(source)
         plan = labels_io.plan_import(self.project, rows, name)
         written = labels_io.apply_import(self.project, plan, annotator or "import", replace=replace)
-        return {"rows": plan.rows, "new": len(plan.new), "changed": len(plan.changed), "unchanged": plan.unchanged,
-                "written": written}
-
-    @staticmethod
-    def _label_rows(source: Any) -> tuple[list[tuple[str, str, str]], str]:
-        """(where, path, label) rows of an import's source, and its name for messages."""
-        from vaal_core.services import labels_io
-
-        if isinstance(source, (str, os.PathLike)):
-            path = _path(source)
-            return labels_io.read_label_file(path, "json" if path.suffix.lower() == ".json" else "csv"), str(path)
-        if isinstance(source, Mapping):
-            pairs = list(source.items())
-            what = "the dict"
-        elif hasattr(source, "columns"):  # a DataFrame
-            if not {"path", "label"} <= set(source.columns):
-                raise BadInput("the DataFrame needs the columns path and label (it has: "
-                               f"{', '.join(map(str, source.columns))})")
-            pairs = list(zip(source["path"], source["label"]))
-            what = "the DataFrame"
-        else:
-            raise BadInput(f"give the labels as a CSV or JSON file, a DataFrame (path, label) or a {{path: label}} "
-                           f"dict, not {type(source).__name__}")
-        rows = [(f"{what}'s row {k}", "" if p is None else os.fspath(p).strip() if isinstance(p, os.PathLike)
-                 else str(p).strip(), "" if lab is None or lab != lab else str(lab).strip())  # lab != lab: NaN
-                for k, (p, lab) in enumerate(pairs, start=1)]  # stripped as a CSV's values are
-        return rows, what
+        return {"rows": plan.rows, "new": len(plan.new), "changed": len(plan.changed),
+                "unchanged": plan.unchanged, "written": written}
 
     def _item(self, item: str | os.PathLike | int) -> tuple[int, str]:
         if isinstance(item, numbers.Integral) and not isinstance(item, bool):

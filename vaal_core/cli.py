@@ -170,19 +170,8 @@ def cmd_queue(args: argparse.Namespace) -> None:
     project = _project(args.project)
     if args.limit is not None and args.limit < 0:
         raise BadInput(f"--limit must be 0 or more, got {args.limit}")
-    queue = project.queue(args.limit)
     round_id = project.current_round_id()
-    # a bare number says nothing: each score's meaning for the sampler that made it, as the Label page words it
-    means = label_words.queue_meanings(project, round_id, [q["score"] for q in queue]) if queue else []
-    rows = [{"rank": q["rank"], "path": q["path"], "score": q["score"], "item_id": q["item_id"],
-             "audit": q["audit"], "means": m} for q, m in zip(queue, means)]
-    text = "\n".join(f"{r['rank']:>5}  {r['score']:.4f}  {r['path']}" + ("  (random audit pick)" if r["audit"] else "")
-                     for r in rows) or \
-        "the queue is empty: run a round (python -m vaal_core round PROJECT)"
-    if rows:
-        top = next((r for r in rows if not r["audit"]), rows[0])
-        text += (f"\nscores of round {round_id}'s {project.round(round_id)['sampler']} (higher: label sooner); "
-                 f"rank {top['rank']}'s: {top['means']}")
+    rows, text = label_words.queue_listing(project, round_id, project.queue(args.limit))
     _emit(args, {"round": round_id, "items": rows}, text)
 
 

@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 
 from vaal_core.config import IMAGE_SIZES
-from vaal_core.data.cache import cache_path, ingest_lock
 from vaal_core.data import relocate
+from vaal_core.data.cache import cache_path, ingest_lock
 from vaal_core.data.decode import DEFAULT_MAX_PIXELS, Loaded, load_many
-from vaal_core.data.relocate import Moved
 from vaal_core.data.scan import gold_of, inside, scan
 from vaal_core.errors import BadImageFolder, BadInput
 from vaal_core.progress import Phase, Progress, Steps
@@ -277,7 +276,7 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
 
 
 def _open_for(root: Path, images: Path, image_size: int | None, classes: Sequence[str],
-              moved: bool) -> tuple[Project, Moved | None]:
+              moved: bool) -> tuple[Project, relocate.Moved | None]:
     """The existing project at `root`, checked against what init was given,
     reading its images from `images` if they `moved` there."""
     project = Project.open(root)

@@ -93,5 +93,5 @@ def move(project: Project, new_root: Path) -> Moved:
     Labels, rounds, the queue and the decoded cache are untouched: the
     images are the same. The caller rescans (ingest) under its lock."""
     found = check(project, new_root)
-    project.move_image_root(Path(found.new), found.to_dict())
+    project.move_image_root(Path(found.new), {"images": found.images, "found": found.found, "hashed": found.hashed})
     return found

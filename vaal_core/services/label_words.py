@@ -1,5 +1,6 @@
 """What the Label page says about an image, in words: why it is in the
-queue, what its score means, and how far its suggestion can be trusted.
+queue, what its score means, and how far its suggestion can be trusted;
+and the same words for the `queue` command.
 
 Plain text (the page escapes it for markdown); no Streamlit, no PyTorch.
 The page caches `round_facts` per round: a finished round's record never
@@ -79,12 +80,24 @@ def score_meaning(order: LabelOrder, item_id: int, facts: RoundFacts, n_classes:
                        facts.near_chance, n_classes)
 
 
-def queue_meanings(project: Project, round_id: int, scores: list[float]) -> list[str]:
-    """What each score of a round's batch means (the `queue` command: the
-    same words as the Label page, for rows of the batch, best first)."""
+def queue_listing(project: Project, round_id: int | None, queue: list[dict[str, Any]]
+                  ) -> tuple[list[dict[str, Any]], str]:
+    """The `queue` command's rows and text: each row of the batch with its
+    score in the Label page's words (`means`: a bare number says nothing),
+    and the text ending with what rank 1's score means."""
+    if not queue or round_id is None:
+        return [], "the queue is empty: run a round (python -m vaal_core round PROJECT)"
     facts = round_facts(project, round_id)
     n_classes = len(project.classes())
-    return [score_words(facts.sampler, s, True, facts.metrics, facts.near_chance, n_classes) for s in scores]
+    rows = [{"rank": q["rank"], "path": q["path"], "score": q["score"], "item_id": q["item_id"], "audit": q["audit"],
+             "means": score_words(facts.sampler, q["score"], True, facts.metrics, facts.near_chance, n_classes)}
+            for q in queue]
+    lines = [f"{r['rank']:>5}  {r['score']:.4f}  {r['path']}" + ("  (random audit pick)" if r["audit"] else "")
+             for r in rows]
+    top = next((r for r in rows if not r["audit"]), rows[0])
+    lines.append(f"scores of round {round_id}'s {facts.sampler} (higher: label sooner); rank {top['rank']}'s: "
+                 f"{top['means']}")
+    return rows, "\n".join(lines)
 
 
 def how_chosen(order: LabelOrder, item_id: int, facts: RoundFacts) -> str:

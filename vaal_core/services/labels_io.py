@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,30 @@ def _json_rows(text: str, name: str) -> list[tuple[str, str, str]]:
         rows.append((f"{name} label {k}", path.strip() if isinstance(path, str) else "",
                      label.strip() if isinstance(label, str) else ""))
     return rows
+
+
+def rows_of(source: Any) -> tuple[list[tuple[str, str, str]], str]:
+    """(where, path, label) rows of what Python hands an import (a CSV or
+    JSON file by its suffix, a DataFrame with path and label columns, a
+    {path: label} dict), and its name for messages; values stripped as a
+    CSV's are."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser().resolve()
+        return read_label_file(path, "json" if path.suffix.lower() == ".json" else "csv"), str(path)
+    if isinstance(source, Mapping):
+        pairs, what = list(source.items()), "the dict"
+    elif hasattr(source, "columns"):  # a DataFrame
+        if not {"path", "label"} <= set(source.columns):
+            raise BadInput(f"the DataFrame needs the columns path and label (it has: "
+                           f"{', '.join(map(str, source.columns))})")
+        pairs, what = list(zip(source["path"], source["label"])), "the DataFrame"
+    else:
+        raise BadInput(f"give the labels as a CSV or JSON file, a DataFrame (path, label) or a {{path: label}} "
+                       f"dict, not {type(source).__name__}")
+    rows = [(f"{what}'s row {k}", "" if p is None else os.fspath(p).strip() if isinstance(p, os.PathLike)
+             else str(p).strip(), "" if lab is None or lab != lab else str(lab).strip())  # lab != lab: NaN
+            for k, (p, lab) in enumerate(pairs, start=1)]
+    return rows, what
 
 
 @dataclass(frozen=True)

@@ -140,8 +140,8 @@ class Project:
 
     def move_image_root(self, new_root: Path, check: Mapping[str, Any]) -> None:
         """Read the images from `new_root` from now on (the folder moved;
-        data/relocate.py checked it first), recorded with that check, in one
-        transaction."""
+        data/relocate.py checked it first), recorded with that check's
+        counts, in one transaction."""
         with self.db.atomic():
             old = self.meta("image_root")
             self._set_meta("image_root", str(new_root))
