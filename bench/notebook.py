@@ -3,7 +3,7 @@
     python bench/notebook.py [--labels 60] [--warmup 5] [--pause 0.2] [--port PORT] [--out FILE]
 
 Builds the 1,797 handwritten digits as a project (their folders as hidden
-gold classes) with one `--fast` VAAL round, starts `jupyter lab` on
+gold classes) with one `--fast` round (auto), starts `jupyter lab` on
 127.0.0.1 with a token, opens a notebook showing `vc.Labeler(p)` in Debian's
 Chromium, and presses the shown image's true class --labels times (after
 --warmup unmeasured presses), as a careful labeler would. Times are taken
@@ -73,7 +73,7 @@ def build_project(base: Path):
     p = vc.create_project(base / "digits-project", images=images, classes=DIGIT_CLASSES, gold_from_folders=True,
                           progress=False)
     t = time.perf_counter()
-    p.round(sampler="vaal", budget=100, fast=True, progress=False)
+    p.round(budget=100, fast=True, progress=False)
     return p, time.perf_counter() - t
 
 

@@ -1,7 +1,7 @@
 """Task-aware active learning on CIFAR-10: prints figures, asserts nothing.
 
     python bench/task_aware.py [--cifar DIR] [--device auto] [--full]
-                               [--samplers vaal,ta_vaal,ll4al,entropy,coreset,random]
+                               [--samplers auto,vaal,ta_vaal,ll4al,entropy,coreset,random]
     python bench/task_aware.py --from-json RESULT.json   (tables of a finished run)
 
 Runs `simulate` on a stratified 10,000-image subset of the CIFAR-10 train
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench.engine import cifar_folder  # noqa: E402
 from vaal_core.loop.simulate import SimConfig, simulate  # noqa: E402
 
-SAMPLERS = "vaal,ta_vaal,ll4al,entropy,coreset,random"
+SAMPLERS = "auto,vaal,ta_vaal,ll4al,entropy,coreset,random"
 
 
 def tables(result: dict) -> str:

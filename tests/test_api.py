@@ -209,10 +209,10 @@ def test_round_then_queue_in_rank_order(project, capsys):
         project.round(sampler="random", budget=10_000, fast=True, progress=False)
     assert Project.open(project.root).rounds() == []  # refused before any round row
 
-    summary = project.round(sampler="vaal", budget=12, fast=True)
+    summary = project.round(sampler="coreset", budget=12, fast=True)  # vaal, with no labels, hands it to typiclust
     err = capsys.readouterr().err
     assert "training the VAE and discriminator" in err and "vae " in err  # a bar per phase, with the losses
-    assert summary["round_id"] == 1 and summary["sampler"] == "vaal" and summary["budget"] == 12
+    assert summary["round_id"] == 1 and summary["sampler"] == "coreset" and summary["budget"] == 12
     assert summary["queue_length"] == 12 and "queue" not in summary  # the batch
     assert summary["metrics"]["iterations"] > 0 and "task" not in summary["metrics"]  # no labels: no task model
     stored = Project.open(project.root)

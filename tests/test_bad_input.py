@@ -258,7 +258,7 @@ def test_a_round_on_a_full_disk_fails_cleanly(small_folder, tmp_path):
         proj = disk / "proj"
         run_cli("init", proj, "--images", small_folder)
         filler = _fill(disk, leave=3 << 20)  # room for the store's writes, not for the VAE's 5 MB checkpoint
-        _one_line_error(run_cli("round", proj, "--sampler", "vaal", "--budget", "10", "--fast", "--device", "cpu",
+        _one_line_error(run_cli("round", proj, "--sampler", "coreset", "--budget", "10", "--fast", "--device", "cpu",
                                 check=False), "disk is full")
         filler.unlink()
         last = _last_round(proj)
@@ -277,7 +277,7 @@ def _file_size_limit(limit: int):
 @pytest.mark.slow
 def test_a_round_past_the_file_size_limit_fails_cleanly(project):
     # 2 MB: the store and the image cache fit, the VAE's checkpoint (about 5 MB with --fast) does not
-    proc = _run_restricted("round", project, "--sampler", "vaal", "--budget", "10", "--fast", "--device", "cpu",
+    proc = _run_restricted("round", project, "--sampler", "coreset", "--budget", "10", "--fast", "--device", "cpu",
                            preexec=_file_size_limit(2 << 20))
     _one_line_error(proc, "size limit")
     last = _last_round(project)

@@ -43,7 +43,7 @@ CLASSES = ["1", "2", "3"]
 
 @pytest.fixture(scope="module")
 def project_root(tmp_path_factory) -> Path:
-    """120 real digits (1, 2, 3) in class folders, a --fast VAAL round and its map made here, so the
+    """120 real digits (1, 2, 3) in class folders, a --fast coreset round (the VAE's latents) and its map made here, so the
     kernel only draws them."""
     base = tmp_path_factory.mktemp("nb")
     data = load_digits()
@@ -53,7 +53,7 @@ def project_root(tmp_path_factory) -> Path:
         for k, i in enumerate(np.flatnonzero(data.target == int(name))[:PER_CLASS]):
             Image.fromarray(digit_pixels(data.images[i])).save(images / name / f"{k:03d}.png")
     p = vc.create_project(base / "digits", images=images, classes=CLASSES, progress=False)
-    p.round(sampler="vaal", budget=20, fast=True, progress=False)
+    p.round(sampler="coreset", budget=20, fast=True, progress=False)
     round_projection(p.project, 1)
     p.close()
     return base / "digits"

@@ -67,14 +67,18 @@ def test_init_status_and_gold_stays_hidden(project, small_folder):
 
 @pytest.mark.slow
 def test_rounds_end_to_end(project, tmp_path):
-    # 1. cold start: no labels yet
+    # 1. cold start: no labels yet, so VAAL's discriminator has nothing to tell apart and typiclust
+    #    picks the first batch in the feature space, saying so
     r1 = _json("round", project, "--sampler", "vaal", "--budget", "20", "--fast", "--device", "cpu")
-    assert r1["queue_length"] == 20 and "k-center" in r1["metrics"]["cold_start"]
+    policy = r1["metrics"]["policy"]
+    assert r1["queue_length"] == 20 and (policy["name"], policy["chose"]) == ("vaal", "typiclust")
+    assert "nothing is labeled yet" in policy["why"]
+    assert "features" in r1["metrics"] and "train_s" not in r1["timings"]  # no VAE trained for it
     q = _json("queue", project)["items"]
     assert [it["rank"] for it in q] == list(range(1, 21))
     assert all(not Path(it["path"]).is_absolute() and it["path"].endswith(".jpg") for it in q)
-    assert all(it["means"].startswith("no labels yet, so VAAL covered the latent space") for it in q)
-    assert "scores of round 1's vaal (higher: label sooner); rank 1's: no labels yet" in run_cli("queue", project).stdout
+    assert all("typical" in it["means"] for it in q[:19])  # the last may be the random audit pick
+    assert "scores of round 1's typiclust (higher: label sooner)" in run_cli("queue", project).stdout
 
     # 2. label the queue with the oracle's answers (the folder names)
     rows = [(it["path"], it["path"].split("/")[0]) for it in q]
@@ -83,9 +87,10 @@ def test_rounds_end_to_end(project, tmp_path):
     assert _json("status", project)["labeled"] == 20
     assert _json("queue", project)["items"] == []  # labeled items leave the queue
 
-    # 3. a real VAAL round: warm start, discriminator scores, 20 new unlabeled picks
+    # 3. a real VAAL round: its first VAE, discriminator scores, 20 new unlabeled picks
     r2 = _json("round", project, "--sampler", "vaal", "--budget", "20", "--fast", "--device", "cpu")
-    assert r2["metrics"]["warm_start"] is True and "cold_start" not in r2["metrics"]
+    assert r2["metrics"]["warm_start"] is False and "cold_start" not in r2["metrics"]
+    assert "policy" not in r2["metrics"]  # vaal itself ranked
     q2 = _json("queue", project, "--limit", "50")["items"]
     labeled = {p for p, _ in rows}
     assert len(q2) == 20 and not labeled & {it["path"] for it in q2}
@@ -99,6 +104,7 @@ def test_rounds_end_to_end(project, tmp_path):
     for sampler in ("random", "coreset"):
         r = _json("round", project, "--sampler", sampler, "--budget", "15", "--fast", "--device", "cpu")
         assert r["queue_length"] == 15
+    assert r["metrics"]["warm_start"] is True  # coreset's VAE warm from round 2's
     p = Project.open(project)
     rounds = p.rounds()
     assert [r["status"] for r in rounds] == ["done"] * 4
@@ -112,8 +118,9 @@ def test_failed_and_cancelled_rounds_keep_the_queue(project):
     p = Project.open(project)
     run_round(p, RoundConfig(sampler="coreset", budget=10, fast=True, device="cpu"))
     before = p.queue()
+    # No labels here: the rounds that train the VAE are coreset's (vaal would hand them to typiclust).
     with pytest.raises(RoundCancelled):
-        run_round(p, RoundConfig(sampler="vaal", budget=10, fast=True, device="cpu"), should_stop=lambda: True)
+        run_round(p, RoundConfig(sampler="coreset", budget=10, fast=True, device="cpu"), should_stop=lambda: True)
     assert p.rounds()[-1]["status"] == "cancelled" and p.queue() == before
 
     # A checkpoint whose weights went non-finite: the warm-started round must
@@ -123,12 +130,12 @@ def test_failed_and_cancelled_rounds_keep_the_queue(project):
     state["vae"]["fc_mu.weight"].fill_(float("nan"))
     torch.save(state, ckpt)
     with pytest.raises(TrainingDiverged, match="previous queue is kept"):
-        run_round(p, RoundConfig(sampler="vaal", budget=10, fast=True, device="cpu"))
+        run_round(p, RoundConfig(sampler="coreset", budget=10, fast=True, device="cpu"))
     last = p.rounds()[-1]
     assert last["status"] == "failed" and "NaN" in last["error"].replace("nan", "NaN")
     assert p.queue() == before
     # --fresh recovers
-    run_round(p, RoundConfig(sampler="vaal", budget=10, fast=True, device="cpu", fresh=True))
+    run_round(p, RoundConfig(sampler="coreset", budget=10, fast=True, device="cpu", fresh=True))
     assert len(p.queue()) == 10 and p.rounds()[-1]["status"] == "done"
     after = p.queue()
 
@@ -136,7 +143,7 @@ def test_failed_and_cancelled_rounds_keep_the_queue(project):
     # how to rebuild it, and the queue stays.
     cache = p.cache_dir / "images_32.u8"
     cache.write_bytes(cache.read_bytes()[:1000])
-    out = run_cli("round", project, "--sampler", "vaal", "--budget", "10", "--fast", check=False)
+    out = run_cli("round", project, "--sampler", "coreset", "--budget", "10", "--fast", check=False)
     assert out.returncode == 2 and out.stderr.startswith("error: the image cache") and "init" in out.stderr
     last = p.rounds()[-1]
     assert last["status"] == "failed" and "image cache" in last["error"] and p.queue() == after

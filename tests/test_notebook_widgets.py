@@ -4,7 +4,7 @@ real digit images (scikit-learn's digits written as PNG files), real
 `--fast` rounds and the real SQLite store; every write is checked through a
 second `Project.open` of the project, as the app would read it.
 
-One project is trained once for the module (`trained`: a VAAL round, 12
+One project is trained once for the module (`trained`: a coreset round, 12
 labels, an entropy round whose task model gives suggestions, and round 1's
 map); a test that writes works on its own copy (`fresh`). Pre-selected
 (calibrated) suggestions need ~300 labels, so the tests of them record a
@@ -57,7 +57,8 @@ def truth(path: str) -> str:
 @pytest.fixture(scope="module")
 def trained(digits_folder, tmp_path_factory):
     """A project trained once for the module, left closed and never written
-    afterwards (tests copy it): round 1 (vaal, 12 picked, no labels yet, its
+    afterwards (tests copy it): round 1 (coreset: the VAE's latents; vaal with no
+    labels would hand the round to typiclust; 12 picked, no labels yet, its
     map computed and cached), the 12 picks labeled with their folder's
     class through the API, then round 2 (entropy, 10 picked) whose task
     model suggests a class for every image that was unlabeled then.
@@ -71,7 +72,7 @@ def trained(digits_folder, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:  # the function-scoped `home` is not set up yet
         mp.setenv("VAAL_HOME", str(base / "home"))
         p = vc.create_project(base / "p", images=digits_folder, classes=NAMES, progress=False)
-        p.round(sampler="vaal", budget=12, fast=True, progress=False)
+        p.round(sampler="coreset", budget=12, fast=True, progress=False)
         round_projection(p.project, 1)  # the map, made once: copies carry it
         first_queue = list(p.queue()["path"])
         for path in first_queue:
@@ -650,8 +651,8 @@ def test_a_boolean_index_is_not_a_class_number(fresh):
 def test_latent_map_refuses_what_it_cannot_draw(untrained, fresh):
     """Behaviour 11: BadInput before any round, for a round that kept no
     latents (the entropy round) or does not exist, for an unknown
-    `color_by`, and for color_by='score' on round 1 (VAAL with no labels
-    trains no discriminator: every score is NaN)."""
+    `color_by`, and for color_by='score' on round 1 (a VAE round with no
+    labels trains no discriminator: every score is NaN)."""
     _, store = fresh
     with pytest.raises(vc.BadInput, match="no round has kept latents"):
         vc.LatentMap(untrained, progress=False)

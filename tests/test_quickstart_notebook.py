@@ -49,7 +49,7 @@ def test_quickstart_runs_and_stores_what_it_says(tmp_path, monkeypatch):
     assert "1797 images in" in _text(code[0])
     status = _text(by_source['p = vc.create_project(WORK / "digits-project", images=images, gold_from_folders=True,'])
     assert "'items': 1797" in status and "'labeled': 0" in status
-    assert "round 1: 20 images queued by vaal" in _text(by_source['summary = p.round(sampler="vaal", budget=20, fast=True)'])
+    assert "round 1: 20 images queued by typiclust" in _text(by_source["summary = p.round(budget=20, fast=True)"])
     # The widgets were displayed (a widget view in the output), not just their repr.
     for first_line in ("lab = vc.Labeler(p)", 'm = vc.LatentMap(p, color_by="class")'):
         assert any(WIDGET_VIEW in o.get("data", {}) for o in by_source[first_line].outputs), first_line

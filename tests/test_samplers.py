@@ -107,6 +107,36 @@ def test_a_plain_sampler_resolves_to_itself():
     assert chosen.sampler.name == "entropy" and chosen.why is None
 
 
+@pytest.mark.parametrize("name", ["vaal", "vaal_diverse"])
+def test_vaal_hands_a_round_with_no_labels_to_typiclust(name):
+    """With nothing labeled VAAL's discriminator has nothing to tell apart;
+    its k-center first batch trained a classifier 8 points below random's on
+    CIFAR-10, typiclust's above it, so typiclust picks that round, and says
+    why. From the first label on, VAAL ranks itself."""
+    cold = samplers.resolve(name, 0, 10, 0)
+    assert (cold.sampler.name, cold.asked) == ("typiclust", name)
+    assert cold.why.startswith("typiclust: nothing is labeled yet") and name in cold.why
+    pipeline.plan(cold.sampler.needs)  # the pipeline serves it: the feature space, no VAE
+    assert "latents" not in cold.sampler.needs
+    for n_labeled, classes in ((1, 1), (40, 4)):
+        warm = samplers.resolve(name, n_labeled, 10, classes)
+        assert warm.sampler.name == name and warm.why is None
+    # samplers without a cold start, and those whose own rule covers no labels, stay themselves
+    for plain in ("coreset", "random", "typiclust", "probcover"):
+        assert samplers.resolve(plain, 0, 10, 0).sampler.name == plain
+
+
+def test_every_cold_start_names_a_sampler_that_can_pick_with_no_labels():
+    for name in samplers.names():
+        cold = samplers.get(name).cold_start
+        if cold:
+            target = samplers.get(cold)
+            assert not target.is_policy and target.cold_start is None, name
+            assert not pipeline.uses_task_model(target.needs), name  # no labels: no classifier either
+            sel = _select(cold, IDS, IDS[:0], 5, inputs={k: v for k, v in _inputs().items() if k in target.needs})
+            assert len(sel.ids) == 5
+
+
 def test_reading_an_undeclared_input_fails():
     @samplers.register("_reads_too_much", needs=("latents",))
     def sneaky(ctx, pool_ids, labeled_ids, budget):

@@ -384,7 +384,8 @@ def test_cold_start_common_classifier_auto_and_label_efficiency(folder, tmp_path
     batch (one that needs a classifier picks at random, and says so); auto
     names the sampler it used each round; with evaluate="both" a common
     classifier, trained fresh, scores every labeled set."""
-    cfg = replace(TINY, samplers=("auto", "entropy"), init=0, budget=9, rounds=2, seeds=2, evaluate="both")
+    cfg = replace(TINY, samplers=("auto", "entropy", "vaal"), init=0, budget=9, rounds=2, seeds=2,
+                  evaluate="both")
     result = simulate(folder, cfg, tmp_path / "cold.json")
     res = result["results"]
     for name in ("random", "auto", "entropy"):
@@ -402,6 +403,11 @@ def test_cold_start_common_classifier_auto_and_label_efficiency(folder, tmp_path
         assert first["picked"] == res["random"][seed][1]["picked"]
         assert first["common_accuracy"] == res["random"][seed][1]["common_accuracy"]
         assert res["entropy"][seed][2]["sampler_used"] == "entropy"
+        # vaal's first batch is typiclust's (nothing labeled for its discriminator), the same as auto's
+        first = res["vaal"][seed][1]
+        assert first["sampler_used"] == "typiclust" and "nothing is labeled yet" in first["why"]
+        assert first["picked"] == res["auto"][seed][1]["picked"]
+        assert res["vaal"][seed][2]["sampler_used"] == "vaal" and res["vaal"][seed][2]["why"] is None
     # the summaries skip the unmeasured round 0
     assert [row["labeled"] for row in result["summary"]["auto"]] == [9, 18]
     assert [row["labeled"] for row in result["summary_common"]["entropy"]] == [9, 18]
@@ -414,6 +420,18 @@ def test_cold_start_common_classifier_auto_and_label_efficiency(folder, tmp_path
             assert e["mean"] == pytest.approx(np.mean(reached))
     on_disk = json.loads((tmp_path / "cold.json").read_text())
     assert on_disk["efficiency"] == json.loads(json.dumps(eff))
+
+
+def test_a_map_asked_of_a_run_whose_only_picks_came_from_a_cold_start(folder, tmp_path):
+    """--init 0 and one round: vaal's one batch is typiclust's, so no VAE
+    ever trained and there is no map to save; the run finishes and says so
+    (no latents file) instead of failing on the missing latents."""
+    cfg = replace(TINY, samplers=("vaal",), init=0, budget=9, rounds=1, seeds=1, map=True)
+    result = simulate(folder, cfg, tmp_path / "cold.json")
+    assert result["complete"] and result["error"] is None and result["latents_file"] is None
+    first = result["results"]["vaal"]["0"][1]
+    assert first["labeled"] == 9 and first["sampler_used"] == "typiclust" and 0 <= first["accuracy"] <= 1
+    assert not (tmp_path / "cold.latents.npz").exists() and not result.get("map_ready")
 
 
 def test_a_sampler_no_producer_serves_is_refused_before_any_work(tmp_path):

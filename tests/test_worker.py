@@ -36,7 +36,8 @@ def _wait(predicate, timeout: float = 240.0, what: str = "") -> None:
 
 
 def test_a_round_runs_in_the_background_and_its_queue_appears(project):
-    job = worker.start_round(project, "vaal", 6, device="cpu", fast=True)
+    # coreset: no labels here, and a round that trains the VAE (vaal would hand it to typiclust)
+    job = worker.start_round(project, "coreset", 6, device="cpu", fast=True)
     assert job.running and job.command[1:3] == ["-m", "vaal_core"]
     with pytest.raises(WorkerBusy):  # a second start while the first is alive is refused
         worker.start_round(project, "random", 6, device="cpu", fast=True)
@@ -55,7 +56,7 @@ def test_cancel_through_the_store_keeps_the_old_queue(project):
     before = project.queue()
     assert len(before) == 5
     # Full-size models on a CPU: slow enough to be cancelled mid-training.
-    worker.start_round(project, "vaal", 5, device="cpu", fast=False, fresh=True)
+    worker.start_round(project, "coreset", 5, device="cpu", fast=False, fresh=True)
     _wait(lambda: (project.rounds()[-1]["progress"] or {}).get("phase") == "train", what="training to start")
     assert worker.cancel_round(project)
     _wait(lambda: not worker.round_worker(project).running, timeout=60, what="the cancelled worker to end")

@@ -389,7 +389,8 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
                     nonlocal rounds_done
                     result["results"][run.sampler.name].setdefault(str(run.seed), []).append(record)
                     rounds_done += 1
-                    if (run.seed, run.sampler.name, record["round"]) == (0, map_sampler, cfg.rounds):
+                    if ((run.seed, run.sampler.name, record["round"]) == (0, map_sampler, cfg.rounds)
+                            and run.latents is not None):  # none when every pick came from a cold start
                         _write_latents(latents_path, data.pool, run.latents, data.y[data.pool])
                         result["latents_file"] = latents_path.name  # only once the file is there
                     result["summary"] = summarize(result["results"])

@@ -189,9 +189,9 @@ def best_per_cluster(labels: np.ndarray, budget: int) -> np.ndarray:
     return np.flatnonzero(chosen)
 
 
-@register("vaal_diverse", needs=("latents", "disc_prob"), candidates=10,
+@register("vaal_diverse", needs=("latents", "disc_prob"), candidates=10, cold_start="typiclust",
           description="VAAL with a diverse batch: its top candidates clustered in the latent space, "
-                      "the best of each cluster")
+                      "the best of each cluster (with no labels yet, typiclust picks the first batch)")
 def vaal_diverse_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int,
                         candidates: int) -> np.ndarray:
     """VAAL ranks items one at a time, and the discriminator's surest
@@ -205,8 +205,8 @@ def vaal_diverse_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndar
     if int(candidates) < 1:
         raise BadInput(f"vaal_diverse's candidates must be at least 1 (1 = plain VAAL), got {candidates}")
     if len(labeled_ids) == 0:
-        # Cold start: with nothing labeled there is no discriminator, so the
-        # first batch covers the latent space instead, as vaal's does.
+        # Called with no labels without resolving first (a round resolves to
+        # typiclust): no discriminator, so the batch covers the latent space.
         ctx.notes["cold_start"] = "k-center greedy on VAE latents (no labeled items yet)"
         return coreset_scores(ctx, pool_ids, labeled_ids, budget)
     vaal = 1.0 - np.asarray(ctx["disc_prob"][ctx.rows(pool_ids)], dtype=np.float64)
