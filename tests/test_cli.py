@@ -77,7 +77,8 @@ def test_rounds_end_to_end(project, tmp_path):
     q = _json("queue", project)["items"]
     assert [it["rank"] for it in q] == list(range(1, 21))
     assert all(not Path(it["path"]).is_absolute() and it["path"].endswith(".jpg") for it in q)
-    assert all("typical" in it["means"] for it in q[:19])  # the last may be the random audit pick
+    assert sum(it["audit"] for it in q) == 1  # 5% of 20: one random audit pick, not typiclust's
+    assert all("typical" in it["means"] for it in q if not it["audit"])
     assert "scores of round 1's typiclust (higher: label sooner)" in run_cli("queue", project).stdout
 
     # 2. label the queue with the oracle's answers (the folder names)
