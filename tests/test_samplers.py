@@ -126,6 +126,27 @@ def test_vaal_hands_a_round_with_no_labels_to_typiclust(name):
         assert samplers.resolve(plain, 0, 10, 0).sampler.name == plain
 
 
+@pytest.mark.parametrize("name", ["entropy", "margin", "least_confidence", "bald", "ll4al", "ta_vaal", "badge"])
+def test_a_task_model_sampler_hands_rounds_to_typiclust_until_two_classes_are_labeled(name):
+    """No classifier trains on labels of fewer than 2 classes, so nothing it
+    could be uncertain about: typiclust picks those rounds, and says why."""
+    for n_labeled, classes in ((0, 0), (7, 1)):
+        cold = samplers.resolve(name, n_labeled, 10, classes)
+        assert (cold.sampler.name, cold.asked) == ("typiclust", name)
+        assert cold.why.startswith(f"typiclust: {name} ranks by a classifier trained on the labels")
+        assert f"now {n_labeled} labels of {classes} class" in cold.why
+    warm = samplers.resolve(name, 2, 10, 2)
+    assert warm.sampler.name == name and warm.why is None
+
+
+def test_every_sampler_that_reads_a_classifier_has_a_cold_start_until_two_classes():
+    for name in samplers.names():
+        sampler = samplers.get(name)
+        if not sampler.is_policy and pipeline.uses_task_model(sampler.needs):
+            assert sampler.cold_start == "typiclust" and sampler.cold_classes == 2, name
+            assert sampler.description.endswith("(until the labels cover 2 classes, typiclust picks)"), name
+
+
 def test_every_cold_start_names_a_sampler_that_can_pick_with_no_labels():
     for name in samplers.names():
         cold = samplers.get(name).cold_start

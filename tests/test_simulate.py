@@ -381,7 +381,8 @@ def test_every_sampler_simulates_with_identical_starts_and_overlap(folder, tmp_p
 
 def test_cold_start_common_classifier_auto_and_label_efficiency(folder, tmp_path):
     """--init 0: round 0 measures nothing and every sampler picks the first
-    batch (one that needs a classifier picks at random, and says so); auto
+    batch (one that needs a classifier or labels hands it to typiclust, and
+    says so); auto
     names the sampler it used each round; with evaluate="both" a common
     classifier, trained fresh, scores every labeled set."""
     cfg = replace(TINY, samplers=("auto", "entropy", "vaal"), init=0, budget=9, rounds=2, seeds=2,
@@ -397,11 +398,11 @@ def test_cold_start_common_classifier_auto_and_label_efficiency(folder, tmp_path
     assert {rec["sampler_used"] for by in res["auto"].values() for rec in by[1:]} == {"typiclust"}
     assert "classes are labeled" in res["auto"]["0"][1]["why"]
     for seed in ("0", "1"):
+        # entropy's first batch is typiclust's too (no classifier without labels), so the same models
         first = res["entropy"][seed][1]
-        assert first["sampler_used"] == "random" and "needs labels of 2 classes" in first["cold_start"]
-        # a random first batch from the same seeded generator: random's own, so the same models
-        assert first["picked"] == res["random"][seed][1]["picked"]
-        assert first["common_accuracy"] == res["random"][seed][1]["common_accuracy"]
+        assert first["sampler_used"] == "typiclust" and "entropy ranks by a classifier" in first["why"]
+        assert first["picked"] == res["auto"][seed][1]["picked"]
+        assert first["common_accuracy"] == res["auto"][seed][1]["common_accuracy"]
         assert res["entropy"][seed][2]["sampler_used"] == "entropy"
         # vaal's first batch is typiclust's (nothing labeled for its discriminator), the same as auto's
         first = res["vaal"][seed][1]

@@ -18,7 +18,7 @@ from vaal_core.config import TaskConfig, engine_config
 from vaal_core.errors import BadInput
 from vaal_core.learn.models import CifarResNet18, LossHead
 from vaal_core.store import Project
-from vaal_core.loop.report import history
+from vaal_core.loop.report import history, round_summary
 from vaal_core.loop.round import RoundConfig, held_out, run_round
 
 from conftest import make_subset, run_cli
@@ -81,17 +81,28 @@ def test_every_task_aware_sampler_runs_a_real_round(name, ingested, tmp_path):
         assert head is not None and head["out.weight"].shape == (1, 4 * 128)
 
 
-def test_task_samplers_need_two_labeled_classes(ingested, tmp_path):
+def test_task_samplers_hand_rounds_to_typiclust_until_two_classes_are_labeled(ingested, tmp_path):
+    """With labels of one class there is no classifier to be uncertain: the
+    round is typiclust's, recorded as chosen for the sampler asked for (as
+    `auto`'s choices are), with no task model and no suggestions. Once the
+    labels cover 2 classes the sampler ranks itself."""
     project = _project(ingested, tmp_path, n_labeled=0)
     cats = [it.id for it in project.items() if it.gold == "cat"][:5]
     project.set_labels([(i, "cat") for i in cats])
-    for name in ("entropy", "ll4al", "ta_vaal", "bald"):
-        with pytest.raises(BadInput, match=r"least 2 classes \(labeled so far: cat \(5\)\)"):
-            run_round(project, RoundConfig(sampler=name, budget=3, fast=True, device="cpu"))
-    assert project.rounds() == []  # refused before anything was written
-    # a task-agnostic round still works, without a task model or suggestions
-    result = run_round(project, RoundConfig(sampler="random", budget=3, fast=True, device="cpu"))
+    result = run_round(project, RoundConfig(sampler="ll4al", budget=3, fast=True, device="cpu"))
+    assert result.sampler == "typiclust" and len(result.queue) == 3
+    policy = result.metrics["policy"]
+    assert (policy["name"], policy["chose"]) == ("ll4al", "typiclust")
+    assert "ll4al ranks by a classifier" in policy["why"] and "5 labels of 1 class)" in policy["why"]
     assert "task" not in result.metrics and project.suggestions() == {}
+    assert project.rounds()[-1]["sampler"] == "typiclust"
+    # the terminal's summary (python -m vaal_core round) says it as the Train page does
+    assert "\nll4al used typiclust this round. Why: ll4al ranks by" in round_summary(result)
+    # a second class labeled: ll4al's own round, its loss head trained
+    ships = [it.id for it in project.items() if it.gold == "ship"][:5]
+    project.set_labels([(i, "ship") for i in ships])
+    own = run_round(project, RoundConfig(sampler="ll4al", budget=3, fast=True, device="cpu"))
+    assert own.sampler == "ll4al" and "policy" not in own.metrics and "task" in own.metrics
 
 
 def test_warm_start_validation_slice_and_history(ingested, tmp_path):

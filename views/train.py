@@ -74,8 +74,8 @@ def sampler_help(names: list[str]) -> str:
     lines = [f"- **{plain(n)}**: {plain(samplers.get(n).description)}" for n in names]
     task = [n for n in names if pipeline.uses_task_model(samplers.get(n).needs)]
     if task:
-        lines.append("\n" + ", ".join(plain(n) for n in task) + " train a task model on the labels each round: "
-                     "they need labels of at least 2 classes.")
+        lines.append("\n" + ", ".join(plain(n) for n in task) + " train a task model on the labels each round, "
+                     "from the round whose labels cover 2 classes.")
     return "\n".join(lines)
 
 

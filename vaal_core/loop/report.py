@@ -137,6 +137,9 @@ def round_summary(result: Any) -> str:
                f"{' (warm start)' if m['warm_start'] else ''}" if "iterations" in m else "no VAE needed")
     text = (f"round {result.round_id} ({result.sampler}, budget {result.budget}): queue of {len(result.queue)} "
             f"items; {trained}, {t.get('total_s', 0):.1f} s")
+    policy = m.get("policy")
+    if policy:  # `auto`'s choice, or a cold start: the name asked for and what ran instead, as the Train page says
+        text += f"\n{policy['name']} used {policy['chose']} this round. Why: {policy['why'].split(': ', 1)[-1]}"
     task = m.get("task")
     if task:
         acc = (f"{100 * task['accuracy']:.1f}% on {task['n_val']} held-out labels" if task["accuracy"] is not None

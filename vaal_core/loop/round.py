@@ -92,7 +92,7 @@ def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | No
     The app calls it before starting a worker so mistakes show at once; it
     passes `devices` (a `devices.probe` answer) to check the device without
     loading PyTorch itself."""
-    sampler = choose_sampler(project, cfg).sampler
+    choose_sampler(project, cfg)  # an unknown sampler name stops here
     check_device_name(cfg.device)
     check_precision(cfg.accel.precision, cfg.device)
     if devices is not None:
@@ -109,13 +109,6 @@ def check_round(project: Project, cfg: RoundConfig, devices: dict[str, Any] | No
                        f"images with python -m vaal_core init {project.root} --images {project.image_root}")
     budget = cfg.budget if cfg.budget is not None else min(default_budget(n_items), n_pool)
     samplers.check_budget(budget, n_pool)
-    if pipeline.uses_task_model(sampler.needs):
-        per_class = {c: n for c, n in project.status()["per_class"].items() if n}
-        if len(per_class) < 2:
-            have = ", ".join(f"{c} ({n})" for c, n in per_class.items()) or "none"
-            raise BadInput(f"sampler {cfg.sampler!r} ranks images with a task model, which needs labels of at "
-                           f"least 2 classes (labeled so far: {have}); label a few images of another class, "
-                           "or use vaal, coreset or random for this round")
     if cfg.pretrained is not None and not Path(cfg.pretrained).expanduser().is_file():
         what = "is a folder, not a file" if Path(cfg.pretrained).expanduser().is_dir() else "does not exist"
         raise BadInput(f"pretrained weights file {cfg.pretrained} {what}; give the path of a "

@@ -195,9 +195,7 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
         rd = _round_data(data, labeled)
         classes_labeled = int(len(np.unique(data.y[labeled])))
         chosen = samplers.resolve(run.sampler.name, len(labeled), len(data.classes), classes_labeled)
-        sampler, cold = chosen.sampler, None
-        if pipeline.uses_task_model(sampler.needs) and classes_labeled < 2:
-            sampler, cold = samplers.get(BASELINE), f"random: {sampler.name} needs labels of 2 classes or more"
+        sampler = chosen.sampler
         picks_now = r < cfg.rounds
         # The last round only measures: its classifier trains as the sampler's own would (LL4AL's
         # with its loss head), and nothing more is picked.
@@ -230,7 +228,7 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
                                   cfg.budget, np.random.default_rng(_seed(run.seed, r)), n_classes=len(data.classes))
             picking = {"train_s": made.timings.get("train_s", 0.0) + made.timings.get("features_s", 0.0),
                        "select_s": made.timings.get("score_s", 0.0) + time.perf_counter() - t0,
-                       "sampler_used": sampler.name, "why": chosen.why, "cold_start": cold or sel.notes.get("cold_start"),
+                       "sampler_used": sampler.name, "why": chosen.why, "cold_start": sel.notes.get("cold_start"),
                        "notes": _plain(sel.notes)}
             if made.metrics.get("discriminator") and {"disc_prob", "ta_disc_prob"} & set(sampler.needs):
                 # Is the ranking worth anything (learn.disc_quality); its timing stays out, as every timing

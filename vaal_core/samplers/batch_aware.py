@@ -17,7 +17,7 @@ import numpy as np
 
 from vaal_core.errors import BadInput
 from vaal_core.samplers.baselines import coreset_scores
-from vaal_core.samplers.registry import Context, UndeclaredNeed, rank, register
+from vaal_core.samplers.registry import CLASSIFIER_COLD_START, Context, UndeclaredNeed, rank, register
 
 # Pool rows per block: temporaries stay at BLOCK x D floats (norms) or
 # BLOCK x centres (distances), whatever the pool size.
@@ -139,7 +139,7 @@ def kmeanspp_picks(a: np.ndarray, h: np.ndarray, sq_norms: np.ndarray, budget: i
     return np.asarray(picks, dtype=np.int64), fallback
 
 
-@register("badge", needs=("task_probs", "task_embed"),
+@register("badge", needs=("task_probs", "task_embed"), **CLASSIFIER_COLD_START,
           description="BADGE (Ash et al. 2020): k-means++ on the task model's gradient embeddings: "
                       "uncertain and diverse")
 def badge_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int) -> np.ndarray:
@@ -191,7 +191,7 @@ def best_per_cluster(labels: np.ndarray, budget: int) -> np.ndarray:
 
 @register("vaal_diverse", needs=("latents", "disc_prob"), candidates=10, cold_start="typiclust",
           description="VAAL with a diverse batch: its top candidates clustered in the latent space, "
-                      "the best of each cluster (with no labels yet, typiclust picks the first batch)")
+                      "the best of each cluster")
 def vaal_diverse_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int,
                         candidates: int) -> np.ndarray:
     """VAAL ranks items one at a time, and the discriminator's surest

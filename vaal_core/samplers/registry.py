@@ -66,9 +66,11 @@ class Sampler:
     description: str
     settings: Mapping[str, Any] = field(default_factory=dict)
     choose: ChooseFn | None = None  # a policy (`auto`) picks another sampler each round
-    # The sampler that picks instead while nothing is labeled, for one whose own signal needs labels
-    # (VAAL's discriminator tells labeled from unlabeled); `resolve` applies it and says why.
+    # The sampler that picks instead while the labels cannot feed this one's own signal; `resolve`
+    # applies it and says why. `cold_classes`: how many classes the labels must cover first, 1 for
+    # VAAL's discriminator (any label to tell apart), 2 for a classifier trained on the labels.
     cold_start: str | None = None
+    cold_classes: int = 1
 
     @property
     def is_policy(self) -> bool:
@@ -78,16 +80,27 @@ class Sampler:
 REGISTRY: dict[str, Sampler] = {}
 
 
+# For a sampler that reads a classifier trained on the labels: until the labels cover 2 classes there is
+# no classifier, and typiclust's typical, covering batch trained a better one than a random batch (the
+# fallback until then) on CIFAR-10 at 100 labels (README, "Which sampler auto uses").
+CLASSIFIER_COLD_START: dict[str, Any] = {"cold_start": "typiclust", "cold_classes": 2}
+
+
 def register(name: str, needs: tuple[str, ...] = (), description: str = "", cold_start: str | None = None,
-             **settings: Any) -> Callable[[ScoreFn], ScoreFn]:
+             cold_classes: int = 1, **settings: Any) -> Callable[[ScoreFn], ScoreFn]:
     """Register a scoring function under `name`. `settings` are passed to it
     as keyword arguments (a caller of `select` may override them);
-    `cold_start` names the sampler that picks a round with no labels."""
+    `cold_start` names the sampler that picks a round whose labels cover
+    fewer than `cold_classes` classes (its description says so)."""
     def wrap(fn: ScoreFn) -> ScoreFn:
         if name in REGISTRY:
             raise ValueError(f"sampler {name!r} is registered twice")
-        REGISTRY[name] = Sampler(name, fn, frozenset(needs), description or (fn.__doc__ or "").strip(), settings,
-                                 cold_start=cold_start)
+        text = description or (fn.__doc__ or "").strip()
+        if cold_start:
+            text += (f" (with no labels yet, {cold_start} picks the first batch)" if cold_classes <= 1 else
+                     f" (until the labels cover {cold_classes} classes, {cold_start} picks)")
+        REGISTRY[name] = Sampler(name, fn, frozenset(needs), text, settings, cold_start=cold_start,
+                                 cold_classes=cold_classes)
         return fn
     return wrap
 
@@ -113,18 +126,30 @@ class Resolved:
 def resolve(name: str, n_labeled: int, n_classes: int, classes_labeled: int) -> Resolved:
     """The sampler that runs this round for `name`: itself, or the one a
     policy chooses for a labeled set of `n_labeled` images covering
-    `classes_labeled` of `n_classes` classes. With nothing labeled, a sampler
-    registered with a `cold_start` hands the round to that one."""
+    `classes_labeled` of `n_classes` classes. A sampler registered with a
+    `cold_start` hands the round to that one while the labels cover fewer
+    than its `cold_classes`."""
     sampler = get(name)
-    if sampler.cold_start and n_labeled == 0:
-        return Resolved(get(sampler.cold_start), name, (
-            f"{sampler.cold_start}: nothing is labeled yet, so {name} has no labeled images to tell the rest "
-            f"from; its first batch is {sampler.cold_start}'s typical, covering images, which trained a better "
-            "classifier than a k-center or a random first batch on CIFAR-10 (README, low budgets)"))
+    if sampler.cold_start and (n_labeled == 0 or classes_labeled < sampler.cold_classes):
+        return Resolved(get(sampler.cold_start), name, cold_start_why(sampler, n_labeled, classes_labeled))
     if not sampler.is_policy:
         return Resolved(sampler, name)
     chosen, why = sampler.choose(n_labeled, n_classes, classes_labeled, **sampler.settings)
     return Resolved(get(chosen), name, why)
+
+
+def cold_start_why(sampler: Sampler, n_labeled: int, classes_labeled: int) -> str:
+    cold = sampler.cold_start
+    if sampler.cold_classes <= 1:
+        lacking = f"nothing is labeled yet, so {sampler.name} has no labeled images to tell the rest from"
+        evidence = "a k-center or a random first batch"
+    else:
+        lacking = (f"{sampler.name} ranks by a classifier trained on the labels, which takes labels of "
+                   f"{sampler.cold_classes} classes or more (now {n_labeled:,} labels of {classes_labeled} "
+                   f"class{'' if classes_labeled == 1 else 'es'})")
+        evidence = "random picks"
+    return (f"{cold}: {lacking}; until then {cold} picks typical, covering images, which trained a better "
+            f"classifier than {evidence} on CIFAR-10 (README, low budgets)")
 
 
 def get(name: str) -> Sampler:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaal_core.samplers.registry import Context, register
+from vaal_core.samplers.registry import CLASSIFIER_COLD_START, Context, register
 
 
 def _probs(ctx: Context, pool_ids: np.ndarray) -> np.ndarray:
@@ -17,27 +17,27 @@ def _entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
     return -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis)
 
 
-@register("entropy", needs=("task_probs",),
+@register("entropy", needs=("task_probs",), **CLASSIFIER_COLD_START,
           description="uncertainty: highest entropy of the task model's predicted classes first")
 def entropy_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int) -> np.ndarray:
     return _entropy(_probs(ctx, pool_ids))
 
 
-@register("margin", needs=("task_probs",),
+@register("margin", needs=("task_probs",), **CLASSIFIER_COLD_START,
           description="uncertainty: smallest gap between the task model's two likeliest classes first")
 def margin_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int) -> np.ndarray:
     top2 = np.sort(_probs(ctx, pool_ids), axis=1)[:, -2:]
     return -(top2[:, 1] - top2[:, 0])
 
 
-@register("least_confidence", needs=("task_probs",),
+@register("least_confidence", needs=("task_probs",), **CLASSIFIER_COLD_START,
           description="uncertainty: lowest top-class probability of the task model first")
 def least_confidence_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray,
                             budget: int) -> np.ndarray:
     return 1.0 - _probs(ctx, pool_ids).max(axis=1)
 
 
-@register("bald", needs=("task_mc",),
+@register("bald", needs=("task_mc",), **CLASSIFIER_COLD_START,
           description="BALD with MC dropout: most disagreement between dropout samples of the task model first")
 def bald_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int) -> np.ndarray:
     """Mutual information between the prediction and the weights (Houlsby
@@ -47,7 +47,7 @@ def bald_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, bud
     return np.maximum(_entropy(mc.mean(0)) - _entropy(mc).mean(0), 0.0)
 
 
-@register("ll4al", needs=("pred_loss",), subset=10_000,
+@register("ll4al", needs=("pred_loss",), **CLASSIFIER_COLD_START, subset=10_000,
           description="Learning Loss (Yoo & Kweon 2019): highest loss predicted by the task model's loss head first")
 def ll4al_scores(ctx: Context, pool_ids: np.ndarray, labeled_ids: np.ndarray, budget: int,
                  subset: int) -> np.ndarray:
