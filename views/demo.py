@@ -48,7 +48,8 @@ def new_run_form() -> None:
                                 help="a stratified subset (0 = all); 20% of it is held out for testing")
         init = b.number_input("Initial labels", min_value=0, value=50, step=10,
                               help="random labels every sampler starts from; 0: each sampler picks the first "
-                                   "batch too (a cold start)")
+                                   "batch too (a cold start; vaal and the samplers that read a classifier "
+                                   "hand it to typiclust, as their descriptions say)")
         budget = c.number_input("Labels per round", min_value=1, value=50, step=10)
         rounds = d.number_input("Rounds", min_value=1, value=4, step=1)
         seeds = e.number_input("Seeds", min_value=1, value=3, step=1, help="repeats with other random starts; the headline "
