@@ -212,7 +212,7 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
                   "task_s": round(made.timings.get("task_s", 0.0) + made.timings.get("predict_s", 0.0), 3),
                   "loss_head": task.get("loss_head", False),
                   "class_counts": dict(zip(data.classes, counts.tolist())), "picked": [int(i) for i in picked],
-                  **{k: v for k, v in picking.items() if k in ("sampler_used", "why", "cold_start", "notes", "discriminator")}}
+                  **{k: v for k, v in picking.items() if k in ("sampler_used", "why", "notes", "discriminator")}}
         if common and len(labeled):
             # Not shared: the memo keeps a run's every output, and this one is asked only for its accuracy.
             fresh = pipeline.Job(rd, engine, device, _seed(run.seed, r), InMemory(), forward)
@@ -228,7 +228,7 @@ def _play(run: _Run, data: _Data, initial: np.ndarray, cfg: SimConfig, engine: E
                                   cfg.budget, np.random.default_rng(_seed(run.seed, r)), n_classes=len(data.classes))
             picking = {"train_s": made.timings.get("train_s", 0.0) + made.timings.get("features_s", 0.0),
                        "select_s": made.timings.get("score_s", 0.0) + time.perf_counter() - t0,
-                       "sampler_used": sampler.name, "why": chosen.why, "cold_start": sel.notes.get("cold_start"),
+                       "sampler_used": sampler.name, "why": chosen.why,
                        "notes": _plain(sel.notes)}
             if made.metrics.get("discriminator") and {"disc_prob", "ta_disc_prob"} & set(sampler.needs):
                 # Is the ranking worth anything (learn.disc_quality); its timing stays out, as every timing
@@ -334,7 +334,8 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
                   "efficiency": "labels each sampler needed to reach random's final mean accuracy, per seed "
                                 "(null: not reached), with mean and std over the seeds that reached it",
                   "sampler_used": "the sampler that picked this round's batch (a policy such as auto names "
-                                  "another each round, with why); cold_start says when a fallback picked",
+                                  "another each round, and a sampler that cannot use the labels yet hands the round to "
+                                  "its cold start: why says which and why)",
                   "overlap": "share of picks two samplers have in common (first_batch: round 1, from the "
                              "same labeled set; all_picks: everything after the initial set); two random "
                              "batches share about overlap_by_chance of round 1",

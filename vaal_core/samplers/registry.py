@@ -130,7 +130,7 @@ def resolve(name: str, n_labeled: int, n_classes: int, classes_labeled: int) -> 
     `cold_start` hands the round to that one while the labels cover fewer
     than its `cold_classes`."""
     sampler = get(name)
-    if sampler.cold_start and (n_labeled == 0 or classes_labeled < sampler.cold_classes):
+    if sampler.cold_start and classes_labeled < sampler.cold_classes:
         return Resolved(get(sampler.cold_start), name, cold_start_why(sampler, n_labeled, classes_labeled))
     if not sampler.is_policy:
         return Resolved(sampler, name)
