@@ -138,7 +138,7 @@ def test_import_labels_from_a_frame_a_dict_or_a_file_is_one_checked_action(proje
     project.label("one/000.png", "two")  # given before, by hand
     frame = pd.DataFrame({"path": ["one/000.png", "one/001.png", "two/000.png"], "label": ["one", "one", "two"]})
     assert project.import_labels(frame, replace=False) == {"rows": 3, "new": 2, "changed": 1, "unchanged": 0,
-                                                           "written": 2}
+                                                           "written": 2, "classes_added": []}
     fresh = Project.open(project.root)
     assert {fresh.item(i).path: lab for i, lab in fresh.labels().items()} == {
         "one/000.png": "two", "one/001.png": "one", "two/000.png": "two"}  # the hand-given label kept
@@ -151,7 +151,7 @@ def test_import_labels_from_a_frame_a_dict_or_a_file_is_one_checked_action(proje
 
     project.export(tmp_path / "out.json")  # the JSON export reads back: nothing to do
     assert project.import_labels(tmp_path / "out.json") == {"rows": 1, "new": 0, "changed": 0, "unchanged": 1,
-                                                            "written": 0}
+                                                            "written": 0, "classes_added": []}
     before = Project.open(project.root).label_version()
     with pytest.raises(vc.BadInput, match="the DataFrame's row 2: unknown class 'four'"):
         project.import_labels(pd.DataFrame({"path": ["one/002.png", "one/003.png"], "label": ["one", "four"]}))
@@ -162,6 +162,15 @@ def test_import_labels_from_a_frame_a_dict_or_a_file_is_one_checked_action(proje
     with pytest.raises(vc.BadInput, match="not list"):
         project.import_labels([("one/002.png", "one")])
     assert Project.open(project.root).label_version() == before  # nothing written by any of them
+
+    with pytest.raises(vc.BadInput, match=r"the DataFrame's row 1: unknown class 'five' \(the file names 2 classes "
+                                          r"the project lacks: five, six\).*\(add_classes=True\)"):
+        project.import_labels(pd.DataFrame({"path": ["one/002.png", "one/003.png"], "label": ["five", "six"]}))
+    out = project.import_labels(pd.DataFrame({"path": ["one/002.png", "one/003.png"], "label": ["five", "six"]}),
+                                add_classes=True)
+    assert out["classes_added"] == ["five", "six"] and out["written"] == 2
+    assert project.classes() == ["one", "two", "three", "five", "six"]
+    assert project.labels().set_index("path").loc[["one/002.png", "one/003.png"], "label"].tolist() == ["five", "six"]
 
 
 def test_labels_frame_and_exports_match_the_store(project, tmp_path):

@@ -180,18 +180,46 @@ def test_labels_import_from_a_file_is_previewed_checked_and_undoable(project):
     at.button(key="undo_import").click().run()  # one action: all three back as they were
     assert project.labels() == {a.id: "cat"}
 
-    bad = json.dumps({"labels": [{"path": b.path, "label": "horse"}]}).encode()  # as the JSON export writes
+    bad = json.dumps({"labels": [{"path": b.path, "label": "a/b"}]}).encode()  # as the JSON export writes
     at.file_uploader(key="import_file").set_value(("bad.json", bad, "application/json")).run()
-    assert "bad.json label 1: unknown class 'horse'" in texts(at).replace("\\", "")
+    assert "bad.json label 1: class name 'a/b' is not usable" in texts(at).replace("\\", "")
     assert not [x for x in at.button if x.key == "import_go"] and project.labels() == {a.id: "cat"}
 
-    later = json.dumps([{"path": b.path, "label": "dog"}]).encode()
+    # A class the project lacks: the page names it and imports only once told to add it
+    horse = json.dumps({"labels": [{"path": b.path, "label": "horse"}, {"path": c.path, "label": "cat"}]}).encode()
+    at.file_uploader(key="import_file").set_value(("horse.json", horse, "application/json")).run()
+    assert "horse.json names 1 class this project lacks: horse." in texts(at).replace("\\", "")
+    assert at.button(key="import_go").disabled and project.classes() == ["airplane", "cat", "dog"]
+    at.checkbox(key="import_add_classes").check().run()
+    at.button(key="import_go").click().run()
+    assert project.classes() == ["airplane", "cat", "dog", "horse"]
+    assert project.labels() == {a.id: "cat", b.id: "horse", c.id: "cat"}
+    assert "Imported 2 labels from horse.json. Added the classes horse." in texts(at).replace("\\", "")
+    at.button(key="undo_import").click().run()  # the labels go back; the class stays, to be removed if unwanted
+    assert project.labels() == {a.id: "cat"} and project.classes() == ["airplane", "cat", "dog", "horse"]
+
+    # Labels given elsewhere after the preview: nothing is written, a new class included
+    later = json.dumps([{"path": b.path, "label": "dog"}, {"path": c.path, "label": "lion"}]).encode()
     at.file_uploader(key="import_file").set_value(("later.json", later, "application/json")).run()
+    at.checkbox(key="import_add_classes").check().run()
     project.set_label(b.id, "cat", source="ui")  # given elsewhere after the preview was read
     at.button(key="import_go").click().run()  # the preview on screen said b was unlabeled
     said = texts(at).replace("\\", "")
-    assert "Nothing imported:" in said and "was labeled **cat**" in said and "0 images not labeled yet" in said
+    assert "Nothing imported:" in said and "was labeled **cat**" in said and "1 image not labeled yet" in said
     assert project.labels() == {a.id: "cat", b.id: "cat"}  # the later label stands
+    assert "lion" not in project.classes()  # the class came with the labels or not at all
+
+
+def test_project_defaults_start_from_the_default_sampler(project):
+    """Saving another default (the budget) keeps auto, the sampler a project starts with."""
+    at = app(project, "views/project.py")
+    box = next(s for s in at.selectbox if s.label == "Default sampler")
+    assert box.value == "auto"
+    next(n for n in at.number_input if n.label == "Default budget").set_value(7)
+    at.button[[b.label for b in at.button].index("Save defaults")].click().run()
+    assert {k: project.settings()[k] for k in ("sampler", "budget")} == {"sampler": "auto", "budget": 7}
+    at.switch_page("views/train.py").run()
+    assert next(s for s in at.selectbox if s.label == "Sampler").value == "auto"
 
 
 def test_export_writes_an_imagefolder_copy(project, home):

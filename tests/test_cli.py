@@ -182,6 +182,32 @@ def test_csv_errors_leave_the_project_unchanged(project, tmp_path):
     assert _json("status", project)["labeled"] == 0
 
 
+def test_a_label_file_with_new_classes_is_refused_or_adds_them_with_its_labels(project, tmp_path):
+    store = Project.open(project)
+    before = store.classes()
+    paths = sorted(Path(p).relative_to(store.image_root).as_posix() for p in store.image_root.rglob("*.jpg"))[:4]
+    rows = [(paths[0], "airplane"), (paths[1], "zebra"), (paths[2], "giraffe"), (paths[3], "zebra")]
+    err = _fails("label", project, "--csv", _write_csv(tmp_path / "new.csv", rows),
+                 match="line 3: unknown class 'zebra'")
+    assert "(the file names 2 classes the project lacks: zebra, giraffe)" in err
+    assert err.endswith("; fix the file, or add the classes with its labels (--add-classes)")
+    assert Project.open(project).classes() == before and _json("status", project)["labeled"] == 0
+
+    bad_name = _write_csv(tmp_path / "bad.csv", [(paths[0], "airplane"), (paths[1], "a/b")])
+    _fails("label", project, "--csv", bad_name, "--add-classes", match="line 3: class name 'a/b' is not usable")
+    assert Project.open(project).classes() == before  # nothing added for a file that was refused
+
+    out = _json("label", project, "--csv", tmp_path / "new.csv", "--add-classes")
+    assert out["classes_added"] == ["zebra", "giraffe"] and out["changed"] == 4
+    store = Project.open(project)
+    assert store.classes() == before + ["zebra", "giraffe"]  # after the project's own, in the file's order
+    assert {store.item(i).path: lab for i, lab in store.labels().items()} == dict(rows)
+    store.undo()  # the import is one action: its labels go back, the classes stay (unused ones can be removed)
+    assert Project.open(project).labels() == {} and Project.open(project).classes() == before + ["zebra", "giraffe"]
+    text = run_cli("label", project, "--csv", tmp_path / "new.csv", "--add-classes").stdout
+    assert "4 labels set from" in text and "classes added" not in text  # they are there now
+
+
 def test_round_refused_while_another_process_trains(project):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time

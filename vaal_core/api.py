@@ -314,27 +314,26 @@ class ProjectHandle:
         self.project.set_label(item_id, label, author=annotator or author, source="api")
         return {"item_id": item_id, "path": path, "label": label}
 
-    def import_labels(self, source: "str | os.PathLike | pd.DataFrame | Mapping[str, str]", *,
-                      replace: bool = True, annotator: str | None = None) -> dict[str, Any]:
-        """Many labels at once: a `path,label` CSV file or a JSON export (by
-        suffix), a DataFrame with path and label columns (as `labels()`
-        gives), or a {path: label} dict. Every row is checked first (an
-        unknown image or class, or an image given two labels, raises BadInput
-        naming the row; nothing is written), then one undoable action, as in
-        the app. `replace=False` leaves images labeled otherwise now as they
-        are. Returns the counts: rows, new (unlabeled before), changed
-        (labeled otherwise before), unchanged, written.
+    def import_labels(self, source: "str | os.PathLike | pd.DataFrame | Mapping[str, str]", *, replace: bool = True,
+                      annotator: str | None = None, add_classes: bool = False) -> dict[str, Any]:
+        """Many labels at once: a `path,label` CSV file or a JSON export (by suffix), a
+        DataFrame with path and label columns (as `labels()` gives), or a {path: label} dict.
+        Every row is checked first (an unknown image, a class the project lacks without
+        `add_classes`, or an image given two labels, raises BadInput naming the row; nothing is
+        written), then one undoable action, as in the app. `replace=False` leaves images labeled
+        otherwise now as they are. Returns the counts (rows, new: unlabeled before, changed:
+        labeled otherwise before, unchanged, written) and the classes added.
 
             >>> p.import_labels(old_labels_df, replace=False)
-            {'rows': 500, 'new': 420, 'changed': 12, 'unchanged': 68, 'written': 420}
+            {'rows': 500, 'new': 420, 'changed': 12, 'unchanged': 68, 'written': 420, 'classes_added': []}
         """
         from vaal_core.services import labels_io
 
         rows, name = labels_io.rows_of(source)
-        plan = labels_io.plan_import(self.project, rows, name)
+        plan = labels_io.plan_import(self.project, rows, name, add_classes=add_classes)
         written = labels_io.apply_import(self.project, plan, annotator or "import", replace=replace)
         return {"rows": plan.rows, "new": len(plan.new), "changed": len(plan.changed),
-                "unchanged": plan.unchanged, "written": written}
+                "unchanged": plan.unchanged, "written": written, "classes_added": list(plan.new_classes)}
 
     def _item(self, item: str | os.PathLike | int) -> tuple[int, str]:
         if isinstance(item, numbers.Integral) and not isinstance(item, bool):

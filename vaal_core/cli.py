@@ -212,9 +212,11 @@ def cmd_label(args: argparse.Namespace) -> None:
     # started with, and the queue hides items labeled since.
     project = _project(args.project)
     out = import_labels(project, Path(args.csv or args.json_file), author=args.annotator or "import",
-                        fmt="csv" if args.csv else "json", replace=not args.keep)
+                        fmt="csv" if args.csv else "json", replace=not args.keep, add_classes=args.add_classes,
+                        switch="--add-classes")
+    added = f"; classes added: {', '.join(out['classes_added'])}" if out["classes_added"] else ""
     _emit(args, out, f"{out['changed']} labels set from {out['file']} ({out['unchanged']} unchanged"
-                     + (f", {out['kept']} labeled otherwise kept" if out["kept"] else "") + ")")
+                     + (f", {out['kept']} labeled otherwise kept" if out["kept"] else "") + f"){added}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -359,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--keep", action="store_true",
                     help="leave the images labeled otherwise now as they are (default: the file's label wins)")
     sp.add_argument("--annotator", metavar="NAME", help="who gave these labels (default: import)")
+    sp.add_argument("--add-classes", action="store_true",
+                    help="add the classes the file names that the project lacks (default: refuse the file)")
 
     sp = command("export", cmd_export, "write the labels as csv, json or an ImageFolder copy")
     sp.add_argument("--format", required=True, choices=["csv", "json", "imagefolder"])

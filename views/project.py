@@ -255,8 +255,9 @@ def defaults_section() -> None:
     names = samplers.names()
     with st.form("defaults"):
         a, b = st.columns(2)
-        sampler = a.selectbox("Default sampler", names, index=names.index(settings.get("sampler", "vaal"))
-                              if settings.get("sampler", "vaal") in names else 0)
+        saved = settings.get("sampler", samplers.DEFAULT)
+        sampler = a.selectbox("Default sampler", names,
+                              index=names.index(saved if saved in names else samplers.DEFAULT))
         budget = b.number_input("Default budget", min_value=1,
                                 value=int(settings.get("budget") or default_budget(project.item_count()[0] or 1)))
         fast = st.toggle("Quick models (small, for CPUs)", value=settings.get("fast", True))
@@ -289,7 +290,7 @@ def import_section() -> None:
         return
     try:
         rows = labels_io.parse_labels(up.getvalue(), up.name, "json" if up.name.lower().endswith(".json") else "csv")
-        plan = labels_io.plan_import(project, rows, up.name)
+        plan = labels_io.plan_import(project, rows, up.name, add_classes=True)  # the new classes are asked below
     except VaalError as err:
         show_error(err)
         return
@@ -313,9 +314,16 @@ def import_section() -> None:
             for i in changed[:5]) + (" …" if len(changed) > 5 else ""))
         replace = st.checkbox(f"Replace the {count(len(changed), 'label')} given before with the file's",
                               key="import_replace")
+    adding = True  # the Import button waits for a yes when the file brings classes
+    if plan.new_classes:
+        many = len(plan.new_classes) > 1
+        st.warning(f"{plain(up.name)} names {len(plan.new_classes):,} class{'es' if many else ''} this project "
+                   f"lacks: {', '.join(plain(c) for c in plan.new_classes)}.", icon=":material/warning:")
+        adding = st.checkbox(f"Add {'them' if many else 'it'} after the project's classes (undoing the import "
+                             f"keeps {'them' if many else 'it'})", key="import_add_classes")
     n = len(new) + (len(changed) if replace else 0)
-    if st.button(f"Import {count(n, 'label')}", type="primary", disabled=n == 0, icon=":material/upload:",
-                 key="import_go"):
+    if st.button(f"Import {count(n, 'label')}", type="primary", disabled=n == 0 or not adding,
+                 icon=":material/upload:", key="import_go"):
         try:
             wrote = labels_io.apply_import(project, plan, AUTHOR, replace=replace)
         except LabelConflict as err:
@@ -327,7 +335,9 @@ def import_section() -> None:
             return
         action = project.latest_action(AUTHOR) if wrote else None  # no write, no action of its own to undo
         st.session_state["imported"] = {"file": (str(project.root), up.file_id), "action": action,
-                                        "said": f"Imported {count(wrote, 'label')} from {up.name}."}
+                                        "said": f"Imported {count(wrote, 'label')} from {up.name}." + (
+                                            f" Added the classes {', '.join(plan.new_classes)}."
+                                            if plan.new_classes else "")}
         st.rerun()
 
 

@@ -81,7 +81,7 @@ def sampler_help(names: list[str]) -> str:
 
 def start_form() -> None:
     names = samplers.names()
-    default_sampler = settings.get("sampler", "auto")
+    default_sampler = settings.get("sampler", samplers.DEFAULT)
     pool = status["unlabeled"]
     if pool == 0:
         st.success("Every image is labeled: there is nothing left to queue.")

@@ -16,6 +16,7 @@ holds the policy `auto`, which picks one of them by the labels at hand
 from vaal_core.samplers import adversarial, auto, baselines, batch_aware, typical, uncertainty  # noqa: F401 - registers them
 from vaal_core.samplers.registry import (REGISTRY, Context, Resolved, Sampler, Selection, UndeclaredNeed, check_budget, get,
                                          names, rank, register, register_policy, resolve, select)
+from vaal_core.samplers.auto import DEFAULT
 
-__all__ = ["REGISTRY", "Context", "Resolved", "Sampler", "Selection", "UndeclaredNeed", "check_budget", "get",
-           "names", "rank", "register", "register_policy", "resolve", "select"]
+__all__ = ["DEFAULT", "REGISTRY", "Context", "Resolved", "Sampler", "Selection", "UndeclaredNeed", "check_budget",
+           "get", "names", "rank", "register", "register_policy", "resolve", "select"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from vaal_core.samplers.registry import register_policy
 
+DEFAULT = "auto"  # a project's sampler until its user saves another (the pages; the CLI and API default to it too)
+
 
 @register_policy("auto", description="chosen by evidence: typical, covering images while labels are few "
                                      "(typiclust), then the task model's uncertainty (see README)",

@@ -21,6 +21,7 @@ from typing import Any
 from vaal_core.errors import BadInput, CannotWrite, UnknownClass, UnknownItem
 from vaal_core.files import atomic_dir, write_atomic
 from vaal_core.store import Project, now
+from vaal_core.store.classes import check_class_name
 
 FORMATS = ("csv", "json", "imagefolder")
 _EXTRA = "\0extra"  # where csv.DictReader puts a row's values past the header's columns
@@ -194,6 +195,9 @@ class ImportPlan:
     rows: int
     labels: dict[int, str]  # item id -> the file's label
     current: dict[int, str | None]  # item id -> its label when the file was read
+    # Classes the file names that the project lacks, in the file's order:
+    # added with the labels, in the same transaction (only when asked for).
+    new_classes: tuple[str, ...] = ()
 
     @property
     def new(self) -> list[int]:
@@ -212,12 +216,17 @@ class ImportPlan:
         return [(i, self.labels[i]) for i in self.new + (self.changed if replace else [])]
 
 
-def plan_import(project: Project, rows: list[tuple[str, str, str]], name: str) -> ImportPlan:
-    """Check every row against the project (known image, known class, one
-    label per image); BadInput names the first bad row."""
+def plan_import(project: Project, rows: list[tuple[str, str, str]], name: str,
+                add_classes: bool = False, switch: str = "add_classes=True") -> ImportPlan:
+    """Check every row against the project (known image, one label per
+    image, a known class); BadInput names the first bad row. A class the
+    project lacks is refused, naming every such class the file uses and
+    `switch` (how the caller asks for them), unless `add_classes`: then the
+    plan adds them (`new_classes`)."""
     ids, _ = project.known_files()
     classes = set(project.classes())
     wanted: dict[int, str] = {}
+    missing: dict[str, str] = {}  # class the project lacks -> the first row that names it
     for where, path, label in rows:
         key = path.replace(os.sep, "/")
         if not path or not label:
@@ -225,13 +234,23 @@ def plan_import(project: Project, rows: list[tuple[str, str, str]], name: str) -
         if key not in ids:
             raise UnknownItem(f"{where}: {path!r} is not an image of this project "
                               f"(paths are relative to {project.image_root})")
-        if label not in classes:
-            raise UnknownClass(f"{where}: unknown class {label!r}; the project's classes are: "
-                               f"{', '.join(project.classes()) or '(none)'}")
+        if label not in classes and label not in missing:
+            try:
+                check_class_name(label)
+            except BadInput as err:
+                raise BadInput(f"{where}: {err}") from None
+            missing[label] = where
         if ids[key] in wanted and wanted[ids[key]] != label:
             raise BadInput(f"{where}: {path!r} is labeled {wanted[ids[key]]!r} in an earlier row and {label!r} here")
         wanted[ids[key]] = label
-    return ImportPlan(name, len(rows), wanted, project.labels_of(list(wanted)))
+    if missing and not add_classes:
+        first, where = next(iter(missing.items()))
+        more = f" (the file names {len(missing)} classes the project lacks: {', '.join(missing)})" \
+            if len(missing) > 1 else ""
+        raise UnknownClass(f"{where}: unknown class {first!r}{more}; the project's classes are: "
+                           f"{', '.join(project.classes()) or '(none)'}; fix the file, or add the classes with "
+                           f"its labels ({switch})")
+    return ImportPlan(name, len(rows), wanted, project.labels_of(list(wanted)), tuple(missing))
 
 
 def apply_import(project: Project, plan: ImportPlan, author: str, replace: bool = True,
@@ -240,18 +259,22 @@ def apply_import(project: Project, plan: ImportPlan, author: str, replace: bool 
     changed since it was read (LabelConflict otherwise, naming one); returns
     how many labels changed."""
     pairs = plan.pairs(replace)
-    changed = project.set_labels(pairs, author=author, source="csv", token=token,
-                                 seen={i: plan.current[i] for i, _ in pairs}) or 0
-    project.log_event("import", {"file": plan.name, "rows": plan.rows, "changed": changed})
+    with project.atomic():  # the classes come with the labels or not at all (a conflict adds none)
+        added = project.add_classes(plan.new_classes) if plan.new_classes else []
+        changed = project.set_labels(pairs, author=author, source="csv", token=token,
+                                     seen={i: plan.current[i] for i, _ in pairs}) or 0
+        project.log_event("import", {"file": plan.name, "rows": plan.rows, "changed": changed,
+                                     **({"classes_added": added} if added else {})})
     return changed
 
 
 def import_labels(project: Project, path: Path, author: str = "import", fmt: str = "csv",
-                  replace: bool = True) -> dict[str, Any]:
+                  replace: bool = True, add_classes: bool = False, switch: str = "add_classes=True") -> dict[str, Any]:
     """Apply a `path,label` CSV or a JSON export (paths relative to the
-    image root). Checks every row first; any unknown path or class aborts
-    with no change. `replace=False` keeps the labels that differ (`kept`)."""
-    plan = plan_import(project, read_label_file(path, fmt), str(path))
+    image root). Checks every row first; any unknown path, or a class the
+    project lacks without `add_classes`, aborts with no change.
+    `replace=False` keeps the labels that differ (`kept`)."""
+    plan = plan_import(project, read_label_file(path, fmt), str(path), add_classes, switch)
     changed = apply_import(project, plan, author, replace=replace)
     return {"file": str(path), "rows": plan.rows, "changed": changed, "unchanged": plan.unchanged,
-            "kept": 0 if replace else len(plan.changed)}
+            "kept": 0 if replace else len(plan.changed), "classes_added": list(plan.new_classes)}
