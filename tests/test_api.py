@@ -173,6 +173,29 @@ def test_import_labels_from_a_frame_a_dict_or_a_file_is_one_checked_action(proje
     assert project.labels().set_index("path").loc[["one/002.png", "one/003.png"], "label"].tolist() == ["five", "six"]
 
 
+def test_classes_are_added_renamed_reordered_and_removed(project):
+    project.label("one/000.png", "one")
+    assert project.add_classes("four, five") == ["four", "five"]
+    assert project.add_classes(["five", "six"]) == ["six"]  # a class there already is left as it is
+    project.rename_class("one", "uno")
+    project.reorder_classes(["six", "five", "four", "three", "two", "uno"])
+    project.remove_class("four")
+    fresh = vc.open_project(project.root)
+    assert fresh.classes() == ["six", "five", "three", "two", "uno"]
+    assert fresh.labels()[["path", "label"]].values.tolist() == [["one/000.png", "uno"]]  # the label followed
+    with pytest.raises(vc.BadInput, match="class 'uno' has labels in its history; rename it"):
+        project.remove_class("uno")
+    with pytest.raises(vc.BadInput, match="add_classes lists seven more than once"):
+        project.add_classes(["seven", "seven"])
+    with pytest.raises(vc.BadInput, match="class name '' is not usable"):
+        project.add_classes(["eight", " "])
+    with pytest.raises(vc.BadInput, match="must list exactly the classes"):
+        project.reorder_classes(["six"])
+    with pytest.raises(vc.UnknownClass, match="unknown class 'nine'"):
+        project.rename_class("nine", "ten")
+    assert vc.open_project(project.root).classes() == ["six", "five", "three", "two", "uno"]  # none of those wrote
+
+
 def test_labels_frame_and_exports_match_the_store(project, tmp_path):
     empty = project.labels()
     assert list(empty.columns) == ["path", "label", "author", "source", "time", "item_id"] and empty.empty

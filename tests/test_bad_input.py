@@ -118,7 +118,7 @@ def test_a_damaged_database_is_named_and_left_alone(project, small_folder, tmp_p
     labels = _write_csv(tmp_path / "labels.csv", _gold_rows(project, 3))
     damage(db)
     before = db.read_bytes()
-    commands = [("status",), ("queue",), ("suggest",), ("embed",), ("label", "--csv", labels),
+    commands = [("status",), ("queue",), ("suggest",), ("embed",), ("classes",), ("label", "--csv", labels),
                 ("export", "--format", "csv", "--out", tmp_path / "out.csv"),
                 ("round", "--fast", "--device", "cpu", "--sampler", "random"),
                 ("init", "--images", small_folder)]
@@ -172,7 +172,7 @@ def _read_only(folder: Path):
 def test_a_read_only_project_is_reported_in_words(project, small_folder, tmp_path):
     labels = _write_csv(tmp_path / "labels.csv", _gold_rows(project, 3))
     writes = [("label", "--csv", labels), ("round", "--fast", "--device", "cpu", "--sampler", "random"),
-              ("init", "--images", small_folder)]
+              ("init", "--images", small_folder), ("classes", "--add", "zebra")]
     reads = [("status",), ("queue",), ("export", "--format", "csv", "--out", tmp_path / "out.csv")]
     with _read_only(project):
         for command, *rest in writes:

@@ -208,6 +208,39 @@ def test_a_label_file_with_new_classes_is_refused_or_adds_them_with_its_labels(p
     assert "4 labels set from" in text and "classes added" not in text  # they are there now
 
 
+def test_classes_are_listed_added_renamed_reordered_and_removed(project, tmp_path):
+    store = Project.open(project)
+    first = store.classes()
+    paths = sorted(Path(p).relative_to(store.image_root).as_posix() for p in store.image_root.rglob("*.jpg"))[:3]
+    run_cli("label", project, "--csv", _write_csv(tmp_path / "l.csv", [(paths[0], "cat"), (paths[1], "cat"),
+                                                                         (paths[2], "dog")]))
+    listed = _json("classes", project)
+    assert [c["name"] for c in listed["classes"]] == first and listed["added"] == []
+    by_name = {c["name"]: c for c in listed["classes"]}
+    assert (by_name["cat"]["labels"], by_name["dog"]["labels"], by_name["airplane"]["labels"]) == (2, 1, 0)
+    assert [c["key"] for c in listed["classes"]] == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"][:len(first)]
+
+    out = _json("classes", project, "--add", "zebra, giraffe", "--rename", "cat=kitten", "--remove", "giraffe")
+    names = first[:first.index("cat")] + ["kitten"] + first[first.index("cat") + 1:] + ["zebra"]
+    assert [c["name"] for c in out["classes"]] == names and out["added"] == ["zebra"]
+    store = Project.open(project)
+    assert {store.item(i).path: lab for i, lab in store.labels().items()} == {
+        paths[0]: "kitten", paths[1]: "kitten", paths[2]: "dog"}  # the labels follow the rename
+    text = run_cli("classes", project, "--order", ",".join(reversed(names))).stdout
+    assert text.splitlines()[1].split() == ["1", "zebra", "(0", "labels)"]
+    assert "kitten  (2 labels)" in text and "dog  (1 label)" in text
+
+    # One transaction: a refused change leaves the classes as they were, the ones added before it too
+    before = Project.open(project).classes()
+    _fails("classes", project, "--add", "lion", "--remove", "kitten", match="class 'kitten' has labels in its history")
+    _fails("classes", project, "--add", "lion", "--order", "zebra,kitten", match="must list exactly the classes")
+    _fails("classes", project, "--rename", "kitten", match="--rename takes OLD=NEW, got 'kitten'")
+    _fails("classes", project, "--rename", "puma=lion", match="unknown class 'puma'")
+    _fails("classes", project, "--add", "lion,lion", match="--add lists lion more than once")
+    _fails("classes", project, "--add", "a/b", match="class name 'a/b' is not usable")
+    assert Project.open(project).classes() == before
+
+
 def test_round_refused_while_another_process_trains(project):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time

@@ -33,20 +33,18 @@ from __future__ import annotations
 import numbers
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from contextlib import suppress
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaal_core.errors import BadInput, CannotWrite, ProjectExists, ProjectNotFound
 from vaal_core.progress import describe_with_losses
-from vaal_core.progress_bars import phase_bars, round_bar
+from vaal_core.api_simulation import Simulation, simulate
+from vaal_core.progress_bars import phase_bars
 
 if TYPE_CHECKING:
     import pandas as pd
-    import plotly.graph_objects as go
 
     from vaal_core.store import Project
 
@@ -54,7 +52,6 @@ __all__ = ["ProjectHandle", "Simulation", "create_project", "open_project", "sim
 
 QUEUE_COLUMNS = ["path", "score", "rank", "suggestion", "confidence", "item_id", "audit"]
 LABEL_COLUMNS = ["path", "label", "author", "source", "time", "item_id"]
-SUMMARY_COLUMNS = ["sampler", "round", "labeled", "mean", "std", "min", "max", "n_seeds"]
 
 
 # -- finding projects ------------------------------------------------------------
@@ -194,6 +191,31 @@ class ProjectHandle:
     def classes(self) -> list[str]:
         """The class names, in key order."""
         return self.project.classes()
+
+    def add_classes(self, names: Sequence[str] | str) -> list[str]:
+        """Add classes after the project's own (a list, or one comma-separated
+        string); names it has already are left as they are. Returns the names
+        added. The number keys follow the order: 1-9, then 0.
+
+            >>> p.add_classes(["bird", "fish"])
+            ['bird', 'fish']
+        """
+        from vaal_core.data.ingest import parse_classes
+
+        return self.project.add_classes(parse_classes(names, what="add_classes"))
+
+    def rename_class(self, old: str, new: str) -> None:
+        """Rename a class; its labels, suggestions and history follow it."""
+        self.project.rename_class(old, new)
+
+    def reorder_classes(self, names: Sequence[str]) -> None:
+        """Put the classes in this order (every class, once): the number keys follow it."""
+        self.project.reorder_classes(list(names))
+
+    def remove_class(self, name: str) -> None:
+        """Remove a class that no label ever used (history included); a used
+        one is refused: rename it instead."""
+        self.project.remove_class(name)
 
     def status(self) -> dict[str, Any]:
         """Counts of images, labels and rounds: the dict `python -m
@@ -379,71 +401,3 @@ class ProjectHandle:
         if fmt is None:
             raise BadInput(f"say which format to write {out} in: format='csv', 'json' or 'imagefolder'")
         return export_labels(self.project, fmt, out)
-
-
-# -- simulation ----------------------------------------------------------------------
-
-class Simulation:
-    """What `simulate` measured. `.raw` is the results JSON as a dict (the
-    file is `.out`, its chart `.out.with_suffix('.html')`); `.summary`,
-    `.figure` and `.headline` read from it."""
-
-    def __init__(self, raw: dict[str, Any], out: Path):
-        self.raw, self.out = raw, out
-
-    @property
-    def headline(self) -> str:
-        """The result in one sentence per point (' | ' between them)."""
-        return self.raw["headline"]
-
-    @cached_property
-    def summary(self) -> "pd.DataFrame":
-        """Test accuracy per sampler and round: a row each, with the mean,
-        std, min and max over the seeds (as fractions) and n_seeds."""
-        import pandas as pd
-
-        rows = [{"sampler": name, **row} for name, rows in self.raw["summary"].items() for row in rows]
-        return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
-
-    @cached_property
-    def figure(self) -> "go.Figure":
-        """Accuracy against labels, a line per sampler (the Demo page's chart)."""
-        from vaal_core.loop.chart import chart_figure
-
-        return chart_figure(self.raw)
-
-    def __repr__(self) -> str:
-        return f"<vaal_core simulation: {self.headline or 'no results'}; files: {self.out.parent}>"
-
-
-def simulate(images: str | os.PathLike, samplers: Sequence[str] | str, *, init: int, budget: int, rounds: int,
-             seeds: int = 1, fast: bool = False, out: str | os.PathLike | None = None, device: str = "auto",
-             image_size: int = 32, test_fraction: float = 0.2, subset: int | None = None, evaluate: str = "own",
-             pretrained: str | None = None, map: bool = False, progress: bool = True) -> Simulation:
-    """Play active learning with an oracle on a folder with a subfolder
-    per class: from `init` random labels, each sampler picks `budget` more
-    per round for `rounds` rounds (random is always added as the baseline),
-    on `seeds` seeds, measuring test accuracy on a held-out split. As
-    `python -m vaal_core simulate`; the files (results JSON, chart HTML)
-    go to the folder `out` (default: a new temporary folder).
-
-        >>> sim = vc.simulate("data/digits", ["vaal", "entropy"], init=50, budget=50, rounds=4, fast=True)
-        >>> sim.summary.head(3)
-          sampler  round  labeled   mean   std   min   max  n_seeds
-        0  random      0       50  0.612   0.0  0.612  0.612       1
-        ...
-        >>> sim.figure.show()
-    """
-    from vaal_core.loop.simulate import SimConfig, rounds_total
-    from vaal_core.loop.simulate import simulate as run
-
-    names = [s.strip() for s in samplers.split(",") if s.strip()] if isinstance(samplers, str) else list(samplers)
-    cfg = SimConfig(samplers=tuple(names), init=init, budget=budget, rounds=rounds, seeds=seeds, fast=fast,
-                    device=device, image_size=image_size, test_fraction=test_fraction, subset=subset, map=map,
-                    evaluate=evaluate, pretrained=pretrained)
-    total = rounds_total(cfg)  # an unknown sampler is refused before a folder is made
-    folder = Path(out).expanduser() if out is not None else Path(tempfile.mkdtemp(prefix="vaal-simulation-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    with round_bar(progress, total) as show:
-        raw = run(Path(images).expanduser(), cfg, folder / "simulation.json", progress=show)
-    return Simulation(raw, folder / "simulation.json")

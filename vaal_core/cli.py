@@ -205,31 +205,6 @@ def cmd_suggest(args: argparse.Namespace) -> None:
     _emit(args, out, text)
 
 
-def cmd_label(args: argparse.Namespace) -> None:
-    from vaal_core.services.labels_io import import_labels
-
-    # Labeling while a round trains is allowed: that round uses the labels it
-    # started with, and the queue hides items labeled since.
-    project = _project(args.project)
-    out = import_labels(project, Path(args.csv or args.json_file), author=args.annotator or "import",
-                        fmt="csv" if args.csv else "json", replace=not args.keep, add_classes=args.add_classes,
-                        switch="--add-classes")
-    added = f"; classes added: {', '.join(out['classes_added'])}" if out["classes_added"] else ""
-    _emit(args, out, f"{out['changed']} labels set from {out['file']} ({out['unchanged']} unchanged"
-                     + (f", {out['kept']} labeled otherwise kept" if out["kept"] else "") + f"){added}")
-
-
-def cmd_export(args: argparse.Namespace) -> None:
-    from vaal_core.services.labels_io import export_labels
-
-    project = _project(args.project)
-    out = export_labels(project, args.format, Path(args.out))
-    text = f"exported {out['labels']} labels as {out['format']} to {out['out']}"
-    for miss in out.get("not_copied", []):
-        text += f"\n  not copied {miss['path']}: {miss['reason']}"
-    _emit(args, out, text)
-
-
 def cmd_simulate(args: argparse.Namespace) -> None:
     from vaal_core.config import AccelConfig
     from vaal_core.loop.simulate import SimConfig, print_round, simulate
@@ -354,19 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("suggest", cmd_suggest, "the task model's suggested label for each item of the queue")
     sp.add_argument("--limit", type=int)
 
-    sp = command("label", cmd_label, "set labels from a CSV file with the columns path,label, or a JSON export")
-    source = sp.add_mutually_exclusive_group(required=True)
-    source.add_argument("--csv", metavar="FILE", help="a CSV file with the columns path,label")
-    source.add_argument("--json-file", metavar="FILE", help="labels as `export --format json` writes them")
-    sp.add_argument("--keep", action="store_true",
-                    help="leave the images labeled otherwise now as they are (default: the file's label wins)")
-    sp.add_argument("--annotator", metavar="NAME", help="who gave these labels (default: import)")
-    sp.add_argument("--add-classes", action="store_true",
-                    help="add the classes the file names that the project lacks (default: refuse the file)")
+    from vaal_core import cli_labels  # classes, label, export: what they print comes back to _emit
 
-    sp = command("export", cmd_export, "write the labels as csv, json or an ImageFolder copy")
-    sp.add_argument("--format", required=True, choices=["csv", "json", "imagefolder"])
-    sp.add_argument("--out", required=True)
+    for name, (run, help_text, add_arguments) in cli_labels.COMMANDS.items():
+        add_arguments(command(name, lambda a, run=run: _emit(a, *run(a, _project(a.project))), help_text))
 
     sp = command("simulate", cmd_simulate, "play rounds with an oracle and measure accuracy per sampler",
                  project=False)
