@@ -49,7 +49,8 @@ def cmd_init(args: argparse.Namespace) -> None:
     lines = [(f"{'created' if created else 'updated'} project {root}: {report.added} new images, "
               f"{report.known} already known, {len(report.skipped)} skipped, {report.missing} missing "
               f"({report.images_per_s:.0f} images/s)"),
-             f"classes: {', '.join(status['classes']) or '(none yet: add with --classes)'}"]
+             "classes: " + (", ".join(status["classes"])
+                            or f"(none yet: add some with: python -m vaal_core classes {root} --add a,b)")]
     if report.moved:
         from vaal_core.data.relocate import Moved
 

@@ -31,7 +31,7 @@ class Classes:
         row = self.db.one("SELECT id FROM classes WHERE name = ?", (name,))
         if row is None:
             raise UnknownClass(f"unknown class {name!r}; the project's classes are: "
-                               f"{', '.join(self.names()) or '(none yet: add some with --classes)'}")
+                               f"{', '.join(self.names()) or '(none yet: add some first)'}")
         return row["id"]
 
     def add(self, names: Iterable[str]) -> list[str]:
