@@ -155,6 +155,13 @@ def test_a_team_project_from_the_command_line(tmp_path, small_folder, pg_url, pg
     csv.write_text("path,label\n" + "".join(f"{path},cat\n" for path in paths))
     run_cli("label", proj, "--csv", csv, "--annotator", "alice")
     assert json.loads(run_cli("status", proj, "--json").stdout)["by_annotator"] == {"alice": 5}
+    # classes on the server: a refused change rolls back the ones before it; a file's new class comes with its label
+    refused = run_cli("classes", proj, "--add", "lion", "--remove", "cat", check=False)
+    assert refused.returncode == 2 and "has labels in its history" in refused.stderr
+    csv.write_text(f"path,label\n{paths[0]},lion\n")
+    run_cli("label", proj, "--csv", csv, "--annotator", "alice", "--add-classes")
+    listed = json.loads(run_cli("classes", proj, "--json").stdout)["classes"]
+    assert [c["name"] for c in listed] == CLASSES + ["lion"] and listed[-1]["labels"] == 1
     team = json.loads(run_cli("team", proj, "--overlap", "0.25", "--json").stdout)
     assert team["overlap"] == 0.25 and team["conflicts"] == [] and team["by_annotator"] == {"alice": 5}
     # the project records no password: without one, every command says where to give it, in one line
