@@ -189,8 +189,10 @@ def test_classes_are_added_renamed_reordered_and_removed(project):
         project.add_classes(["seven", "seven"])
     with pytest.raises(vc.BadInput, match="class name '' is not usable"):
         project.add_classes(["eight", " "])
-    with pytest.raises(vc.BadInput, match="must list exactly the classes"):
-        project.reorder_classes(["six"])
+    with pytest.raises(vc.BadInput, match="each once: missing five, three, two, uno; not a class: seven \\(the classes: "):
+        project.reorder_classes(["six", "seven"])
+    with pytest.raises(vc.BadInput, match="each once: a class given twice"):
+        project.reorder_classes(["six", "five", "three", "two", "uno", "uno"])
     with pytest.raises(vc.UnknownClass, match="unknown class 'nine'"):
         project.rename_class("nine", "ten")
     assert vc.open_project(project.root).classes() == ["six", "five", "three", "two", "uno"]  # none of those wrote

@@ -233,7 +233,7 @@ def test_classes_are_listed_added_renamed_reordered_and_removed(project, tmp_pat
     # One transaction: a refused change leaves the classes as they were, the ones added before it too
     before = Project.open(project).classes()
     _fails("classes", project, "--add", "lion", "--remove", "kitten", match="class 'kitten' has labels in its history")
-    _fails("classes", project, "--add", "lion", "--order", "zebra,kitten", match="must list exactly the classes")
+    _fails("classes", project, "--add", "lion", "--order", "zebra,kitten", match="a new order must list exactly the classes, each once: missing ")
     _fails("classes", project, "--rename", "kitten", match="--rename takes OLD=NEW, got 'kitten'")
     _fails("classes", project, "--rename", "puma=lion", match="unknown class 'puma'")
     _fails("classes", project, "--add", "lion,lion", match="--add lists lion more than once")

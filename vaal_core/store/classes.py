@@ -64,7 +64,14 @@ class Classes:
         permutation of the current classes."""
         current = self.names()
         if sorted(names) != sorted(current):
-            raise BadInput(f"new order {list(names)} must list exactly the classes {current}")
+            missing = [c for c in current if c not in names]
+            unknown = [n for n in dict.fromkeys(names) if n not in current]
+            raise BadInput("a new order must list exactly the classes, each once: "
+                           + "; ".join(part for part in (
+                               f"missing {', '.join(missing)}" if missing else "",
+                               f"not a class: {', '.join(unknown)}" if unknown else "",
+                               "a class given twice" if not missing and not unknown else "") if part)
+                           + f" (the classes: {', '.join(current)})")
         with self.db.atomic():
             for pos, name in enumerate(names):
                 self.db.execute("UPDATE classes SET position = ? WHERE name = ?", (pos, name))
