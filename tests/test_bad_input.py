@@ -173,7 +173,7 @@ def test_a_read_only_project_is_reported_in_words(project, small_folder, tmp_pat
     labels = _write_csv(tmp_path / "labels.csv", _gold_rows(project, 3))
     writes = [("label", "--csv", labels), ("round", "--fast", "--device", "cpu", "--sampler", "random"),
               ("init", "--images", small_folder), ("classes", "--add", "zebra")]
-    reads = [("status",), ("queue",), ("export", "--format", "csv", "--out", tmp_path / "out.csv")]
+    reads = [("status",), ("queue",), ("classes",), ("export", "--format", "csv", "--out", tmp_path / "out.csv")]
     with _read_only(project):
         for command, *rest in writes:
             _one_line_error(_as_user(command, project, *rest), str(project), "read-only")

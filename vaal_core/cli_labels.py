@@ -29,15 +29,17 @@ def classes(args: argparse.Namespace, project) -> Output:
         if not sep or not old.strip() or not new.strip():
             raise BadInput(f"--rename takes OLD=NEW, got {given!r}")
         renames.append((old.strip(), new.strip()))
-    with project.atomic():
-        added = project.add_classes(parse_classes(args.add, what="--add"))
-        for old, new in renames:
-            project.rename_class(old, new)
-        if args.order:
-            project.reorder_classes(parse_classes(args.order, what="--order"))
-        for name in args.remove or []:
-            project.remove_class(name)
-    names, counts = project.classes(), project.status()["per_class"]
+    added: list[str] = []
+    if args.add or renames or args.order or args.remove:  # a plain listing takes no write lock
+        with project.atomic():
+            added = project.add_classes(parse_classes(args.add, what="--add"))
+            for old, new in renames:
+                project.rename_class(old, new)
+            if args.order:
+                project.reorder_classes(parse_classes(args.order, what="--order"))
+            for name in args.remove or []:
+                project.remove_class(name)
+    names, counts = project.classes(), project.status(team=False)["per_class"]
     added = [n for n in added if n in names]  # not one removed again by the same command
     rows = [{"key": key, "name": name, "labels": counts.get(name, 0)}
             for key, name in zip(class_keys(names), names)]

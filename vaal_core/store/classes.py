@@ -66,12 +66,10 @@ class Classes:
         if sorted(names) != sorted(current):
             missing = [c for c in current if c not in names]
             unknown = [n for n in dict.fromkeys(names) if n not in current]
-            raise BadInput("a new order must list exactly the classes, each once: "
-                           + "; ".join(part for part in (
-                               f"missing {', '.join(missing)}" if missing else "",
-                               f"not a class: {', '.join(unknown)}" if unknown else "",
-                               "a class given twice" if not missing and not unknown else "") if part)
-                           + f" (the classes: {', '.join(current)})")
+            wrong = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                ([f"not a class: {', '.join(unknown)}"] if unknown else [])
+            raise BadInput(f"a new order must list exactly the classes, each once: "
+                           f"{'; '.join(wrong) or 'a class given twice'} (the classes: {', '.join(current)})")
         with self.db.atomic():
             for pos, name in enumerate(names):
                 self.db.execute("UPDATE classes SET position = ? WHERE name = ?", (pos, name))
