@@ -241,6 +241,12 @@ def test_round_then_queue_in_rank_order(project, capsys):
         project.round(sampler="nope", fast=True, progress=False)
     with pytest.raises(vc.BudgetTooLarge):
         project.round(sampler="random", budget=10_000, fast=True, progress=False)
+    with pytest.raises(vc.BadInput, match="budget must be a whole number of images, got '10'"):
+        project.round(sampler="random", budget="10", fast=True, progress=False)
+    capsys.readouterr()
+    with pytest.raises(vc.BadInput, match="budget must be at least 1"):
+        project.round(sampler="random", budget=0)  # full size on a CPU: refused before the note
+    assert "train slowly" not in capsys.readouterr().err
     assert Project.open(project.root).rounds() == []  # refused before any round row
 
     summary = project.round(sampler="coreset", budget=12, fast=True)  # vaal, with no labels, hands it to typiclust

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -157,6 +158,12 @@ def test_user_errors_are_one_line(project, small_folder, tmp_path):
     (empty / "notes.txt").write_text("not an image")
     _fails("init", tmp_path / "p3", "--images", empty, match="no image files")
     assert not (tmp_path / "p3").exists()  # nothing half-made is left behind
+    # Images only in a hidden folder: the refusal says they were left out, and why.
+    (empty / ".cache").mkdir()
+    shutil.copy(next(small_folder.rglob("*.jpg")), empty / ".cache" / "a.jpg")
+    _fails("init", tmp_path / "p3", "--images", empty,
+           match="; left out 1 hidden file or folder (names starting with '.')")
+    assert not (tmp_path / "p3").exists()
     _fails("init", tmp_path / "p4", "--images", small_folder, "--image-size", "48", match="48")
     _fails("status", tmp_path / "nope", match="no project")
     _fails("round", project, "--sampler", "bogus", match="random")

@@ -21,6 +21,7 @@ from PIL import Image
 
 from vaal_core.data.cache import cache_path, open_cache
 from vaal_core.data.decode import DEFAULT_MAX_PIXELS, SkipFile, _load_one, decode_image
+from vaal_core.data.images import load_image
 from vaal_core.data.ingest import ingest, load_folder
 from vaal_core.data.scan import IMAGE_EXTENSIONS, scan
 from vaal_core.errors import VaalError
@@ -109,6 +110,14 @@ def make_mixed_folder(cifar_root: Path, root: Path) -> tuple[list[str], dict[str
     os.symlink("raw/photo.data", root / "linked.jpg")  # a file symlink inside the folder is followed
     os.symlink(extra[0], root / "linked_out.jpg")  # one that leads out of it is not
     os.symlink(root, root / "loop")  # a folder symlink is not (it would loop)
+    os.symlink("tangle.jpg", root / "tangle.jpg")  # a link to itself: ELOOP, said as such
+    os.symlink("knot", root / "knot")  # the same with no image extension: left alone
+    # Hidden files and folders are left out unopened, as a shell's * leaves them.
+    (root / ".Trash-1000").mkdir()
+    shutil.copy(extra[1], root / ".Trash-1000" / "deleted.jpg")
+    (root / "._good_00.jpg").write_bytes(b"\x00\x05\x16\x07 macOS metadata, not a picture")
+    (root / "raw" / ".thumbnails").mkdir()
+    shutil.copy(extra[2], root / "raw" / ".thumbnails" / "t.jpg")
     (root / "notes.txt").write_text("ignored, not skipped")
     (root / "README").write_text("no extension: ignored too")
 
@@ -129,6 +138,7 @@ def make_mixed_folder(cifar_root: Path, root: Path) -> tuple[list[str], dict[str
         "dir.jpg": "not a regular file",
         "pipe.jpg": "not a regular file",
         "loop": "symbolic link to a folder",
+        "tangle.jpg": "broken symbolic link: its links loop back on themselves",
         "linked_out.jpg": "symbolic link to a file outside the image folder",
     }
     return items, expected
@@ -150,6 +160,7 @@ def test_every_bad_file_is_skipped_with_its_reason(cifar_root, tmp_path):
         assert got[path].startswith(reason), (path, got[path])
     assert len(got["trunc.jpg"]) > len("truncated or corrupt image: ")  # Pillow's message follows
     assert report.ignored == 3 and "notes.txt" not in got
+    assert report.hidden == 3 and not any("/." in p or p.startswith(".") for p in got)
     assert dict(report.skipped) == got
     assert project.status()["skipped"] == len(expected)
     # The symlinked file and the image inside the folder named dir.jpg are real items.
@@ -296,6 +307,17 @@ def test_every_mode_decodes_to_rgb(tmp_path):
     project = Project.create(tmp_path / "proj", tmp_path / "modes", 32)
     report = ingest(project)
     assert report.skipped == [] and report.added == len(colours) + 2
+    # The Label page shows each file as the model sees it: a 16-bit scan not
+    # clipped to white, a clear pixel white rather than black.
+    for item in project.items():
+        shown, note = load_image(project, item)
+        assert note is None and shown.mode == "RGB" and shown.size == (40, 30), item.path
+        centre = np.asarray(shown)[15, 20].astype(int)
+        if item.path in colours:
+            assert np.abs(centre - colours[item.path]).max() <= 3, (item.path, centre)
+        else:  # the ramps: black to white, left to right
+            row = np.asarray(shown)[15, :, 0].astype(int)
+            assert np.all(np.diff(row) >= 0) and row[0] < 10 and row[-1] > 245, (item.path, row)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])

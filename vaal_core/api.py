@@ -278,10 +278,11 @@ class ProjectHandle:
             >>> summary["round_id"], summary["queue_length"]
             (1, 50)
         """
-        from vaal_core.loop.round import RoundConfig, run_round, slow_on_cpu
+        from vaal_core.loop.round import RoundConfig, check_round, run_round, slow_on_cpu
 
         cfg = RoundConfig(sampler=sampler, budget=budget, seed=seed, device=device, fast=fast, fresh=fresh,
                           suggest=suggest, pretrained=pretrained, **({} if audit is None else {"audit": audit}))
+        check_round(self.project, cfg)  # a mistake is refused before the note about slow rounds
         if progress and slow_on_cpu(cfg):
             print("note: full-size models on a CPU train slowly (hours for a large pool); pass fast=True for a "
                   "quick round, or run on a GPU", file=sys.stderr, flush=True)

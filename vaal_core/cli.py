@@ -51,6 +51,10 @@ def cmd_init(args: argparse.Namespace) -> None:
               f"({report.images_per_s:.0f} images/s)"),
              "classes: " + (", ".join(status["classes"])
                             or f"(none yet: add some with: python -m vaal_core classes {root} --add a,b)")]
+    if report.hidden:
+        from vaal_core.data.scan import hidden_words
+
+        lines.insert(1, hidden_words(report.hidden))
     if report.moved:
         from vaal_core.data.relocate import Moved
 

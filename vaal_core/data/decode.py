@@ -109,7 +109,7 @@ def _open_header(data: bytes, max_pixels: int) -> Image.Image:
     return img
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB. Transparent pixels become white (what a
     viewer shows them as), high bit depths are scaled down rather than
     clipped so that 16-bit scans and float maps stay visible."""
@@ -149,7 +149,7 @@ def _decode_bytes(data: bytes, size: int, max_pixels: int) -> tuple[Image.Image,
             pass
         if img.size != before:  # a quarter turn: report the size as the photo is shown
             width, height = height, width
-        img = _to_rgb(img)
+        img = to_rgb(img)
     except _DECODE_ERRORS as e:
         raise SkipFile(f"truncated or corrupt image: {e}") from None
     if img.size != (size, size):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from vaal_core.data.decode import SkipFile, read_file
+from vaal_core.data.decode import SkipFile, read_file, to_rgb
 from vaal_core.data.scan import inside
 from vaal_core.store import Item, Project
 
@@ -102,7 +102,9 @@ def load_image(project: Project, item: Item, max_side: int = DISPLAY_MAX) -> tup
         try:
             with Image.open(io.BytesIO(data)) as img:
                 img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
-                img = ImageOps.exif_transpose(img).convert("RGB")
+                # The same conversion as the training decode: a 16-bit scan scaled, not
+                # clipped to white; transparency on white, not on black.
+                img = to_rgb(ImageOps.exif_transpose(img))
                 img.thumbnail((max_side, max_side))
                 return img, None
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:

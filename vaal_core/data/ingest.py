@@ -24,7 +24,7 @@ from vaal_core.config import IMAGE_SIZES
 from vaal_core.data import relocate
 from vaal_core.data.cache import cache_path, ingest_lock
 from vaal_core.data.decode import DEFAULT_MAX_PIXELS, Loaded, load_many
-from vaal_core.data.scan import gold_of, inside, scan
+from vaal_core.data.scan import gold_of, hidden_words, inside, scan
 from vaal_core.errors import BadImageFolder, BadInput
 from vaal_core.progress import Phase, Progress, Steps
 from vaal_core.store import Project, is_project
@@ -43,6 +43,7 @@ class IngestReport:
     seconds: float
     images_per_s: float  # files decoded per second
     moved: dict[str, Any] | None = None  # the folder moved before this scan (relocate.Moved)
+    hidden: int = 0  # files and folders left out for names starting with "." (scan.hidden_words)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -170,7 +171,7 @@ def ingest(project: Project, gold_from_folders: bool = False, progress: Progress
     project.set_skipped_files(skipped)
     seconds = time.perf_counter() - t0
     report = IngestReport(added=next_row - n_rows, known=len(found.files) - len(new), skipped=skipped,
-                          missing=missing, ignored=found.ignored, seconds=round(seconds, 3),
+                          missing=missing, ignored=found.ignored, hidden=found.hidden, seconds=round(seconds, 3),
                           images_per_s=round(total / seconds, 1) if seconds > 0 else 0.0)
     project.log_event("ingest", {**{k: v for k, v in report.to_dict().items() if k != "skipped"},
                                  "skipped": len(skipped)})
@@ -251,9 +252,11 @@ def init_project(root: Path, images: Path, classes: Sequence[str] = (), image_si
         with ingest_lock(root):
             created = not is_project(root)
             if created:
-                if not scan(images).files:
+                found = scan(images)
+                if not found.files:
+                    left_out = f"; {hidden_words(found.hidden)}" if found.hidden else ""
                     raise BadImageFolder(f"no image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff) "
-                                         f"in {images}")
+                                         f"in {images}{left_out}")
                 project = Project.create(root, images, image_size or 32, classes, database=database)
             else:
                 project, move = _open_for(root, images, image_size, classes, moved)

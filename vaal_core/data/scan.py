@@ -7,6 +7,7 @@ cannot become an item is listed with the reason.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import stat
@@ -40,6 +41,7 @@ class ScanResult:
     files: list[tuple[str, Path]]  # (relative posix path, absolute path), sorted by relative path
     skipped: list[tuple[str, str]]  # (display path, reason)
     ignored: int  # files with other extensions, left alone: not "skipped"
+    hidden: int = 0  # files and folders whose names start with ".", left out unopened
 
 
 def scan(image_root: Path) -> ScanResult:
@@ -48,13 +50,16 @@ def scan(image_root: Path) -> ScanResult:
     (and reported) instead of crashing the database insert later. Directory
     symlinks are not followed (a link to a parent would loop forever); file
     symlinks are, when their real path is inside the folder: a link out of
-    it is skipped, so that nothing outside the folder is ever read."""
+    it is skipped, so that nothing outside the folder is ever read. Hidden
+    files and folders (names starting with ".") are left out and counted, as
+    a shell's * leaves them: a desktop's .Trash, a phone's .thumbnails and
+    the ._ copies macOS leaves on shared drives are not the user's images."""
     root = Path(image_root)
     if not root.is_dir():
         raise BadImageFolder(f"image folder {root} does not exist or is not a folder")
     files: list[tuple[str, Path]] = []
     skipped: list[tuple[str, str]] = []
-    ignored = 0
+    ignored = hidden = 0
     stack = [b""]  # relative bytes paths of folders still to list
     root_b = os.fsencode(root.resolve())
     while stack:
@@ -69,16 +74,22 @@ def scan(image_root: Path) -> ScanResult:
             skipped.append((_display(rel_dir), f"cannot read folder: {reason}"))
             continue
         for entry in entries:
+            if entry.name.startswith(b"."):
+                hidden += 1
+                continue
             rel = os.path.join(rel_dir, entry.name) if rel_dir else entry.name
             is_link = entry.is_symlink()
             if entry.is_dir(follow_symlinks=False):
                 stack.append(rel)
             if os.path.splitext(entry.name)[1].lower() not in _EXTENSIONS_B:
-                if entry.is_file():  # follows file symlinks; broken links and folders don't count
-                    ignored += 1
-                elif is_link and entry.is_dir():
-                    skipped.append((_display(rel), ("symbolic link to a folder: not followed "
-                                                    "(it could loop)")))
+                try:
+                    if entry.is_file():  # follows file symlinks; broken links and folders don't count
+                        ignored += 1
+                    elif is_link and entry.is_dir():
+                        skipped.append((_display(rel), ("symbolic link to a folder: not followed "
+                                                        "(it could loop)")))
+                except OSError:  # links that loop (ELOOP): neither a file nor a folder, left alone
+                    pass
                 continue
             try:
                 rel_str = rel.decode("utf-8")
@@ -88,9 +99,8 @@ def scan(image_root: Path) -> ScanResult:
                 continue
             try:
                 mode = entry.stat(follow_symlinks=True).st_mode
-            except OSError:  # dangling target, or a link loop
-                skipped.append((rel_str, "broken symbolic link: its target does not exist"
-                                if is_link else "cannot read file information"))
+            except OSError as e:  # dangling target, or links that loop
+                skipped.append((rel_str, _broken_link(e) if is_link else "cannot read file information"))
                 continue
             if not stat.S_ISREG(mode):
                 what = _kind(mode)
@@ -106,7 +116,21 @@ def scan(image_root: Path) -> ScanResult:
             files.append((rel_str, Path(os.fsdecode(os.path.join(root_b, rel)))))
     files.sort(key=lambda f: f[0])
     skipped.sort()
-    return ScanResult(files, skipped, ignored)
+    return ScanResult(files, skipped, ignored, hidden)
+
+
+def _broken_link(e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "broken symbolic link: its links loop back on themselves"
+    return "broken symbolic link: its target does not exist"
+
+
+def hidden_words(hidden: int) -> str:
+    """What a scan left out as hidden, in words; empty when nothing."""
+    if not hidden:
+        return ""
+    things = "1 hidden file or folder" if hidden == 1 else f"{hidden:,} hidden files and folders"
+    return f"left out {things} (names starting with '.')"
 
 
 def inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:

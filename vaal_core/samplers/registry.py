@@ -10,6 +10,7 @@ sampler cannot quietly depend on an input the pipeline might not compute.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -179,6 +180,8 @@ def rank(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def check_budget(budget: int, pool_size: int) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
+        raise BadInput(f"budget must be a whole number of images, got {budget!r}")
     if budget < 1:
         raise BadInput(f"budget must be at least 1, got {budget}")
     if budget > pool_size:
