@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -263,6 +265,33 @@ def test_round_refused_while_another_process_trains(project):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_export_to_standard_output_a_pipe_or_a_folder(project, tmp_path):
+    p = Project.open(project)
+    items = p.items()[:6]
+    run_cli("label", project, "--csv", _write_csv(tmp_path / "in.csv", [(it.path, it.gold) for it in items]))
+    run_cli("export", project, "--format", "csv", "--out", tmp_path / "out.csv")
+    want = (tmp_path / "out.csv").read_text()
+
+    # "-" is standard output: the labels alone there, what is said on stderr.
+    out = run_cli("export", project, "--format", "csv", "--out", "-")
+    assert out.stdout == want and out.stderr.strip() == "exported 6 labels as csv to standard output"
+    out = run_cli("export", project, "--format", "json", "--out", "-", "--json")
+    assert [r["path"] for r in json.loads(out.stdout)["labels"]] == sorted(it.path for it in items)
+    assert json.loads(out.stderr)["labels"] == 6
+    # A device or a pipe is written through, never replaced by a file (/dev/fd/1: this run's stdout pipe).
+    out = run_cli("export", project, "--format", "csv", "--out", "/dev/fd/1")
+    assert out.stdout == want + "exported 6 labels as csv to /dev/fd/1\n"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
+    run_cli("export", project, "--format", "csv", "--out", fifo)
+    assert reader.communicate(timeout=60)[0] == want and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+    _fails("export", project, "--format", "csv", "--out", tmp_path, match=f"{tmp_path} is a folder; give a file")
+    _fails("export", project, "--format", "imagefolder", "--out", "-", match="give a folder to write it in, not -")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["fifo", "images", "in.csv", "out.csv", "proj"]  # nothing new
 
 
 def test_export_import_round_trip(project, small_folder, tmp_path):

@@ -422,6 +422,46 @@ def test_reingest_keeps_labels_and_repairs_the_cache(cifar_root, tmp_path):
     assert np.array_equal(np.array(open_cache(project)), full)
 
 
+def test_an_image_moved_or_renamed_in_the_folder_keeps_its_item_and_label(cifar_root, tmp_path):
+    images = make_subset(cifar_root, tmp_path / "images", per_class=3)
+    project = Project.create(tmp_path / "proj", images, 32)
+    ingest(project, gold_from_folders=True)
+    items = project.items()
+    for it in items[:4]:
+        project.set_label(it.id, it.gold)
+    rows = np.array(open_cache(project))
+    a, b, c, d = items[:4]
+
+    (images / "sorted").mkdir()
+    os.rename(images / a.path, images / "sorted" / "a.jpg")  # sorted into a new folder
+    os.rename(images / b.path, images / b.path.replace(".jpg", "_renamed.jpg"))  # renamed in place
+    shutil.copy(images / c.path, images / "sorted" / "c_copy.jpg")  # copied: its original is still there
+    os.rename(images / d.path, images / "sorted" / "d1.jpg")  # moved, and a copy beside it
+    shutil.copy(images / "sorted" / "d1.jpg", images / "sorted" / "d2.jpg")
+    report = ingest(project, gold_from_folders=True)
+
+    assert (report.added, report.renamed, report.missing) == (0, 3, 0)
+    assert dict(report.skipped) == {"sorted/c_copy.jpg": f"duplicate of {c.path}",
+                                    "sorted/d2.jpg": "duplicate of sorted/d1.jpg"}
+    assert report.notes()[0] == "3 images were found under new names (moved or renamed in the folder) " \
+                                "and keep their labels"
+    now = {it.id: it for it in project.items()}
+    assert len(now) == len(items)  # no item added, none gone
+    assert [now[it.id].path for it in (a, b, c, d)] == [
+        "sorted/a.jpg", b.path.replace(".jpg", "_renamed.jpg"), c.path, "sorted/d1.jpg"]
+    assert {it.id: now[it.id].label for it in (a, b, c, d)} == {it.id: it.gold for it in (a, b, c, d)}
+    assert np.array_equal(np.array(open_cache(project)), rows)  # same rows: nothing decoded into the cache
+    assert load_image(project, now[a.id])[1] is None  # the file at its new path, not the cached copy
+
+    # An item missing since an earlier scan comes back under a new name too.
+    os.rename(images / "sorted" / "a.jpg", tmp_path / "away.jpg")
+    assert ingest(project).missing == 1
+    os.rename(tmp_path / "away.jpg", images / "back.jpg")
+    report = ingest(project)
+    assert (report.renamed, report.missing, report.added) == (1, 0, 0)
+    assert project.item(a.id).path == "back.jpg" and project.item(a.id).label == a.gold
+
+
 # -- 5. load_folder -------------------------------------------------------------------
 
 def test_load_folder(cifar_root, tmp_path):

@@ -162,6 +162,12 @@ def test_a_team_project_from_the_command_line(tmp_path, small_folder, pg_url, pg
     run_cli("label", proj, "--csv", csv, "--annotator", "alice", "--add-classes")
     listed = json.loads(run_cli("classes", proj, "--json").stdout)["classes"]
     assert [c["name"] for c in listed] == CLASSES + ["lion"] and listed[-1]["labels"] == 1
+    # a labeled image renamed in the folder: the item on the server follows it, its label kept
+    (small_folder / paths[1]).rename(small_folder / "renamed.jpg")
+    rescan = run_cli("init", proj, "--images", small_folder)
+    assert "1 image was found under a new name" in rescan.stdout and ", 0 missing" in rescan.stdout
+    exported = run_cli("export", proj, "--format", "csv", "--out", "-").stdout
+    assert "renamed.jpg,cat" in exported.splitlines() and paths[1] not in exported
     team = json.loads(run_cli("team", proj, "--overlap", "0.25", "--json").stdout)
     assert team["overlap"] == 0.25 and team["conflicts"] == [] and team["by_annotator"] == {"alice": 5}
     # the project records no password: without one, every command says where to give it, in one line

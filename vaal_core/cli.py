@@ -30,7 +30,9 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{message} (see: {self.prog} --help)")  # prog: "python -m vaal_core [command]"
 
 
-def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str | None) -> None:
+    if text is None:  # the command said it already (export to standard output)
+        return
     print(json.dumps(obj, default=str) if getattr(args, "json", False) else text)
 
 
@@ -51,10 +53,7 @@ def cmd_init(args: argparse.Namespace) -> None:
               f"({report.images_per_s:.0f} images/s)"),
              "classes: " + (", ".join(status["classes"])
                             or f"(none yet: add some with: python -m vaal_core classes {root} --add a,b)")]
-    if report.hidden:
-        from vaal_core.data.scan import hidden_words
-
-        lines.insert(1, hidden_words(report.hidden))
+    lines[1:1] = report.notes()
     if report.moved:
         from vaal_core.data.relocate import Moved
 

@@ -8,12 +8,14 @@ what to print: the `--json` object and the text. cli.py builds the parser
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from vaal_core.errors import BadInput
 
-Output = tuple[dict[str, Any], str]
+Output = tuple[dict[str, Any], str | None]  # None: the command printed already
 
 
 def classes(args: argparse.Namespace, project) -> Output:
@@ -86,18 +88,22 @@ def add_label_arguments(sp: argparse.ArgumentParser) -> None:
 
 
 def export(args: argparse.Namespace, project) -> Output:
-    from vaal_core.services.labels_io import export_labels
+    from vaal_core.services.labels_io import STDOUT, export_labels
 
-    out = export_labels(project, args.format, Path(args.out))
+    out = export_labels(project, args.format, args.out)
     text = f"exported {out['labels']} labels as {out['format']} to {out['out']}"
     for miss in out.get("not_copied", []):
         text += f"\n  not copied {miss['path']}: {miss['reason']}"
+    if args.out == STDOUT:  # the labels went to standard output: what is said goes beside them, to stderr
+        print(json.dumps(out) if args.json else text.replace(" to -", " to standard output"), file=sys.stderr)
+        return out, None
     return out, text
 
 
 def add_export_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--format", required=True, choices=["csv", "json", "imagefolder"])
-    sp.add_argument("--out", required=True)
+    sp.add_argument("--out", required=True, help="the file (csv, json) or folder (imagefolder) to write; "
+                                                 "- for standard output")
 
 
 # name -> (the command, its one-line help, what adds its arguments), in the order `--help` lists them

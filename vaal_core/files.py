@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -39,9 +40,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = Fals
     and `path` is left as it was. `durable` fsyncs before the rename (for
     files that must survive a power cut, not just a crash)."""
     path = Path(path)
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+    if _special(path):
+        # A device or a pipe (/dev/stdout, a shell's >(gzip > x.gz)) is written
+        # through: renaming a file over it would replace the device itself.
+        # Appended to: /dev/stdout redirected to a file is that file, which
+        # "w" would cut back to nothing under what was printed before.
+        with open(path, mode.replace("w", "a"), **text) as fh:
+            yield fh
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(path)
-    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     try:
         with open(tmp, mode, **text) as fh:
             yield fh
@@ -52,6 +61,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = Fals
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _special(path: Path) -> bool:
+    """Whether `path` names a device or a pipe: under /dev or /proc as
+    given (/dev/stdout leads to a plain file when output is redirected, and
+    must not be replaced), or there and neither a file nor a folder."""
+    if os.path.normpath(os.path.abspath(path)).startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:

@@ -15,7 +15,6 @@ from vaal_core.config import IMAGE_SIZES
 from vaal_core.data.images import image_root_problem, shown_path
 from vaal_core.data.ingest import init_project, parse_classes
 from vaal_core.data.relocate import Moved
-from vaal_core.data.scan import hidden_words
 from vaal_core.errors import BadInput, LabelConflict, VaalError
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event
@@ -201,8 +200,7 @@ def scan_images(folder: Path, moved: bool) -> None:
         return
     said = [Moved(**report.moved).sentence(capital=True) + "."] if report.moved else []
     said.append(f"Scanned: {count(report.added, 'new image')} added, {report.missing:,} missing, "
-                f"{count(len(report.skipped), 'file')} skipped"
-                + (f"; {hidden_words(report.hidden)}." if report.hidden else "."))
+                f"{count(len(report.skipped), 'file')} skipped" + "".join(f"; {n}" for n in report.notes()) + ".")
     st.session_state["images_scanned"] = " ".join(said)
     st.rerun()
 

@@ -44,6 +44,20 @@ class IngestReport:
     images_per_s: float  # files decoded per second
     moved: dict[str, Any] | None = None  # the folder moved before this scan (relocate.Moved)
     hidden: int = 0  # files and folders left out for names starting with "." (scan.hidden_words)
+    renamed: int = 0  # items whose file was found under a new name (labels kept)
+
+    def notes(self) -> list[str]:
+        """What the counts leave unsaid, in words: images found under new
+        names, hidden files left out (the CLI and the Project page say both)."""
+        said = []
+        if self.renamed:
+            one = self.renamed == 1
+            said.append(("1 image was found under a new name" if one else
+                         f"{self.renamed:,} images were found under new names")
+                        + f" (moved or renamed in the folder) and {'keeps its label' if one else 'keep their labels'}")
+        if self.hidden:
+            said.append(hidden_words(self.hidden))
+        return said
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,7 +144,13 @@ def ingest(project: Project, gold_from_folders: bool = False, progress: Progress
             os.fsync(fh.fileno())
 
         # 2. New files, in path order, so the first of identical files is kept.
+        # An item's bytes under a new name while its own path is gone is the
+        # same image moved or renamed (sorted into class folders, say): the
+        # item follows it, keeping its label, rather than going missing while
+        # the file is skipped as its duplicate.
         seen = dict(known_sha1)
+        present = {rel for rel, _ in found.files}
+        renamed: dict[str, str] = {}  # old path -> new path
         rows: list[dict] = []
         pixels: list[bytes] = []
 
@@ -147,7 +167,10 @@ def ingest(project: Project, gold_from_folders: bool = False, progress: Progress
         with closing(load_many([p for _, p in new], size, max_pixels, workers)) as results:
             for (rel, _), got in zip(new, results):
                 done += 1
-                if _keep(rel, got, seen, skipped):
+                old = known_sha1.get(got.sha1) if got.reason is None else None
+                if old is not None and old not in present and old not in renamed:
+                    renamed[old] = seen[got.sha1] = rel
+                elif _keep(rel, got, seen, skipped):
                     pixels.append(got.pixels)
                     rows.append({"path": rel, "size_bytes": got.size_bytes, "sha1": got.sha1,
                                  "width": got.width, "height": got.height, "cache_index": next_row,
@@ -158,6 +181,7 @@ def ingest(project: Project, gold_from_folders: bool = False, progress: Progress
                 tick(done)
         if rows:
             commit()
+        project.rename_items(renamed)
 
     # 3. Bookkeeping: classes from the gold labels, missing files, the skipped list.
     if (gold_from_folders or gold) and not project.classes():
@@ -171,7 +195,8 @@ def ingest(project: Project, gold_from_folders: bool = False, progress: Progress
     project.set_skipped_files(skipped)
     seconds = time.perf_counter() - t0
     report = IngestReport(added=next_row - n_rows, known=len(found.files) - len(new), skipped=skipped,
-                          missing=missing, ignored=found.ignored, hidden=found.hidden, seconds=round(seconds, 3),
+                          missing=missing, ignored=found.ignored, hidden=found.hidden, renamed=len(renamed),
+                          seconds=round(seconds, 3),
                           images_per_s=round(total / seconds, 1) if seconds > 0 else 0.0)
     project.log_event("ingest", {**{k: v for k, v in report.to_dict().items() if k != "skipped"},
                                  "skipped": len(skipped)})

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,15 +51,29 @@ def labels_text(project: Project, fmt: str, rows: list[dict[str, str]] | None = 
     raise BadInput(f"unknown text format {fmt!r}; use csv or json")
 
 
-def export_labels(project: Project, fmt: str, out: Path) -> dict[str, Any]:
-    """Write the labels as csv, json or an ImageFolder tree; returns a summary."""
-    out = Path(out)
+STDOUT = "-"  # export's out for standard output, as Unix tools spell it
+
+
+def export_labels(project: Project, fmt: str, out: Path | str) -> dict[str, Any]:
+    """Write the labels as csv, json or an ImageFolder tree; returns a
+    summary. `out` "-" is standard output (csv and json)."""
     if fmt not in FORMATS:
         raise BadInput(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    to_stdout = str(out) == STDOUT
+    out = Path(out)
     if fmt == "imagefolder":
+        if to_stdout:
+            raise BadInput("an ImageFolder copy is a folder of images: give a folder to write it in, not -")
         return _export_imagefolder(project, labeled_rows(project), out)
+    if not to_stdout and out.is_dir():
+        raise BadInput(f"{out} is a folder; give a file to write the {fmt} export to, "
+                       f"e.g. {out / ('labels.' + fmt)}")
     rows = labeled_rows(project)
-    write_atomic(out, labels_text(project, fmt, rows))
+    if to_stdout:
+        sys.stdout.write(labels_text(project, fmt, rows))
+        sys.stdout.flush()
+    else:
+        write_atomic(out, labels_text(project, fmt, rows))
     _log_export(project, {"format": fmt, "out": str(out), "labels": len(rows)})
     return {"format": fmt, "out": str(out), "labels": len(rows)}
 

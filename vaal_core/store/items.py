@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from vaal_core.errors import UnknownItem
 from vaal_core.store.db import Database
@@ -138,6 +138,23 @@ class Items:
         partly written tail after a crash; it is cut back to this)."""
         return int(self.db.value("SELECT COALESCE(MAX(cache_index), -1) + 1 FROM items"))
 
+    def rename(self, moves: Mapping[str, str]) -> None:
+        """Give items new paths, {old path: new path}: their files were found
+        under new names (same bytes), so each keeps its id, label, history
+        and cache row. The new paths are not items (ingest only moves an item
+        to a path it does not know)."""
+        if not moves:
+            return
+        with self.db.atomic():
+            self.db.executemany("UPDATE items SET path = ? WHERE path = ?",
+                                [(new, old) for old, new in moves.items()])
+            self._bump_moved()
+
+    def _bump_moved(self) -> None:
+        # What PRESENCE reads: the present items (or their paths) changed without a new id.
+        self.db.execute(f"INSERT INTO meta(key, value) VALUES ('{MOVED}', '1') ON CONFLICT(key) DO UPDATE "
+                        "SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)")
+
     def set_missing(self, present_paths: set[str]) -> int:
         """Mark items whose file has gone as 'missing' (their labels are kept)
         and bring back ones that reappeared; returns the number missing."""
@@ -148,9 +165,8 @@ class Items:
                 if status != r["status"]:
                     self.db.execute("UPDATE items SET status = ? WHERE id = ?", (status, r["id"]))
                     moved += 1
-            if moved:  # what PRESENCE reads: the set of present items changed without a new id
-                self.db.execute(f"INSERT INTO meta(key, value) VALUES ('{MOVED}', '1') ON CONFLICT(key) DO UPDATE "
-                                "SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)")
+            if moved:
+                self._bump_moved()
             return int(self.db.value("SELECT COUNT(*) FROM items WHERE status = 'missing'"))
 
     def set_skipped_files(self, skipped: Sequence[tuple[str, str]]) -> None:

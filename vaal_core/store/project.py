@@ -219,6 +219,9 @@ class Project:
     def cache_rows(self) -> int:
         return self._items.cache_rows()
 
+    def rename_items(self, moves: Mapping[str, str]) -> None:
+        self._items.rename(moves)
+
     def set_missing(self, present_paths: set[str]) -> int:
         return self._items.set_missing(present_paths)
 
