@@ -201,6 +201,9 @@ def test_bad_folders(cifar_root, tmp_path):
         shutil.copy(f, flat / f.name)
     with pytest.raises(BadImageFolder, match="no class folders"):
         simulate(flat, TINY, tmp_path / "x.json")
+    two = make_subset(cifar_root, tmp_path / "two", per_class=30, classes=["cat", "dog"])
+    with pytest.raises(BadInput, match=f"^{tmp_path} is a folder; give a file for the results"):
+        simulate(two, TINY, tmp_path)  # refused before the rounds, not at the end
 
 
 # -- the live JSON, the map's latents, CSV and chart ---------------------------

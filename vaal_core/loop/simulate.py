@@ -297,6 +297,8 @@ def simulate(image_root: Path, cfg: SimConfig, out: Path, progress: Progress | N
     scanned = [posixpath.basename(posixpath.dirname(rel)) or None for rel, _ in scan(image_root).files]
     classes, _ = class_names(scanned, image_root)
     split_rows(class_targets(scanned, classes), cfg)  # sizes, with every scanned file counted
+    if out.is_dir():  # refused before any work, not after the rounds at the write
+        raise BadInput(f"{out} is a folder; give a file for the results, e.g. {out / 'results.json'}")
     latents_path = out.with_suffix(".latents.npz")
     # An earlier run's files must not pass for this one's while it decodes
     # (a poller reads "no JSON yet" as "starting").
