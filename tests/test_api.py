@@ -173,6 +173,27 @@ def test_import_labels_from_a_frame_a_dict_or_a_file_is_one_checked_action(proje
     assert project.labels().set_index("path").loc[["one/002.png", "one/003.png"], "label"].tolist() == ["five", "six"]
 
 
+def test_a_label_file_from_another_tool_names_its_images_as_that_tool_does(project, digits_folder, tmp_path):
+    root = Path(digits_folder)
+    files = {  # a spreadsheet's semicolons and Windows paths; a script's absolute paths, ./ and the folder's name
+        "semicolon.csv": "path;label\r\none\\000.png;one\r\n./one/001.png;one\r\n",
+        "absolute.csv": f"path,label\n{root / 'one' / '002.png'},one\n{root.name}/one/003.png,one\n",
+        "tab.csv": "path\tlabel\none//004.png\tone\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        project.import_labels(tmp_path / name)
+    assert sorted(project.labels()["path"]) == [f"one/00{k}.png" for k in range(5)]
+
+    (tmp_path / "far.csv").write_text(f"path,label\n{root.parent / 'elsewhere' / 'one' / '005.png'},one\n")
+    with pytest.raises(vc.BadInput, match="far.csv line 2: '.*/elsewhere/one/005.png' is not an image of this project"):
+        project.import_labels(tmp_path / "far.csv")  # outside the image folder: still refused
+    (tmp_path / "split.csv").write_text("path;label\none/005.png;one;extra\n")
+    with pytest.raises(vc.BadInput, match='3 values where the header has 2 columns \\(path;label\\); put a path or '
+                                          'label that holds a semicolon in double quotes \\("a;b.jpg"\\)'):
+        project.import_labels(tmp_path / "split.csv")
+
+
 def test_classes_are_added_renamed_reordered_and_removed(project):
     project.label("one/000.png", "one")
     assert project.add_classes("four, five") == ["four", "five"]

@@ -231,8 +231,10 @@ class ProjectHandle:
 
     def add_images(self, *, progress: bool = True) -> dict[str, Any]:
         """Scan the image folder again and add its new images (labels kept;
-        images whose file has gone are marked missing): the ingest's report,
-        as `create_project(..., exist_ok=True)` gives it."""
+        images whose file has gone are marked missing, and one moved or
+        renamed inside the folder keeps its item: `renamed` counts them;
+        `hidden` counts the files and folders named with a leading "." left
+        out): the ingest's report, as `create_project(..., exist_ok=True)` gives it."""
         return self._ingest(self.project.image_root, progress)
 
     def move_images(self, folder: str | os.PathLike, *, progress: bool = True) -> dict[str, Any]:

@@ -12,9 +12,10 @@ import csv
 import io
 import json
 import os
+import posixpath
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,9 +137,25 @@ def parse_labels(data: bytes, name: str, fmt: str) -> list[tuple[str, str, str]]
     raise BadInput(f"unknown label file format {fmt!r}; use csv or json")
 
 
+# What a label file's header may separate its columns with: a comma, or the
+# semicolon a spreadsheet writes where the comma is the decimal sign, or a tab.
+_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter whose split of the header line names both path and label (default: comma)."""
+    header = text.split("\n", 1)[0]
+    for delimiter in _DELIMITERS:
+        fields = {f.strip().strip('"').lower() for f in header.split(delimiter)}
+        if {"path", "label"} <= fields:
+            return delimiter
+    return ","
+
+
 def _csv_rows(text: str, name: str) -> list[tuple[str, str, str]]:
+    delimiter = _delimiter(text)
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
+        reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA, delimiter=delimiter)
         fields = [f.strip().lower() for f in (reader.fieldnames or [])]
         if "path" not in fields or "label" not in fields:
             raise BadInput(f"{name} must have a header row with the columns path,label "
@@ -148,8 +165,9 @@ def _csv_rows(text: str, name: str) -> list[tuple[str, str, str]]:
         for r in reader:
             if any(v.strip() for v in r.get(_EXTRA, ())):  # a value with no column: never drop it silently
                 raise BadInput(f"{name} line {reader.line_num}: {len(fields) + len(r[_EXTRA])} values where "
-                               f"the header has {len(fields)} columns ({','.join(fields)}); put a path or "
-                               'label that holds a comma in double quotes ("a,b.jpg")')
+                               f"the header has {len(fields)} columns ({delimiter.join(fields)}); put a path "
+                               f"or label that holds a {_DELIMITERS[delimiter]} in double quotes "
+                               f'("a{delimiter}b.jpg")')
             rows.append((f"{name} line {reader.line_num}", (r.get("path") or "").strip(),
                          (r.get("label") or "").strip()))
         return rows
@@ -200,6 +218,22 @@ def rows_of(source: Any) -> tuple[list[tuple[str, str, str]], str]:
     return rows, what
 
 
+def item_path(path: str, known: Collection[str], image_root: Path) -> str | None:
+    """The item path a label file means by `path`, or None. As written
+    first; then as other tools write paths: with backslashes (Windows),
+    "./" or doubled slashes, absolute inside the image folder, or starting
+    with the image folder's own name (a glob run from the folder above)."""
+    if path in known:
+        return path
+    key = posixpath.normpath(path.replace("\\", "/"))
+    root = Path(image_root)
+    for prefix in dict.fromkeys((root.as_posix(), root.resolve().as_posix(), root.name)):
+        if key.startswith(prefix.rstrip("/") + "/"):
+            key = key[len(prefix.rstrip("/")) + 1:]
+            break
+    return key if key in known else None
+
+
 @dataclass(frozen=True)
 class ImportPlan:
     """What a label file would change, checked whole before anything is
@@ -243,10 +277,10 @@ def plan_import(project: Project, rows: list[tuple[str, str, str]], name: str,
     wanted: dict[int, str] = {}
     missing: dict[str, str] = {}  # class the project lacks -> the first row that names it
     for where, path, label in rows:
-        key = path.replace(os.sep, "/")
         if not path or not label:
             raise BadInput(f"{where}: both path and label are needed (got path={path!r}, label={label!r})")
-        if key not in ids:
+        key = item_path(path, ids, project.image_root)
+        if key is None:
             raise UnknownItem(f"{where}: {path!r} is not an image of this project "
                               f"(paths are relative to {project.image_root})")
         if label not in classes and label not in missing:
