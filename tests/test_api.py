@@ -184,6 +184,10 @@ def test_a_label_file_from_another_tool_names_its_images_as_that_tool_does(proje
         (tmp_path / name).write_text(text)
         project.import_labels(tmp_path / name)
     assert sorted(project.labels()["path"]) == [f"one/00{k}.png" for k in range(5)]
+    # One image by the Path a glob gives: the same item as its relative path.
+    assert project.label(root / "two" / "000.png", "two")["path"] == "two/000.png"
+    with pytest.raises(vc.UnknownItem, match="'/nowhere/two/000.png' is not an item of this project"):
+        project.label("/nowhere/two/000.png", "two")
 
     (tmp_path / "far.csv").write_text(f"path,label\n{root.parent / 'elsewhere' / 'one' / '005.png'},one\n")
     with pytest.raises(vc.BadInput, match="far.csv line 2: '.*/elsewhere/one/005.png' is not an image of this project"):

@@ -38,7 +38,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaal_core.errors import BadInput, CannotWrite, ProjectExists, ProjectNotFound
+from vaal_core.errors import BadInput, CannotWrite, ProjectExists, ProjectNotFound, UnknownItem
 from vaal_core.progress import describe_with_losses
 from vaal_core.api_simulation import Simulation, simulate
 from vaal_core.progress_bars import phase_bars
@@ -366,7 +366,16 @@ class ProjectHandle:
             return found.id, found.path
         if isinstance(item, (str, os.PathLike)):
             path = os.fspath(item).replace(os.sep, "/")
-            return self.project.item_id(path), path  # UnknownItem names the path
+            try:
+                return self.project.item_id(path), path
+            except UnknownItem:  # names the path, unless it is an item's written another way (absolute, ./)
+                from vaal_core.services.labels_io import item_path
+
+                ids, _ = self.project.known_files()
+                key = item_path(path, ids, self.project.image_root)
+                if key is None:
+                    raise
+                return ids[key], key
         raise BadInput(f"give an image by its path (as in the queue) or its item id, not {item!r}")
 
     def labels(self) -> "pd.DataFrame":
