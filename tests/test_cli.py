@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import CLASSES, ROOT, run_cli
 
+import vaal_core as vc
 from vaal_core.errors import RoundCancelled, TrainingDiverged
 from vaal_core.loop.round import RoundConfig, run_round
 from vaal_core.store import Project
@@ -173,6 +174,9 @@ def test_user_errors_are_one_line(project, small_folder, tmp_path):
     if not torch.cuda.is_available():  # true on CPU-only CI machines
         _fails("round", project, "--device", "cuda", "--fast", match="CUDA")
     _fails("export", project, "--format", "xml", "--out", tmp_path / "x", match="invalid choice")
+    bare = run_cli(check=False)  # no command at all: the list of commands, each with what it does
+    assert bare.returncode == 2 and "  init " in bare.stderr and "  export " in bare.stderr and not bare.stdout
+    assert run_cli("--version").stdout.strip() == f"VAAL Studio {vc.__version__}"
     _fails("round", project, "--budget", "ten", match="invalid int")
 
 

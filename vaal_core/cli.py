@@ -273,7 +273,10 @@ def cmd_samplers(args: argparse.Namespace) -> None:
 # -- parser -----------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from vaal_core import __version__
+
     p = _Parser(prog="python -m vaal_core", description="VAAL Studio engine: projects, rounds, simulation.")
+    p.add_argument("--version", action="version", version=f"VAAL Studio {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, fn, help_text: str, project: bool = True) -> argparse.ArgumentParser:
@@ -398,6 +401,9 @@ def _written_folder(err: OSError, args: argparse.Namespace | None) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     _interrupt_on_sigterm()
     args = None
+    if not (sys.argv[1:] if argv is None else argv):  # no command: the list of them, not an error about one
+        build_parser().print_help(sys.stderr)
+        return EXIT_USER_ERROR
     try:
         args = build_parser().parse_args(argv)
         args.fn(args)
