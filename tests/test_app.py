@@ -400,6 +400,18 @@ def test_project_page_reads_a_moved_folder_from_its_new_place(project, images, c
     at.button(key="rescan").click().run()
     assert "Scanned: 1 new image added, 0 missing" in texts(at).replace("\\", "") and project.item_count()[0] == 19
 
+    # The labeled image sorted into a new folder, and a hidden one beside it: both said after the rescan.
+    labeled = project.item(next(iter(project.labels())))
+    (moved / "sorted").mkdir()
+    (moved / labeled.path).rename(moved / "sorted" / "kept.jpg")
+    (moved / ".thumbnails").mkdir()
+    at.button(key="rescan").click().run()
+    said = texts(at).replace("\\", "")
+    assert ("Scanned: 0 new images added, 0 missing, 0 files skipped; 1 image was found under a new name (moved "
+            "or renamed in the folder) and keeps its label; left out 1 hidden file or folder (names starting "
+            "with '.').") in said
+    assert project.item(labeled.id).path == "sorted/kept.jpg" and project.labels() == {labeled.id: "cat"}
+
 
 # -- task-model suggestions ------------------------------------------------------------
 

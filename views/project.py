@@ -15,6 +15,7 @@ from vaal_core.config import IMAGE_SIZES
 from vaal_core.data.images import image_root_problem, shown_path
 from vaal_core.data.ingest import init_project, parse_classes
 from vaal_core.data.relocate import Moved
+from vaal_core.data.scan import hidden_words
 from vaal_core.errors import BadInput, LabelConflict, VaalError
 from vaal_core.loop.round import default_budget
 from vaal_core.progress import Event
@@ -119,7 +120,8 @@ def ingest_summary() -> None:
     report = st.session_state.get("ingest_report")
     if not report or project is None or Path(report["project"]).resolve() != project.root.resolve():
         return
-    st.success(f"Created: {report['added']:,} images added, {len(report['skipped']):,} files skipped "
+    hidden = f"; {hidden_words(report['hidden'])}" if report.get("hidden") else ""
+    st.success(f"Created: {report['added']:,} images added, {len(report['skipped']):,} files skipped{hidden} "
                f"({report['images_per_s']:,.0f} images/s).", icon=":material/check_circle:")
     if report["skipped"]:
         st.dataframe(report["skipped"], hide_index=True, width="stretch")
