@@ -155,6 +155,9 @@ def test_the_command_helps_with_app_and_the_cli_and_refuses_a_missing_project(si
     proc = subprocess.run([sys.executable, str(script), "--version"], cwd=cwd, env=_installed_env(site),
                           check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("vaal-studio "), proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, str(script)], cwd=cwd, env=_installed_env(site),
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: vaal-studio") and "\n    app " in proc.stderr
 
     # Help and errors import no Streamlit; a CLI command goes to the CLI.
     proc = _run_installed(site, cwd, "import sys\nfrom vaal_core.launch import main\n"

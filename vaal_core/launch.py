@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.prog = PROG
     parser.description = ("VAAL Studio: `vaal-studio app` starts the labeling app in the browser; "
                           "the other commands are the engine's CLI (also: python -m vaal_core).")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    version = next(a for a in parser._actions if isinstance(a, argparse._VersionAction))  # the CLI's --version
+    version.version = f"{PROG} {__version__}"
     sub = _commands(parser)
     sub.metavar = "COMMAND"
     help_text = "start the labeling app (Streamlit) on http://localhost:8501"
@@ -179,7 +180,10 @@ def _check_team_sign_in(folder: Path, host: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and argv[0] != "app" and argv[0] in _commands(parser).choices:
+    if not argv:  # no command: the list of them (app first), as python -m vaal_core does
+        parser.print_help(sys.stderr)
+        return EXIT_USER_ERROR
+    if argv[0] != "app" and argv[0] in _commands(parser).choices:
         return cli.main(argv)  # a CLI command: its parser, its errors, its exit codes
     try:
         args = parser.parse_args(argv)  # app, --help, --version, or a word no command has
