@@ -258,8 +258,8 @@ def test_labels_frame_and_exports_match_the_store(project, tmp_path):
 
 @pytest.mark.slow
 def test_round_then_queue_in_rank_order(project, capsys):
-    assert list(project.queue().columns) == ["path", "score", "rank", "suggestion", "confidence", "item_id",
-                                             "audit"]
+    assert list(project.queue().columns) == ["path", "score", "rank", "suggestion", "confidence", "calibrated",
+                                             "item_id", "audit"]
     assert project.queue().empty  # no round yet
 
     with pytest.raises(vc.UnknownSampler):
@@ -284,12 +284,14 @@ def test_round_then_queue_in_rank_order(project, capsys):
     assert stored.round(1)["status"] == "done"
 
     queue = project.queue(limit=10)
-    assert list(queue.columns) == ["path", "score", "rank", "suggestion", "confidence", "item_id", "audit"]
+    assert list(queue.columns) == ["path", "score", "rank", "suggestion", "confidence", "calibrated", "item_id",
+                                   "audit"]
     assert queue["rank"].tolist() == list(range(1, 11))
     assert queue["path"].tolist() == [q["path"] for q in stored.queue(10)]
     assert queue[~queue["audit"]]["score"].is_monotonic_decreasing  # the sampler's picks, best first
     assert queue["suggestion"].isna().all() and queue["confidence"].isna().all()  # no task model this round
-    assert queue.attrs["round"] == 1 and queue.attrs["task"] is None
+    assert queue.attrs["round"] == 1 and queue.attrs["task"] is None and queue.attrs["calibration"] is None
+    assert queue["calibrated"].isna().all()  # no confidence: nothing to call calibrated or not
     with pytest.raises(vc.BadInput, match="limit"):
         project.queue(limit=-1)
 
@@ -307,8 +309,12 @@ def test_round_then_queue_in_rank_order(project, capsys):
     assert queue["rank"].tolist() == [1, 2, 3, 4, 5]
     assert queue["suggestion"].isin(["one", "two", "three"]).all()
     assert queue["confidence"].between(0, 1).all()
-    cli = json.loads(run_cli("suggest", project.root, "--limit", "5", "--json").stdout)["items"]
-    assert [(r["path"], r["suggestion"]) for r in cli] == list(zip(queue["path"], queue["suggestion"]))
+    cli = json.loads(run_cli("suggest", project.root, "--limit", "5", "--json").stdout)
+    assert [(r["path"], r["suggestion"]) for r in cli["items"]] == list(zip(queue["path"], queue["suggestion"]))
+    # A handful of labels holds none out: every confidence says it is a raw one, in the frame and in words.
+    assert (queue["calibrated"] == False).all()  # noqa: E712 - the column holds booleans, not truthiness
+    assert queue.attrs["calibration"] == cli["calibration"]
+    assert queue.attrs["calibration"]["words"].startswith("not calibrated: ")
 
     # A round while another process trains the project is refused, as for the CLI and the app.
     with Project.open(project.root).training_lock():

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ProjectHandle", "Simulation", "create_project", "open_project", "simulate"]
 
-QUEUE_COLUMNS = ["path", "score", "rank", "suggestion", "confidence", "item_id", "audit"]
+QUEUE_COLUMNS = ["path", "score", "rank", "suggestion", "confidence", "calibrated", "item_id", "audit"]
 LABEL_COLUMNS = ["path", "label", "author", "source", "time", "item_id"]
 
 
@@ -299,16 +299,19 @@ class ProjectHandle:
         order, with the suggested class and its confidence (the task
         model's, combined with a linear probe on the feature space when the
         round had one; None where the round trained no task model). Columns:
-        path, score, rank, suggestion, confidence, item_id, audit (a random
-        audit pick, not the sampler's). `.attrs` holds the round id and the
-        suggestions' accuracy estimate (`attrs["task"]`: `model` says what
-        made them, `accuracy` theirs, `task_accuracy` the task model's
-        alone, `probe_accuracy` the probe's; None without a task model).
+        path, score, rank, suggestion, confidence, calibrated (whether that
+        confidence is calibrated on held-out labels; False: a raw one, often
+        overconfident), item_id, audit (a random audit pick, not the
+        sampler's). `.attrs` holds the round id, the suggestions' accuracy
+        estimate (`attrs["task"]`: `model` says what made them, `accuracy`
+        theirs, `task_accuracy` the task model's alone, `probe_accuracy` the
+        probe's; None without a task model) and `attrs["calibration"]`
+        (`calibrated`, `words` as the Label page says them, `preselect_at`).
 
             >>> p.queue(limit=2)
-                      path     score  rank suggestion  confidence  item_id  audit
-            0  cat/014.jpg  0.981231     1        cat    0.912300       15  False
-            1  dog/201.jpg  0.977002     2        dog    0.640522      702  False
+                      path     score  rank suggestion  confidence  calibrated  item_id  audit
+            0  cat/014.jpg  0.981231     1        cat    0.912300        True       15  False
+            1  dog/201.jpg  0.977002     2        dog    0.640522        True      702  False
         """
         import pandas as pd
 
@@ -317,8 +320,10 @@ class ProjectHandle:
         if limit is not None and limit < 0:
             raise BadInput(f"limit must be 0 or more, got {limit}")
         out = queue_suggestions(self.project, limit)
-        frame = pd.DataFrame(out["items"], columns=QUEUE_COLUMNS)
-        frame.attrs.update(round=out["round"], task=out["task"])
+        trust = out["calibration"]
+        rows = [{**r, "calibrated": None if r["confidence"] is None else trust["calibrated"]} for r in out["items"]]
+        frame = pd.DataFrame(rows, columns=QUEUE_COLUMNS)
+        frame.attrs.update(round=out["round"], task=out["task"], calibration=trust)
         return frame
 
     def label(self, item: str | os.PathLike | int, label: str | None, *, annotator: str | None = None,

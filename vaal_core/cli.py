@@ -199,9 +199,7 @@ def cmd_suggest(args: argparse.Namespace) -> None:
         for r in out["items"]:
             conf = "" if r["confidence"] is None else f"{100 * r['confidence']:5.1f}%"
             lines.append(f"{r['rank']:>5}  {r['suggestion'] or '-':<14} {conf:>6}  {r['path']}")
-        trust = calibration.of_round(project.round(out["round"])["metrics"])
-        out["calibration"] = {"calibrated": trust.calibrated, "words": trust.words(),
-                              "preselect_at": trust.threshold}
+        trust = calibration.of_round(project.round(out["round"])["metrics"])  # its words, as out["calibration"]'s
         text = "\n".join(lines + [f"suggestions of round {out['round']} ({task['model']}): {acc}",
                                    f"confidence: {trust.words()}" + ("" if trust.calibrated else
                                                                       f" ({trust.raw.removeprefix('the ')}, "

@@ -166,8 +166,9 @@ def queue_suggestions(project: Project, limit: int | None = None) -> dict:
     """The current queue (rank order, unlabeled only) with the suggested
     class and confidence for each item, and how far to trust it (the round's
     accuracy estimate and how it was measured; `model`: the task model, or
-    with the feature probe). `task` is None when the round trained no task
-    model."""
+    with the feature probe; `calibration`: whether the confidences are
+    calibrated, in words). `task` and `calibration` are None when the round
+    trained no task model."""
     round_id = project.current_round_id()
     queue = project.queue(limit)
     guesses = project.suggestions([q["item_id"] for q in queue])
@@ -178,7 +179,11 @@ def queue_suggestions(project: Project, limit: int | None = None) -> dict:
               "suggestion": guesses[q["item_id"]].label if q["item_id"] in guesses else None,
               "confidence": guesses[q["item_id"]].confidence if q["item_id"] in guesses else None}
              for q in queue]
+    trust = None if task is None else calibration.of_round(project.round(round_id)["metrics"])
     return {"round": round_id, "items": items,
+            # whether a confidence is calibrated, in words: it is said beside every confidence shown
+            "calibration": None if trust is None else {"calibrated": trust.calibrated, "words": trust.words(),
+                                                       "preselect_at": trust.threshold},
             "task": None if task is None else {**{k: task.get(k) for k in ("arch", "accuracy", "n_val", "n_train",
                                                                              "how", "warm_start")},
                                                "model": task.get("model", "task model"),
