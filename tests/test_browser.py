@@ -353,3 +353,53 @@ def _remember(home: Path, root: Path) -> str:
             del os.environ["VAAL_HOME"]
         else:
             os.environ["VAAL_HOME"] = old
+
+
+BIRDS = ["northern cardinal", "blue jay", "american robin", "house sparrow", "mourning dove",
+         "black-capped chickadee", "red-winged blackbird", "european starling", "american goldfinch",
+         "downy woodpecker", "dark-eyed junco", "mallard", "white-breasted nuthatch", "canada goose"]
+
+
+def test_past_ten_classes_a_class_is_found_by_typing(browser, cifar_root, tmp_path):
+    """The number keys reach 10 classes; past that, `/` and part of a name
+    find one and Enter gives it, image after image; long names are shown
+    whole (wrapped), never cut to an ellipsis that hides their key."""
+    from vaal_core.data.ingest import init_project
+
+    home = tmp_path / "home"
+    images = make_subset(cifar_root, tmp_path / "photos", per_class=3, classes=CLASSES)
+    project, _, _ = init_project(home / "projects" / "birds", images, BIRDS)
+    workspace_id = _remember(home, project.root)
+    proc, url = _start_server(home)
+    pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        pg.goto(f"{url}/label?project={workspace_id}")
+        _ready(pg)
+        pg.locator("img.vaal-shown").wait_for()
+        long_name = pg.locator("button[data-action='class_5']")
+        assert long_name.inner_text().replace("\n", " ") == "black-capped chickadee 6"
+        assert long_name.evaluate("el => el.scrollWidth <= el.clientWidth")  # nothing cut off
+        assert pg.locator("button[data-action='class_11']").get_attribute("title") == "mallard"  # no key of its own
+
+        first = _shown_path(pg)
+        pg.keyboard.press("/")
+        pg.keyboard.type("MALL")  # any case, any part of the name
+        assert pg.locator("button[data-action^='class_']:visible").all_inner_texts() == ["mallard"]
+        second = _press_and_wait(pg, "Enter")
+        assert pg.evaluate("document.activeElement.className") == "vaal-find"  # typing goes on, image after image
+        pg.keyboard.type("goose")
+        third = _press_and_wait(pg, "Enter")
+        pg.keyboard.type("no such bird")
+        pg.keyboard.press("Enter")  # nothing matches: nothing given, the image stays
+        time.sleep(1)
+        assert _shown_path(pg) == third
+        pg.keyboard.press("Escape")  # back to the keys: every class shown again, and z undoes
+        assert pg.locator("button[data-action^='class_']:visible").count() == len(BIRDS)
+        assert _press_and_wait(pg, "z") == second
+        _shot(pg, "12-label-find-a-class")
+    finally:
+        pg.close()
+        _stop_server(proc)
+    labels = {project.item(i).path: c for i, c in Project.open(project.root).labels().items()}
+    assert labels == {first: "mallard"}  # canada goose given, then undone
+    assert second != first and third != second

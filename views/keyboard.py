@@ -50,6 +50,11 @@ export default function (component) {
         const typing = t && (t.isContentEditable || t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
           (t.tagName === "INPUT" && !["checkbox", "radio", "button"].includes(t.type)));
         if (typing) return;
+        if (e.key === "/" && state.find && state.find.isConnected) {  // many classes: type to find one
+          e.preventDefault();
+          state.find.focus();
+          return;
+        }
         const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
         if (!state.data) {
           if (/^[0-9a-z]$|^(Enter|ArrowLeft|ArrowRight)$/.test(key)) state.early.push([key, Date.now()]);
@@ -110,6 +115,17 @@ function showButtons(component, state) {
   const draw = () => {
     const box = document.createElement("div");
     box.className = "vaal-buttons";
+    const classes = data.buttons.flat().filter((b) => b.id.startsWith("class_"));
+    let find = null;
+    if (classes.length > 10) {  // the number keys reach 10 classes: past that, type to find one
+      find = document.createElement("input");
+      find.type = "search";
+      find.className = "vaal-find";
+      find.placeholder = "Find a class (key: /): type, Enter picks";
+      find.setAttribute("aria-label", "Find a class");
+      box.appendChild(find);
+    }
+    const lines = [];
     for (const row of data.buttons) {
       const line = document.createElement("div");
       line.className = "vaal-row";
@@ -120,7 +136,7 @@ function showButtons(component, state) {
         el.className = b.primary ? "vaal-button primary" : "vaal-button";
         el.dataset.action = b.id;
         el.disabled = !!b.disabled;
-        if (b.help) el.title = b.help;
+        el.title = b.help || b.label;  // the whole name on hover, however the row lays it out
         if (b.icon) {
           const icon = document.createElement("span");
           icon.setAttribute("aria-hidden", "true");
@@ -140,9 +156,38 @@ function showButtons(component, state) {
         line.appendChild(el);
       }
       box.appendChild(line);
+      lines.push(line);
     }
+    if (find) {
+      const matching = () => [...box.querySelectorAll("button[data-action^='class_']")]
+        .filter((el) => !el.hidden && !el.disabled);
+      find.addEventListener("input", () => {
+        const words = find.value.trim().toLowerCase();
+        box.querySelectorAll("button[data-action^='class_']").forEach((el) => {
+          el.hidden = !!words && !el.title.toLowerCase().includes(words);
+        });
+        lines.forEach((line) => { line.hidden = ![...line.children].some((el) => !el.hidden); });
+      });
+      find.addEventListener("keydown", (e) => {
+        if (e.key === "Enter") {
+          e.preventDefault();
+          const first = matching()[0];
+          if (!first) return;
+          state.findFocus = true;  // the next image's box takes the typing on
+          first.click();
+        } else if (e.key === "Escape") {
+          state.findFocus = false;
+          find.value = "";
+          find.dispatchEvent(new Event("input"));
+          find.blur();
+        }
+      });
+      find.addEventListener("blur", () => { if (!find.value) state.findFocus = false; });
+    }
+    state.find = find;
     const old = parentElement.querySelector(".vaal-buttons");
     if (old) old.replaceWith(box); else parentElement.appendChild(box);
+    if (find && state.findFocus) find.focus();
   };
   const hold = () => parentElement.querySelectorAll(".vaal-buttons button").forEach((el) => { el.disabled = true; });
   state.buttons = { data, draw, hold };
@@ -160,7 +205,11 @@ CSS = """
   padding: 0.25rem 0.75rem; border-radius: var(--st-button-radius, 0.5rem); cursor: pointer;
   border: 1px solid var(--st-border-color, rgba(49, 51, 63, 0.2));
   background: var(--st-background-color, #fff); color: var(--st-text-color, #31333f);
-  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+  overflow-wrap: anywhere; }  /* a long class name wraps: cut to "black-capped chi…", it hid its own key */
+.vaal-find { font: inherit; font-size: 0.9rem; padding: 0.4rem 0.75rem; border-radius: 0.5rem;
+  border: 1px solid var(--st-border-color, rgba(49, 51, 63, 0.2)); background: var(--st-background-color, #fff);
+  color: var(--st-text-color, #31333f); }
+.vaal-button[hidden], .vaal-row[hidden] { display: none; }
 .vaal-button:hover:enabled { border-color: var(--st-primary-color, #ff4b4b); color: var(--st-primary-color, #ff4b4b); }
 .vaal-button.primary { background: var(--st-primary-color, #ff4b4b); border-color: var(--st-primary-color, #ff4b4b);
   color: #fff; }

@@ -429,7 +429,8 @@ def single_view() -> None:
         if suggestion:
             st.caption(suggestion_line(suggestion))
         keyboard.buttons(tok, buttons)
-        st.caption("Keys: `←` prev · `S` skip · `Z` undo · `→` next")
+        st.caption("Keys: `←` prev · `S` skip · `Z` undo · `→` next" + (" · `/` find a class" if len(classes) > 10
+                                                                        else ""))
         feedback()
     with left:
         img, note = picture(project, item_id, SINGLE_WIDTH)

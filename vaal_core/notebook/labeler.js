@@ -40,7 +40,7 @@ function render({ model, el }) {
   function classButtons(s, highlight) {
     return h("div", { class: "vaal-classes" }, s.classes.map((c, i) =>
       button(c.name, "class", {
-        key: c.key, index: String(i), primary: highlight === c.name,
+        key: c.key, index: String(i), primary: highlight === c.name, title: c.name,
         extra: s.view === "grid" ? { index: i, ids: [...ticked] } : { index: i },
       })));
   }
