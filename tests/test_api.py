@@ -220,6 +220,12 @@ def test_classes_are_added_renamed_reordered_and_removed(project):
         project.reorder_classes(["six", "five", "three", "two", "uno", "uno"])
     with pytest.raises(vc.UnknownClass, match="unknown class 'nine'"):
         project.rename_class("nine", "ten")
+    with pytest.raises(vc.BadInput, match="class 'Six' differs from the class 'six' only in letter case; use 'six'"):
+        project.add_classes(["Six"])
+    with pytest.raises(vc.BadInput, match="class 'FIVE' differs from the class 'five' only in letter case"):
+        project.rename_class("six", "FIVE")
+    project.rename_class("six", "Six")  # its own case may change
+    project.rename_class("Six", "six")
     assert vc.open_project(project.root).classes() == ["six", "five", "three", "two", "uno"]  # none of those wrote
 
 

@@ -49,8 +49,8 @@ def cmd_init(args: argparse.Namespace) -> None:
     status = project.status()
     out = {**report.to_dict(), "project": str(root), "created": created, "status": status}
     lines = [(f"{'created' if created else 'updated'} project {root}: {report.added} new images, "
-              f"{report.known} already known, {len(report.skipped)} skipped, {report.missing} missing "
-              f"({report.images_per_s:.0f} images/s)"),
+              f"{report.known} already known, {len(report.skipped)} skipped, {report.missing} missing"
+              + (f" ({report.images_per_s:.0f} images/s)" if report.images_per_s else "")),  # none decoded: no rate
              "classes: " + (", ".join(status["classes"])
                             or f"(none yet: add some with: python -m vaal_core classes {root} --add a,b)")]
     lines[1:1] = report.notes()

@@ -16,6 +16,18 @@ def check_class_name(name: str) -> str:
     return clean
 
 
+def _same_but_case(name: str, others: Iterable[str]) -> str | None:
+    """The other class that `name` differs from only in letter case, if any:
+    two such classes are one folder on macOS and Windows (an ImageFolder
+    export would merge them), and almost always one class typed twice."""
+    return next((o for o in others if o != name and o.casefold() == name.casefold()), None)
+
+
+def _case_clash(name: str, other: str) -> BadInput:
+    return BadInput(f"class {name!r} differs from the class {other!r} only in letter case; use {other!r}, or "
+                    f"rename it (two such classes are one folder on macOS and Windows)")
+
+
 class Classes:
     def __init__(self, db: Database):
         self.db = db
@@ -44,6 +56,9 @@ class Classes:
                 name = check_class_name(name)
                 if name in existing:
                     continue
+                other = _same_but_case(name, existing)
+                if other is not None:
+                    raise _case_clash(name, other)
                 pos = self.db.value("SELECT COALESCE(MAX(position), -1) + 1 FROM classes")
                 self.db.insert("INSERT INTO classes(name, position) VALUES (?, ?)", (name, pos))
                 existing.add(name)
@@ -55,8 +70,12 @@ class Classes:
         new = check_class_name(new)
         with self.db.atomic():
             class_id = self.id_of(old)
-            if new != old and new in self.names():
+            names = self.names()
+            if new != old and new in names:
                 raise BadInput(f"class {new!r} exists already; pick another name")
+            other = _same_but_case(new, [n for n in names if n != old])
+            if other is not None:
+                raise _case_clash(new, other)
             self.db.execute("UPDATE classes SET name = ? WHERE id = ?", (new, class_id))
 
     def reorder(self, names: Sequence[str]) -> None:
