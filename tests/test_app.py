@@ -121,9 +121,10 @@ def test_create_project_validates_the_folder_and_reports_skipped_files(home, pro
     assert "exists already" in texts(at)
 
     (images / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    at = _create(at, "new", str(images), "airplane, cat, dog")
+    (images / ".thumbnails").mkdir()
+    at = _create(at, "new", f' "{images}" ', "airplane, cat, dog")  # pasted as a file manager copies a path
     assert not at.exception
-    assert "18 images added, 1 files skipped" in texts(at)
+    assert "18 images added, 1 files skipped; left out 1 hidden file or folder" in texts(at).replace("\\", "")
     skipped = at.dataframe[0].value
     assert list(skipped["path"]) == ["cat/broken.jpg"]
     assert skipped["reason"][0].startswith("not an image")

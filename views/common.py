@@ -22,6 +22,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,6 +49,16 @@ def plain(text: Any) -> str:
     every markdown character escaped, so '**x**', '[x](url)' or '<b>' shows
     as typed."""
     return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def typed_path(text: str) -> Path | None:
+    """A folder path as typed or pasted into a field: surrounding blanks and
+    one pair of quotes dropped (a file manager's "Copy as path" adds them),
+    ~ expanded; None when nothing was typed."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1].strip()
+    return Path(text).expanduser() if text else None
 
 
 def cli_project() -> str | None:

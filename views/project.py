@@ -24,7 +24,7 @@ from vaal_core.services.labels_io import export_labels, labels_text
 from vaal_core.store import is_project
 from views import team
 from views.agreement import team_section
-from views.common import chart_text, conflict_text, plain, select_project, show_error
+from views.common import chart_text, conflict_text, plain, select_project, show_error, typed_path
 
 project = st.session_state.get("project")
 AUTHOR = team.current() or "user"  # who an import's labels are by, as the Label page's
@@ -63,8 +63,8 @@ def open_section() -> None:
             switch_to(next(k.path for k in known if k.id == pick))
     with st.form("open_path"):
         path = st.text_input("Or open a project folder by path", placeholder="/data/projects/birds")
-        if st.form_submit_button("Open folder") and path.strip():
-            switch_to(Path(path.strip()).expanduser())
+        if st.form_submit_button("Open folder") and typed_path(path):
+            switch_to(typed_path(path))
     if st.button("Open the digits demo", icon=":material/school:",
                  help="1,797 handwritten digits from scikit-learn, with hidden true labels for the Demo page"):
         from vaal_core.data.digits import create_demo_project
@@ -99,14 +99,14 @@ def create_section() -> None:
         if is_project(root):
             raise BadInput(f"a project named {name.strip()!r} exists already in {root.parent}; "
                            "open it above or pick another name")
-        if not images.strip():
+        if typed_path(images) is None:
             raise BadInput("give the image folder: the path of a folder of images on this machine")
         bar = slot.progress(0.0, text="Scanning...")
 
         def progress(event: Event) -> None:
             bar.progress(event.fraction if event.total else 1.0, text=event.describe(sentence=True))
 
-        _, report, _ = init_project(root, Path(images.strip()), parse_classes(classes), size,
+        _, report, _ = init_project(root, typed_path(images), parse_classes(classes), size,
                                           gold_from_folders=gold, progress=progress)
     except VaalError as err:
         slot.empty()
@@ -180,8 +180,8 @@ def move_form(key: str) -> None:
                               key=f"{key}_where")
         submitted = st.form_submit_button("Read the images from there", icon=":material/drive_file_move:",
                                           key=f"{key}_go")
-    if submitted and where.strip():
-        scan_images(Path(where.strip()).expanduser(), moved=True)
+    if submitted and typed_path(where):
+        scan_images(typed_path(where), moved=True)
 
 
 def scan_images(folder: Path, moved: bool) -> None:
@@ -357,7 +357,9 @@ def export_section() -> None:
                             value=str(workspace.home() / "exports" / f"{project.root.name}-imagefolder"))
         if st.form_submit_button("Write copy", disabled=n == 0):
             try:
-                result = export_labels(project, "imagefolder", Path(out).expanduser())
+                if typed_path(out) is None:
+                    raise BadInput("give the folder to write the ImageFolder copy in")
+                result = export_labels(project, "imagefolder", typed_path(out))
             except (VaalError, OSError) as err:
                 show_error(err)
                 return
