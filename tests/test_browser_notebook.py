@@ -8,6 +8,8 @@ project of real digit images, and the SQLite store checked afterwards.
   heading in JupyterLab's command mode) do not fire.
 - A lasso on `vc.LatentMap` (its lasso tool, then a drag over the left part of the map)
   is read back in Python as `m.selection`: item ids of points on that side.
+- Past 10 classes, `/` and part of a name find a class on `vc.Labeler`, and
+  Enter gives it, image after image.
 """
 
 from __future__ import annotations
@@ -59,8 +61,21 @@ def project_root(tmp_path_factory) -> Path:
     return base / "digits"
 
 
+MANY = CLASSES + ["northern cardinal", "blue jay", "american robin", "house sparrow", "mourning dove",
+                  "black-capped chickadee", "red-winged blackbird", "european starling", "mallard"]
+
+
 @pytest.fixture(scope="module")
-def lab(project_root, tmp_path_factory):
+def many_root(project_root) -> Path:
+    """A second project on the same digits with 12 classes: past the number keys' 10."""
+    p = vc.create_project(project_root.parent / "many", images=project_root.parent / "images", classes=MANY,
+                          progress=False)
+    p.close()
+    return project_root.parent / "many"
+
+
+@pytest.fixture(scope="module")
+def lab(project_root, many_root, tmp_path_factory):
     """A JupyterLab server on a free local port with a token; its kernels import this checkout."""
     folder = tmp_path_factory.mktemp("lab")
     token = secrets.token_hex(16)
@@ -68,7 +83,8 @@ def lab(project_root, tmp_path_factory):
     cells = [f"import vaal_core as vc\np = vc.open_project({str(project_root)!r})\nlabeler = vc.Labeler(p)\nlabeler",
              "m = vc.LatentMap(p)\nm",
              "import json\nprint('SELECTION', json.dumps({'ids': m.selection, "
-             "'x': m.frame.set_index('item_id').loc[m.selection, 'x'].tolist()}))"]
+             "'x': m.frame.set_index('item_id').loc[m.selection, 'x'].tolist()}))",
+             f"many = vc.Labeler(vc.open_project({str(many_root)!r}))\nmany"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells],
                                   metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
@@ -128,6 +144,7 @@ def notebook(lab):
             # Not awaited: the command's promise does not settle in a headless tab; the outputs are waited for.
             page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
             page.wait_for_selector(".vaal-labeler img", timeout=60_000)
+            page.wait_for_function("() => document.querySelectorAll('.vaal-labeler img').length == 2", timeout=60_000)
             page.wait_for_selector(".jp-OutputArea-output canvas", timeout=60_000)
             page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
                                    ".some(o => o.innerText.includes('SELECTION'))", timeout=60_000)
@@ -147,7 +164,7 @@ def _shown_item(page) -> int:
 
 def test_labeler_labels_five_images_with_number_keys(notebook, project_root):
     page = notebook
-    page.locator(".vaal-labeler .vaal-image img").scroll_into_view_if_needed()
+    page.locator(".vaal-labeler .vaal-image img").first.scroll_into_view_if_needed()  # the first of two labelers
     page.click(".vaal-labeler .vaal-path")  # focus the widget, as a person clicks it
     page.screenshot(path=str(ARTIFACTS / "notebook-labeler.png"))
     given: dict[int, str] = {}
@@ -170,7 +187,7 @@ def test_labeler_labels_five_images_with_number_keys(notebook, project_root):
     # JupyterLab's own shortcuts did not act on the keys: every cell is still a code cell.
     kinds = page.evaluate("() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')]"
                           ".map(c => c.classList.contains('jp-CodeCell') ? 'code' : 'other')")
-    assert kinds == ["code", "code", "code"]
+    assert kinds == ["code", "code", "code", "code"]
 
 
 def test_latent_map_lasso_is_read_from_python(notebook, project_root):
@@ -215,3 +232,38 @@ def test_latent_map_lasso_is_read_from_python(notebook, project_root):
     assert max(got["x"]) < middle + 0.1 * (xs.max() - xs.min())
     left_side = int((xs < xs.min() + 0.3 * (xs.max() - xs.min())).sum())
     assert len(got["ids"]) >= 0.5 * left_side
+
+
+def test_labeler_past_ten_classes_finds_a_class_by_typing(notebook, many_root):
+    page = notebook
+    widget = page.locator(".vaal-labeler").nth(1)
+    widget.locator(".vaal-image img").scroll_into_view_if_needed()
+    widget.locator(".vaal-path").click()  # focus the widget, as a person clicks it
+    shown_titles = ("els => els.filter(b => getComputedStyle(b).display !== 'none').map(b => b.title)")
+
+    def item() -> int:
+        return int(widget.locator(".vaal-image img").get_attribute("data-item"))
+
+    def wait_past(shown: int) -> None:
+        page.wait_for_function("(shown) => { const i = document.querySelectorAll('.vaal-labeler')[1]"
+                               ".querySelector('.vaal-image img'); return i && i.dataset.item !== shown; }",
+                               arg=str(shown), timeout=20_000)
+
+    first = item()
+    page.keyboard.press("/")
+    page.keyboard.type("CARD")  # any case, part of the name
+    assert widget.locator(".vaal-classes .vaal-btn").evaluate_all(shown_titles) == ["northern cardinal"]
+    page.keyboard.press("Enter")
+    wait_past(first)
+    second = item()
+    assert page.evaluate("document.activeElement.className") == "vaal-find"  # the typing goes on
+    page.keyboard.type("s")  # a letter is the name's here, not Skip: it matches several, the first is given
+    assert widget.locator(".vaal-classes .vaal-btn").evaluate_all(shown_titles) == ["house sparrow",
+                                                                                    "european starling"]
+    page.keyboard.press("Enter")
+    wait_past(second)
+    page.keyboard.press("Escape")  # back to the widget's keys: every class shown again
+    assert len(widget.locator(".vaal-classes .vaal-btn").evaluate_all(shown_titles)) == len(MANY)
+    page.screenshot(path=str(ARTIFACTS / "notebook-labeler-find.png"))
+    with Project.open(many_root) as p:
+        assert p.labels() == {first: "northern cardinal", second: "house sparrow"}

@@ -151,11 +151,12 @@ def cmd_round(args: argparse.Namespace) -> None:
     _warn_if_slow(cfg, quiet)
     result = run_round(project, cfg, progress=progress, dist=dist)
     distributed.close()  # only after a round that ended well: a group that lost a rank may not close
-    if result is None:  # a rank other than 0: rank 0 reports the round
-        return
-    out = result.to_dict()
-    out["queue_length"] = len(result.queue)
-    _emit(args, out, round_summary(result))
+    if result is not None:  # rank 0 (or the only process) reports the round
+        out = result.to_dict()
+        out["queue_length"] = len(result.queue)
+        _emit(args, out, round_summary(result))
+    if dist.on:
+        distributed.leave(0)
 
 
 def _warn_if_slow(cfg, quiet: bool) -> None:

@@ -3,7 +3,7 @@
 // back as {type: "press", token, action, index?, ids?}. The token names the
 // drawing the person saw, so a press always acts on that image.
 
-const KEYS_HELP = "Keys (click the widget first): 1-9, 0 class · Enter accept · S skip · Z undo · ← → move · G grid · V single · Esc leaves";
+const KEYS_HELP = "Keys (click the widget first): 1-9, 0 class (past 10 classes: / finds one) · Enter accept · S skip · Z undo · ← → move · G grid · V single · Esc leaves";
 
 function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -25,6 +25,7 @@ function render({ model, el }) {
   el.append(root);
   let ticked = new Set();  // grid tiles ticked, for the current drawing only
   let token = null;
+  let findFocus = false;  // the find box had the typing: the next drawing's box takes it on
 
   const send = (action, extra = {}) => {
     const s = model.get("state");
@@ -38,11 +39,36 @@ function render({ model, el }) {
     }, label, opts.key ? h("kbd", {}, opts.key) : null);
 
   function classButtons(s, highlight) {
-    return h("div", { class: "vaal-classes" }, s.classes.map((c, i) =>
+    const box = h("div", { class: "vaal-classes" }, s.classes.map((c, i) =>
       button(c.name, "class", {
         key: c.key, index: String(i), primary: highlight === c.name, title: c.name,
         extra: s.view === "grid" ? { index: i, ids: [...ticked] } : { index: i },
       })));
+    if (s.classes.length <= 10) return box;
+    // The number keys reach 10 classes; past that, type part of a name (as on the app's Label page).
+    const shown = () => [...box.children].filter((b) => !b.hidden);
+    const find = h("input", {
+      type: "search", class: "vaal-find", placeholder: "Find a class (key: /)",
+      "aria-label": "Find a class",
+      oninput: () => {
+        const words = find.value.trim().toLowerCase();
+        for (const b of box.children) b.hidden = !!words && !b.title.toLowerCase().includes(words);
+      },
+      onkeydown: (e) => {
+        e.stopPropagation();  // typed letters are the name's, not the widget's or the notebook's keys
+        if (e.key === "Enter") {
+          e.preventDefault();
+          const first = shown()[0];
+          if (first) { findFocus = true; first.click(); }
+        } else if (e.key === "Escape") {
+          findFocus = false;
+          find.value = "";
+          find.dispatchEvent(new Event("input"));
+          root.focus({ preventScroll: true });
+        }
+      },
+    });
+    return h("div", { class: "vaal-finding" }, find, box);
   }
 
   function single(s) {
@@ -128,7 +154,9 @@ function render({ model, el }) {
       body,
       h("div", { class: "vaal-last" }, s.last ? `Last: ${s.last}` : "Last: nothing yet"),
       h("div", { class: "vaal-keys" }, KEYS_HELP)].filter((n) => n));  // replaceChildren(null) writes "null"
-    if (hadFocus) root.focus({ preventScroll: true });
+    const find = root.querySelector(".vaal-find");
+    if (find && findFocus) find.focus({ preventScroll: true });
+    else if (hadFocus) root.focus({ preventScroll: true });
   }
 
   root.addEventListener("keydown", (e) => {
@@ -148,6 +176,7 @@ function render({ model, el }) {
     else if (key === "r") send("refresh");
     else if (key === "a" && s.view === "grid") { s.tiles.forEach((t) => ticked.add(t.item_id)); draw(); }
     else if (key === "n" && s.view === "grid") { ticked.clear(); draw(); }
+    else if (key === "/" && root.querySelector(".vaal-find")) { findFocus = true; root.querySelector(".vaal-find").focus(); }
     else if (key === "Escape") root.blur();
     else handled = false;
     if (handled) { e.preventDefault(); e.stopPropagation(); }  // not the notebook's shortcuts (1 = heading, Z, ...)
