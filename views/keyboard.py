@@ -115,9 +115,9 @@ function showButtons(component, state) {
   const draw = () => {
     const box = document.createElement("div");
     box.className = "vaal-buttons";
-    const classes = data.buttons.flat().filter((b) => b.id.startsWith("class_"));
     let find = null;
-    if (classes.length > 10) {  // the number keys reach 10 classes: past that, type to find one
+    // A class with no number key (label_words.class_keys: past the tenth) is found by typing.
+    if (data.buttons.flat().some((b) => b.id.startsWith("class_") && !b.key)) {
       find = document.createElement("input");
       find.type = "search";
       find.className = "vaal-find";

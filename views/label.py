@@ -429,8 +429,7 @@ def single_view() -> None:
         if suggestion:
             st.caption(suggestion_line(suggestion))
         keyboard.buttons(tok, buttons)
-        st.caption("Keys: `←` prev · `S` skip · `Z` undo · `→` next" + (" · `/` find a class" if len(classes) > 10
-                                                                        else ""))
+        st.caption("Keys: `←` prev · `S` skip · `Z` undo · `→` next" + ("" if all(KEYS) else " · `/` find a class"))
         feedback()
     with left:
         img, note = picture(project, item_id, SINGLE_WIDTH)

@@ -44,8 +44,8 @@ function render({ model, el }) {
         key: c.key, index: String(i), primary: highlight === c.name, title: c.name,
         extra: s.view === "grid" ? { index: i, ids: [...ticked] } : { index: i },
       })));
-    if (s.classes.length <= 10) return box;
-    // The number keys reach 10 classes; past that, type part of a name (as on the app's Label page).
+    if (s.classes.every((c) => c.key)) return box;
+    // A class with no number key (past the tenth) is found by typing part of its name, as on the Label page.
     const shown = () => [...box.children].filter((b) => !b.hidden);
     const find = h("input", {
       type: "search", class: "vaal-find", placeholder: "Find a class (key: /)",
